@@ -1,0 +1,193 @@
+"""Recent samples per series, kept only as long as a loaded rule can look back.
+
+Each series is two parallel `array('d')` (timestamps, values): 16 bytes a point instead of ~120 for
+tuples in a deque. Retention is per metric name and set from the rules (longest range + offset +
+lookback, at least the diagnosis window); names no rule reads keep only their latest point.
+
+When a source (a collector) stops reporting a series, the store appends a Prometheus stale marker
+so `foo` stops matching at once instead of lingering for the 5 m lookback, and the series is
+dropped from memory once its last real point falls out of retention.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import sys
+import threading
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from agent.samples import Labels, Sample
+
+STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
+_STALE_BITS = struct.pack("<d", STALE_NAN)
+
+LOOKBACK_SECONDS = 300.0
+
+
+def is_stale(value: float) -> bool:
+    return value != value and struct.pack("<d", value) == _STALE_BITS
+
+
+@dataclass(slots=True, eq=False)
+class Series:
+    name: str
+    labels: Labels
+    ts: array = field(default_factory=lambda: array("d"))
+    vals: array = field(default_factory=lambda: array("d"))
+
+    def append(self, t: float, v: float) -> None:
+        if self.ts and t < self.ts[-1]:
+            return  # out of order: ignore, as Prometheus' TSDB does
+        if self.ts and t == self.ts[-1]:
+            self.vals[-1] = v
+            return
+        self.ts.append(t)
+        self.vals.append(v)
+
+    def trim(self, oldest: float, keep_last: bool) -> None:
+        cut = bisect_left(self.ts, oldest)
+        if keep_last and cut >= len(self.ts):
+            cut = len(self.ts) - 1
+        if cut > 0:
+            del self.ts[:cut]
+            del self.vals[:cut]
+
+    def window(self, start: float, end: float) -> tuple[array, array]:
+        """Points with start < t <= end (Prometheus' left-open range), stale markers included."""
+        lo = bisect_right(self.ts, start)
+        hi = bisect_right(self.ts, end)
+        return self.ts[lo:hi], self.vals[lo:hi]
+
+    def at(self, t: float, lookback: float = LOOKBACK_SECONDS) -> tuple[float, float] | None:
+        """The latest point at or before t within the lookback, or None (absent or stale)."""
+        i = bisect_right(self.ts, t) - 1
+        if i < 0 or self.ts[i] <= t - lookback:
+            return None
+        v = self.vals[i]
+        if v != v and is_stale(v):
+            return None
+        return self.ts[i], v
+
+    @property
+    def nbytes(self) -> int:
+        return (len(self.ts) + len(self.vals)) * 8 + 200
+
+
+class SeriesStore:
+    """Thread-safe: collectors append from scheduler threads while rule groups read.
+
+    Readers hold `store.lock` for one consistent evaluation (`with store.lock: ...`).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._by_name: dict[str, dict[Labels, Series]] = {}
+        self._retention: dict[str, float] = {}
+        self._by_source: dict[str, set[tuple[str, Labels]]] = {}
+
+    # -- retention -------------------------------------------------------------------------------
+    def set_retention(self, retention_by_name: dict[str, float], *, all_names: float | None = None) -> None:
+        """Replace per-name retention (seconds). `all_names` applies to every name (rules with regex names)."""
+        with self.lock:
+            self._retention = dict(retention_by_name)
+            if all_names is not None:
+                self._retention["*"] = all_names
+
+    def retention(self, name: str) -> float:
+        return max(self._retention.get(name, 0.0), self._retention.get("*", 0.0))
+
+    # -- writing ---------------------------------------------------------------------------------
+    def append(self, source: str, samples: Iterable[Sample], now: float) -> int:
+        """Append one complete snapshot from `source`; series it no longer reports get a stale marker."""
+        seen: set[tuple[str, Labels]] = set()
+        with self.lock:
+            for s in samples:
+                key = (s.name, s.labels)
+                seen.add(key)
+                by_labels = self._by_name.get(s.name)
+                if by_labels is None:
+                    by_labels = self._by_name[s.name] = {}
+                series = by_labels.get(s.labels)
+                if series is None:
+                    series = by_labels[s.labels] = Series(s.name, s.labels)
+                series.append(s.timestamp, s.value)
+            previous = self._by_source.get(source, set())
+            for name, labels in previous - seen:
+                series = self._by_name.get(name, {}).get(labels)
+                if series is not None:
+                    series.append(now, STALE_NAN)
+            self._by_source[source] = seen
+            self._trim(now)
+        return len(seen)
+
+    def load_series(self, name: str, labels: Labels, points: Iterable[tuple[float, float]]) -> Series:
+        """Add points to one series without snapshot/staleness bookkeeping or trimming (rule unit tests)."""
+        with self.lock:
+            series = self._by_name.setdefault(name, {}).get(labels)
+            if series is None:
+                series = self._by_name[name][labels] = Series(name, labels)
+            for t, v in points:
+                series.append(t, v)
+            return series
+
+    def forget_source(self, source: str, now: float) -> None:
+        """A collector removed by a reload: mark its series stale."""
+        self.append(source, (), now)
+        with self.lock:
+            self._by_source.pop(source, None)
+
+    def _trim(self, now: float) -> None:
+        # cheap enough per snapshot: one bisect per series of names with data older than retention
+        for name, by_labels in list(self._by_name.items()):
+            keep = self.retention(name)
+            dead = []
+            for labels, series in by_labels.items():
+                if not series.ts:
+                    dead.append(labels)
+                    continue
+                if series.ts[0] < now - keep:
+                    series.trim(now - keep, keep_last=True)
+                    last = series.vals[-1]
+                    if last != last and is_stale(last) and series.ts[-1] < now - keep:
+                        dead.append(labels)
+            for labels in dead:
+                del by_labels[labels]
+            if not by_labels:
+                del self._by_name[name]
+
+    # -- reading ---------------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        with self.lock:
+            return list(self._by_name)
+
+    def series(self, name: str | None = None) -> Iterator[Series]:
+        """Series of one metric name, or of every name when `name` is None (for `{__name__=~...}`)."""
+        if name is not None:
+            yield from list(self._by_name.get(name, {}).values())
+            return
+        for by_labels in list(self._by_name.values()):
+            yield from list(by_labels.values())
+
+    def get(self, name: str, labels: Labels) -> Series | None:
+        return self._by_name.get(name, {}).get(labels)
+
+    def series_count(self) -> int:
+        with self.lock:
+            return sum(len(v) for v in self._by_name.values())
+
+    def memory_bytes(self) -> int:
+        with self.lock:
+            total = sys.getsizeof(self._by_name)
+            for by_labels in self._by_name.values():
+                total += sys.getsizeof(by_labels)
+                for s in by_labels.values():
+                    total += s.nbytes
+            return total
+
+
+def finite(v: float) -> bool:
+    return not (math.isnan(v) or math.isinf(v))

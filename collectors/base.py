@@ -1,0 +1,98 @@
+"""The collector contract and the registry (Telegraf's idea: explicit, greppable, duplicates are errors).
+
+A collector module:
+
+    @dataclass(frozen=True)
+    class LoadConfig(CollectorConfig):       # config keys = field names; `enabled`, `interval` inherited
+        pass
+
+    @register("load")
+    class LoadCollector:
+        Config = LoadConfig
+        def __init__(self, config: LoadConfig, *, proc_root: str = "/proc") -> None: ...
+        metrics = metric_defs(MetricDef("node_load1", "gauge", "1m load average."), ...)
+        def collect(self, now: float) -> Iterable[Sample]: ...
+
+`collect` builds fresh samples on every call (a vanished disk leaves no stale series). It may raise:
+the scheduler isolates the failure, counts it in `hostwarden_collector_success{collector}` and
+logs it once per change, and the other collectors go on. A collector whose output varies by input
+(textfile, nagios perfdata) may add to `metrics` during collect; names not declared are exposed
+as untyped.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from agent.samples import MetricDef, Sample
+from agent.schema import Duration
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    enabled: bool = True
+    interval: Duration | None = None  # None: global.interval
+
+
+@runtime_checkable
+class Collector(Protocol):
+    name: str
+    metrics: dict[str, MetricDef]
+
+    def collect(self, now: float) -> Iterable[Sample]: ...
+
+
+_REGISTRY: dict[str, type] = {}
+
+# Every module that registers a collector; imported on first use of the registry.
+ALL_MODULES: tuple[str, ...] = (
+    "collectors.cpu",
+    "collectors.memory",
+    "collectors.filesystem",
+    "collectors.diskio",
+    "collectors.network",
+    "collectors.load",
+    "collectors.uptime",
+    "collectors.textfile",
+)
+
+# Collectors enabled when the config's `collectors:` section does not mention them.
+DEFAULT_ENABLED: tuple[str, ...] = (
+    "cpu", "memory", "filesystem", "diskio", "network", "load", "uptime", "textfile",
+)
+
+_loaded = False
+
+
+def register(name: str) -> Any:
+    def deco(cls: type) -> type:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"collector {name!r} registered twice ({_REGISTRY[name].__module__}, {cls.__module__})")
+        if not hasattr(cls, "Config"):
+            raise TypeError(f"collector {name!r} has no Config dataclass")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def load_all() -> dict[str, type]:
+    global _loaded
+    if not _loaded:
+        for mod in ALL_MODULES:
+            importlib.import_module(mod)
+        _loaded = True
+    return _REGISTRY
+
+
+def registry() -> dict[str, type]:
+    return load_all()
+
+
+class CollectorClass(Protocol):
+    name: ClassVar[str]
+    Config: ClassVar[type]

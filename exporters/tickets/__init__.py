@@ -1,0 +1,1 @@
+"""Ticket backends: one module per ticketing system, each registering itself by its `type:` name."""
