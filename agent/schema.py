@@ -219,7 +219,7 @@ def build(cls: type[T], node: Any, errors: Errors, *, loc: Loc, path: str = "",
         fname = key_of.get(key)
         if fname is None:
             here = f"{path}." if path else ""
-            errors.add(kloc, f"unknown key {here}{key!r}" + did_you_mean(str(key), key_of))
+            errors.add(kloc, f"unknown key '{here}{key}'" + did_you_mean(str(key), key_of))
             ok = False
             continue
         got = convert(hints[fname], value, vloc, errors, f"{path}.{key}" if path else str(key))

@@ -24,7 +24,7 @@ def parse_duration(text: object) -> float:
     if s == "0":
         return 0.0
     if not _DURATION_RE.match(s):
-        raise ValueError(f"bad duration {s!r}: expected a number with a unit (ms, s, m, h, d, w, y), e.g. 10s, 5m, 1h30m")
+        raise ValueError(f"bad duration {s!r}: expected a number with a unit (ms, s, m, h, d, w, y), e.g. 5m, 1h30m")
     return sum(float(n) * _UNITS[u] for n, u in _PART_RE.findall(s))
 
 

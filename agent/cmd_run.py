@@ -1,0 +1,101 @@
+"""`hostwarden run` and `hostwarden check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from agent.paths import default_config_path
+
+log = logging.getLogger(__name__)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="run the agent (collect, serve /metrics, evaluate rules, open tickets)")
+    run.add_argument("--config", default=None, help="agent config file (default: /etc/hostwarden/hostwarden.yaml "
+                                                    "when present, else the shipped config/hostwarden.yaml)")
+    run.add_argument("--web.listen-address", dest="listen_address", default=None,
+                     help="HOST:PORT for /metrics (overrides web.listen_address; default 127.0.0.1:9842)")
+    run.add_argument("--web.config.file", dest="web_config_file", default=None,
+                     help="exporter-toolkit web config file (TLS, basic auth)")
+    run.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])
+    run.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
+    run.add_argument("--drain-timeout", dest="drain_timeout", type=float, default=10.0,
+                     help="seconds to keep delivering queued ticket operations on SIGTERM (default 10)")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-config", help="validate the agent config and every rule file it loads")
+    check.add_argument("file", nargs="?", default=None, help="config file (default: as for run)")
+    check.add_argument("--config", dest="config_opt", default=None, help=argparse.SUPPRESS)
+    check.set_defaults(func=cmd_check_config)
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    from agent.logsetup import setup_logging
+
+    setup_logging(level, fmt)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent.daemon import Agent, load_all
+    from agent.schema import ConfigErrors
+
+    _setup_logging(args.log_level, args.log_format)
+    path = args.config or default_config_path()
+    try:
+        config, groups = load_all(path)
+    except ConfigErrors as e:
+        for issue in e.issues:
+            log.error("%s", issue)
+        print(f"hostwarden: {len(e.issues)} configuration problem(s) in {path}; not starting", file=sys.stderr)
+        return 2
+    try:
+        agent = Agent(config, groups, listen_address=args.listen_address, web_config_file=args.web_config_file,
+                      drain_timeout=args.drain_timeout)
+    except ConfigErrors as e:
+        for issue in e.issues:
+            log.error("%s", issue)
+        return 2
+    except OSError as e:
+        log.error("cannot start: %s", e)
+        return 1
+    return agent.run_forever()
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from agent.daemon import build_collectors, load_all, tickets_config_of
+    from agent.schema import ConfigErrors
+
+    path = args.file or args.config_opt or default_config_path()
+    try:
+        config, groups = load_all(path)
+        tickets = tickets_config_of(config)
+    except ConfigErrors as e:
+        for issue in e.issues:
+            print(issue)
+        print(f"{path}: {len(e.issues)} problem(s) found", file=sys.stderr)
+        return 2
+    problems = []
+    try:
+        from agent.outbox import build_backends
+
+        build_backends(tickets, state_dir=config.state_dir, check_only=True)
+    except TypeError:
+        pass
+    except Exception as e:  # a backend whose secret cannot be resolved, etc.
+        problems.append(f"{path}: tickets: {e}")
+    try:
+        build_collectors(config)
+    except Exception as e:
+        problems.append(f"{path}: collectors: {e}")
+    if problems:
+        for p in problems:
+            print(p)
+        return 2
+    n_rules = sum(len(g.rules) for g in groups)
+    n_backends = len(getattr(tickets, "backends", []) or [])
+    enabled = [n for n, c in config.collectors.items() if getattr(c, "enabled", True)]
+    print(f"{path}: OK: {len(enabled)} collectors, {len(config.checks)} checks, {len(config.rule_files)} rule files, "
+          f"{len(groups)} rule groups, {n_rules} rules, {n_backends} ticket backends")
+    return 0

@@ -1,0 +1,511 @@
+"""The agent: wires collectors → store → rules → incidents → outbox, and the /metrics endpoint.
+
+One direction of data flow (design.md). Scheduling is APScheduler's BackgroundScheduler:
+- one `collect` job per distinct collector interval (collectors of the same interval run in one
+  cycle, then the exposition is rendered once);
+- one `checks` tick (1 s) driving the check runner, which runs each check on its own interval in a
+  bounded pool and never waits on a hung check;
+- one `rules` job per rule group at its interval;
+- `incidents` (coalesced updates, storm grouping, backend re-sends) and `heartbeat` (scheduler lag,
+  systemd watchdog) jobs.
+Jobs coalesce and never overlap themselves, and a missed run is skipped rather than replayed, so a
+paused machine (SIGSTOP, suspend) resumes without a burst of catch-up cycles.
+
+Signals: SIGHUP reloads (an invalid config is rejected and the running one kept), SIGTERM/SIGINT
+stop collecting, drain deliveries up to the drain timeout, persist state and exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from agent import __version__
+from agent.clock import AgentClock
+from agent.config import AgentConfig, load_config
+from agent.paths import ensure_dir
+from agent.samples import MetricDef, Sample, labels_of, metric_defs
+from agent.schema import ConfigErrors, Errors
+from agent.store import SeriesStore
+from exporters.prometheus import Exposition
+from exporters.web import MetricsServer
+
+log = logging.getLogger(__name__)
+
+CHECK_TICK_SECONDS = 1.0
+HEARTBEAT_SECONDS = 1.0
+INCIDENT_TICK_SECONDS = 5.0
+DEFAULT_DRAIN_SECONDS = 10.0
+
+SELF_METRICS = metric_defs(
+    MetricDef("hostwarden_build_info", "gauge", "A metric with a constant '1' value labeled by version and python.",
+              ("version", "python")),
+    MetricDef("hostwarden_collector_success", "gauge", "Whether the collector's last run succeeded (1) or failed (0).",
+              ("collector",)),
+    MetricDef("hostwarden_collector_duration_seconds", "gauge", "Duration of the collector's last run.",
+              ("collector",)),
+    MetricDef("hostwarden_collector_failures_total", "counter", "Collector runs that raised an exception.",
+              ("collector",)),
+    MetricDef("hostwarden_scheduler_lag_seconds", "gauge",
+              "How late the scheduler's heartbeat ran compared to its schedule (last heartbeat)."),
+    MetricDef("hostwarden_last_successful_cycle_timestamp_seconds", "gauge",
+              "Unix time of the last collection cycle in which every collector succeeded."),
+    MetricDef("hostwarden_config_last_reload_successful", "gauge",
+              "Whether the last configuration reload attempt was successful."),
+    MetricDef("hostwarden_config_last_reload_success_timestamp_seconds", "gauge",
+              "Timestamp of the last successful configuration reload."),
+    MetricDef("hostwarden_store_series", "gauge", "Series held in the in-memory sample store."),
+    MetricDef("hostwarden_store_memory_bytes", "gauge", "Estimated memory held by the sample store."),
+    MetricDef("hostwarden_exposition_series", "gauge", "Series in the last rendered /metrics exposition."),
+    MetricDef("hostwarden_exposition_render_duration_seconds", "gauge", "Time the last exposition render took."),
+    MetricDef("hostwarden_clock_wall_offset_seconds", "gauge",
+              "Wall clock minus the agent's monotonic-anchored clock (non-zero after a wall clock jump)."),
+    MetricDef("hostwarden_start_time_seconds", "gauge", "Unix time the agent started."),
+)
+
+
+@dataclass
+class CollectorRun:
+    success: bool = True
+    duration: float = 0.0
+    failures: int = 0
+    last_error: str = ""
+
+
+@dataclass
+class Components:
+    """Everything built from one config; a reload builds a new set and swaps it in."""
+
+    config: AgentConfig
+    collectors: dict[str, Any]
+    checks: Any | None
+    rule_groups: list[Any]
+    tickets_config: Any
+    backends: dict[str, Any] = field(default_factory=dict)
+
+
+def build_collectors(config: AgentConfig) -> dict[str, Any]:
+    from collectors import base
+
+    reg = base.registry()
+    out: dict[str, Any] = {}
+    for name, cfg in config.collectors.items():
+        if getattr(cfg, "enabled", True):
+            out[name] = reg[name](cfg)
+    return out
+
+
+def load_rules(config: AgentConfig) -> list[Any]:
+    """Load the config's rule files; raise ConfigErrors with every problem."""
+    from rules.loader import load_rule_files
+
+    errors = Errors()
+    groups = load_rule_files(config.rule_files, errors, default_interval=config.evaluation_interval)
+    errors.raise_if_any()
+    return groups
+
+
+def load_all(path: str) -> tuple[AgentConfig, list[Any]]:
+    """Config and rules together: what `run`, SIGHUP and `check-config` validate."""
+    config = load_config(path)
+    groups = load_rules(config)
+    return config, groups
+
+
+def tickets_config_of(config: AgentConfig) -> Any:
+    """The `tickets:` section, or what an absent section means: the embedded `local` backend."""
+    if config.tickets is not None:
+        return config.tickets
+    from exporters.tickets.config import parse_tickets
+
+    from agent.yamlsrc import load_yaml
+
+    errors = Errors()
+    node = load_yaml("{}", config.path)
+    parsed = parse_tickets(node, errors, node.loc, os.path.dirname(config.path))
+    errors.raise_if_any()
+    return parsed
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, rule_groups: list[Any], *, listen_address: str | None = None,
+                 web_config_file: str | None = None, drain_timeout: float = DEFAULT_DRAIN_SECONDS,
+                 notifier: Any | None = None) -> None:
+        self.config = config
+        self.listen_address = listen_address or config.web.listen_address
+        self.web_config_file = web_config_file or config.web.config_file
+        self.drain_timeout = drain_timeout
+        self.clock = AgentClock()
+        self.started_at = self.clock.now()
+        self.store = SeriesStore()
+        self.exposition = Exposition()
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=6)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone="UTC",
+        )
+        self._lock = threading.RLock()  # guards component swaps (reload) against jobs
+        self._stop = threading.Event()
+        self._reload_requested = threading.Event()
+        self._runs: dict[str, CollectorRun] = {}
+        self._last_good_cycle = 0.0
+        self._lag = 0.0
+        self._last_heartbeat_mono: float | None = None
+        self._reload_ok = 1.0
+        self._reload_ok_at = time.time()
+        self._ready = False
+        self._check_signature: Any = None
+        self._freeze_after = int(os.environ.get("HOSTWARDEN_DEBUG_FREEZE_SCHEDULER_AFTER", "0") or 0)
+        self._heartbeats = 0
+        if notifier is None:
+            from agent.sdnotify import Notifier
+
+            notifier = Notifier()
+        self.notifier = notifier
+        self.server: MetricsServer | None = None
+
+        from agent.state import StateDB
+
+        state_dir = ensure_dir(config.state_dir)
+        self.state = StateDB(os.path.join(state_dir, "state.db"))
+        self._build(config, rule_groups)
+
+    # -- building -----------------------------------------------------------------------------------
+    def _build(self, config: AgentConfig, rule_groups: list[Any]) -> None:
+        from rules.manager import RuleManager
+
+        from agent.diagnosis import Diagnoser
+        from agent.incidents import IncidentManager
+        from agent.outbox import OutboxWorker, build_backends
+
+        self.config = config
+        self.collectors = build_collectors(config)
+        self.checks = self._build_checks(config)
+        self.rules = RuleManager(rule_groups, external_labels=config.external_labels)
+        self.rules.restore_state(self.state.load_alert_states(), self.clock.now())
+        self._apply_retention()
+        self.tickets_config = tickets_config_of(config)
+        self.backends = build_backends(self.tickets_config, state_dir=config.state_dir)
+        diagnose = Diagnoser(self.store, check_results=self._check_results)
+        self.incidents = IncidentManager(self.tickets_config, state=self.state, hostname=config.hostname,
+                                         external_labels=config.external_labels, diagnose=diagnose)
+        self.outbox = OutboxWorker(self.state, self.backends)
+
+    def _build_checks(self, config: AgentConfig) -> Any | None:
+        checks = [c for c in config.checks if getattr(c, "enabled", True)]
+        if not checks:
+            return None
+        from collectors.checks import CheckRunner
+
+        return CheckRunner(checks, default_interval=float(config.global_.interval))
+
+    def _check_results(self) -> dict[str, Any]:
+        return self.checks.last_results() if self.checks is not None else {}
+
+    def _apply_retention(self) -> None:
+        by_name, all_names = self.rules.retention()
+        self.store.set_retention(by_name, all_names=all_names)
+
+    # -- scheduling ---------------------------------------------------------------------------------
+    def _collector_groups(self) -> dict[float, list[str]]:
+        groups: dict[float, list[str]] = {}
+        for name in self.collectors:
+            interval = float(getattr(self.config.collectors[name], "interval", None) or self.config.global_.interval)
+            groups.setdefault(interval, []).append(name)
+        return groups
+
+    def _schedule(self) -> None:
+        for job in self.scheduler.get_jobs():
+            job.remove()
+        for interval, names in sorted(self._collector_groups().items()):
+            self.scheduler.add_job(self._guard(self.collect_cycle), "interval", seconds=interval, args=[names],
+                                   id=f"collect:{interval:g}", name=f"collect every {interval:g}s")
+        if self.checks is not None:
+            self.scheduler.add_job(self._guard(self.check_tick), "interval", seconds=CHECK_TICK_SECONDS,
+                                   id="checks")
+        for group in self.rules.groups:
+            self.scheduler.add_job(self._guard(self.evaluate_group), "interval", seconds=float(group.interval),
+                                   args=[group.name], id=f"rules:{group.name}")
+        self.scheduler.add_job(self._guard(self.incident_tick), "interval", seconds=INCIDENT_TICK_SECONDS,
+                               id="incidents")
+        self.scheduler.add_job(self._guard(self.heartbeat), "interval", seconds=HEARTBEAT_SECONDS, id="heartbeat")
+
+    def _guard(self, fn: Callable[..., None]) -> Callable[..., None]:
+        def run(*args: Any) -> None:
+            if self._stop.is_set():
+                return
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("job %s failed", fn.__name__)
+
+        run.__name__ = fn.__name__
+        return run
+
+    # -- jobs -----------------------------------------------------------------------------------------
+    def collect_cycle(self, names: Iterable[str] | None = None) -> None:
+        now = self.clock.now()
+        all_ok = True
+        with self._lock:
+            selected = [(n, self.collectors[n]) for n in (names or self.collectors) if n in self.collectors]
+            for name, col in selected:
+                all_ok &= self._run_collector(name, col, now)
+        if all_ok and selected:
+            self._last_good_cycle = now
+        self.render()
+
+    def _run_collector(self, name: str, col: Any, now: float) -> bool:
+        run = self._runs.setdefault(name, CollectorRun())
+        start = time.perf_counter()
+        try:
+            samples = list(col.collect(now))
+        except Exception as e:  # isolated: counted, logged once per change, the others go on
+            run.duration = time.perf_counter() - start
+            run.failures += 1
+            msg = f"{type(e).__name__}: {e}"
+            if run.success or msg != run.last_error:
+                log.error("collector %s failed: %s", name, msg)
+            run.success, run.last_error = False, msg
+            return False
+        run.duration = time.perf_counter() - start
+        if not run.success:
+            log.info("collector %s recovered", name)
+        run.success, run.last_error = True, ""
+        self.store.append(name, samples, now)
+        self.exposition.update(name, samples, getattr(col, "metrics", None))
+        return True
+
+    def check_tick(self) -> None:
+        with self._lock:
+            checks = self.checks
+            if checks is None:
+                return
+            now = self.clock.now()
+            samples = list(checks.collect(now))
+        signature = max((s.timestamp for s in samples), default=0.0), len(samples)
+        if signature == self._check_signature:
+            return
+        self._check_signature = signature
+        self.store.append("checks", samples, now)
+        self.exposition.update("checks", samples, checks.metrics)
+        self.render()
+
+    def evaluate_group(self, group_name: str) -> None:
+        with self._lock:
+            group = next((g for g in self.rules.groups if g.name == group_name), None)
+            if group is None:
+                return
+            now = self.clock.now()
+            transitions = self.rules.evaluate(group, self.store, now)
+            if transitions:
+                self.incidents.handle(transitions, now)
+                self.outbox.wake()
+            self.state.save_alert_states(self.rules.export_state())
+            self.exposition.update("rules", self.rules.alert_samples(now) + self.rules.self_samples())
+        self.render()
+
+    def incident_tick(self) -> None:
+        with self._lock:
+            now = self.clock.now()
+            self.incidents.tick(now)
+            for backend in self.backends.values():
+                resend = getattr(backend, "resend", None)
+                if callable(resend):
+                    resend(now, self.incidents.firing_incidents())
+            self.outbox.wake()
+
+    def heartbeat(self) -> None:
+        mono = time.monotonic()
+        if self._last_heartbeat_mono is not None:
+            self._lag = max(0.0, mono - self._last_heartbeat_mono - HEARTBEAT_SECONDS)
+        self._last_heartbeat_mono = mono
+        self._heartbeats += 1
+        if self._freeze_after and self._heartbeats >= self._freeze_after:
+            log.warning("debug: freezing the scheduler (HOSTWARDEN_DEBUG_FREEZE_SCHEDULER_AFTER)")
+            while not self._stop.is_set():
+                time.sleep(0.2)
+            return
+        self.notifier.watchdog()
+        if self._reload_requested.is_set():
+            self._reload_requested.clear()
+            self.reload()
+
+    # -- self metrics and rendering ------------------------------------------------------------------
+    def self_samples(self, now: float) -> list[Sample]:
+        out = [
+            Sample("hostwarden_build_info", labels_of(version=__version__, python=platform.python_version()), 1.0,
+                   now),
+            Sample("hostwarden_scheduler_lag_seconds", (), self._lag, now),
+            Sample("hostwarden_last_successful_cycle_timestamp_seconds", (), self._last_good_cycle, now),
+            Sample("hostwarden_config_last_reload_successful", (), self._reload_ok, now),
+            Sample("hostwarden_config_last_reload_success_timestamp_seconds", (), self._reload_ok_at, now),
+            Sample("hostwarden_store_series", (), float(self.store.series_count()), now),
+            Sample("hostwarden_store_memory_bytes", (), float(self.store.memory_bytes()), now),
+            Sample("hostwarden_clock_wall_offset_seconds", (), self.clock.wall_offset(), now),
+            Sample("hostwarden_start_time_seconds", (), self.started_at, now),
+        ]
+        r = self.exposition.current()
+        out.append(Sample("hostwarden_exposition_series", (), float(r.series), now))
+        out.append(Sample("hostwarden_exposition_render_duration_seconds", (), r.render_seconds, now))
+        for name, run in sorted(self._runs.items()):
+            lab = labels_of(collector=name)
+            out.append(Sample("hostwarden_collector_success", lab, 1.0 if run.success else 0.0, now))
+            out.append(Sample("hostwarden_collector_duration_seconds", lab, run.duration, now))
+            out.append(Sample("hostwarden_collector_failures_total", lab, float(run.failures), now))
+        return out
+
+    def render(self) -> None:
+        now = self.clock.now()
+        samples = self.self_samples(now)
+        try:
+            samples += self.incidents.self_samples(now)
+        except Exception:
+            log.exception("incident self-metrics failed")
+        self.exposition.update("agent", samples, SELF_METRICS)
+        self.exposition.render()
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        security = None
+        if self.web_config_file:
+            from agent.webconfig import load_web_config
+
+            security = load_web_config(self.web_config_file)
+        self.collect_cycle()
+        if self.checks is not None:
+            self.check_tick()
+        for group in self.rules.groups:
+            self.evaluate_group(group.name)
+        self.outbox.start()
+        self.server = MetricsServer(self.exposition, self.listen_address, telemetry_path=self.config.web.telemetry_path,
+                                    security=security, max_requests=self.config.web.max_requests,
+                                    on_reload=self.reload, ready=lambda: self._ready)
+        self.server.start()
+        self._schedule()
+        self.scheduler.start()
+        self._ready = True
+        host, port = self.server.address
+        log.info("hostwarden %s listening on %s:%d (%d collectors, %d checks, %d rule groups)", __version__, host,
+                 port, len(self.collectors), len(self.config.checks), len(self.rules.groups))
+        self.notifier.ready(self.status_line())
+
+    def status_line(self) -> str:
+        active = self.rules.active_alerts()
+        firing = sum(1 for a in active if a.state.value == "firing")
+        return (f"{len(self.collectors)} collectors, {len(self.config.checks)} checks, "
+                f"{sum(len(g.rules) for g in self.rules.groups)} rules, {firing} firing")
+
+    def request_reload(self) -> None:
+        """Signal-safe: the heartbeat job performs the reload."""
+        self._reload_requested.set()
+
+    def reload(self) -> bool:
+        self.notifier.reloading()
+        try:
+            config, groups = load_all(self.config.path)
+            if config.web.listen_address != self.config.web.listen_address:
+                log.warning("web.listen_address changed; it takes effect at the next restart")
+            with self._lock:
+                old_collectors = set(self.collectors)
+                old_checks = self.checks
+                old_outbox = self.outbox
+                self.config = config
+                self.collectors = build_collectors(config)
+                self.checks = self._build_checks(config)
+                self.rules.replace_groups(groups)
+                self._apply_retention()
+                from agent.diagnosis import Diagnoser
+                from agent.incidents import IncidentManager
+                from agent.outbox import OutboxWorker, build_backends
+
+                old_outbox.stop(drain_timeout=1.0)
+                self.tickets_config = tickets_config_of(config)
+                self.backends = build_backends(self.tickets_config, state_dir=config.state_dir)
+                self.incidents = IncidentManager(self.tickets_config, state=self.state, hostname=config.hostname,
+                                                 external_labels=config.external_labels,
+                                                 diagnose=Diagnoser(self.store, check_results=self._check_results))
+                self.outbox = OutboxWorker(self.state, self.backends)
+                self.outbox.start()
+                now = self.clock.now()
+                for gone in old_collectors - set(self.collectors):
+                    self.store.forget_source(gone, now)
+                    self.exposition.remove(gone)
+                    self._runs.pop(gone, None)
+                if old_checks is not None:
+                    old_checks.close()
+                if self.checks is None:
+                    self.store.forget_source("checks", now)
+                    self.exposition.remove("checks")
+                self._check_signature = None
+                self._schedule()
+        except ConfigErrors as e:
+            self._reload_ok = 0.0
+            for issue in e.issues:
+                log.error("reload rejected: %s", issue)
+            log.error("configuration reload failed (%d problems); keeping the running configuration",
+                      len(e.issues))
+            self.notifier.ready(self.status_line())
+            self.render()
+            return False
+        except Exception:
+            self._reload_ok = 0.0
+            log.exception("configuration reload failed; keeping the running configuration")
+            self.notifier.ready(self.status_line())
+            self.render()
+            return False
+        self._reload_ok, self._reload_ok_at = 1.0, time.time()
+        log.info("configuration reloaded from %s", self.config.path)
+        self.render()
+        self.notifier.ready(self.status_line())
+        return True
+
+    def stop(self) -> None:
+        self.notifier.stopping()
+        self._stop.set()
+        try:
+            self.scheduler.shutdown(wait=True)
+        except Exception:
+            pass
+        if self.server is not None:
+            self.server.stop()
+        self.outbox.stop(drain_timeout=self.drain_timeout)
+        if self.checks is not None:
+            self.checks.close()
+        with self._lock:
+            self.state.save_alert_states(self.rules.export_state())
+        self.state.close()
+        log.info("hostwarden stopped")
+
+    def run_forever(self) -> int:
+        done = threading.Event()
+
+        def on_term(signum: int, _frame: Any) -> None:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            done.set()
+
+        def on_hup(_signum: int, _frame: Any) -> None:
+            log.info("received SIGHUP, reloading configuration")
+            self.request_reload()
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+        signal.signal(signal.SIGHUP, on_hup)
+        self.start()
+        last_status = ""
+        while not done.wait(1.0):
+            status = self.status_line()
+            if status != last_status:
+                self.notifier.status(status)
+                last_status = status
+        self.stop()
+        return 0

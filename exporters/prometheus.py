@@ -1,0 +1,203 @@
+"""Prometheus exposition: rendered once per collection cycle, served from memory.
+
+Collection is decoupled from scrapes: each source (a collector, the check runner, the rule
+manager, the agent itself) hands over a complete snapshot; `render()` turns all snapshots into
+the text format (0.0.4) and OpenMetrics 1.0 bytes, plain and gzip, and a scrape only picks the
+cached bytes matching its Accept/Accept-Encoding headers. A vanished series disappears with the
+next snapshot of its source (client_python's "fresh families every scrape" idea).
+
+The per-series prefix `name{labels} ` is cached between renders, so a render costs one string
+join per series plus the value's repr.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import exposition as pc_exposition
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.openmetrics import exposition as om_exposition
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from agent.samples import Labels, MetricDef, Sample
+
+log = logging.getLogger(__name__)
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+_SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created", "_info", "_gsum", "_gcount")
+
+
+def format_value(v: float) -> str:
+    if v != v:
+        return "NaN"
+    if v == math.inf:
+        return "+Inf"
+    if v == -math.inf:
+        return "-Inf"
+    if abs(v) < 1e15 and v == int(v):
+        return str(int(v))
+    return repr(float(v))
+
+
+def _escape_label_value(v: str) -> str:
+    if "\\" in v or '"' in v or "\n" in v:
+        return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return v
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _series_prefix(name: str, labels: Labels) -> str:
+    if not labels:
+        return name + " "
+    inner = ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in labels)
+    return f"{name}{{{inner}}} "
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    text: bytes
+    text_gz: bytes
+    openmetrics: bytes
+    openmetrics_gz: bytes
+    series: int
+    rendered_at: float
+    render_seconds: float
+
+
+class Exposition:
+    """Snapshots by source → cached exposition bytes."""
+
+    def __init__(self, *, process_metrics: bool = True) -> None:
+        self._lock = threading.Lock()
+        self._render_lock = threading.Lock()
+        self._snapshots: dict[str, tuple[list[Sample], dict[str, MetricDef]]] = {}
+        self._prefix_cache: dict[tuple[str, Labels], str] = {}
+        self._registry = CollectorRegistry(auto_describe=False)
+        if process_metrics:
+            ProcessCollector(registry=self._registry)
+            PlatformCollector(registry=self._registry)
+            GCCollector(registry=self._registry)
+        self._rendered = Rendered(b"", gzip.compress(b""), b"# EOF\n", gzip.compress(b"# EOF\n"), 0, 0.0, 0.0)
+
+    # -- input ------------------------------------------------------------------------------------
+    def update(self, source: str, samples: Iterable[Sample], defs: dict[str, MetricDef] | None = None) -> None:
+        snap = (list(samples), dict(defs or {}))
+        with self._lock:
+            self._snapshots[source] = snap
+
+    def remove(self, source: str) -> None:
+        with self._lock:
+            self._snapshots.pop(source, None)
+
+    def sources(self) -> list[str]:
+        with self._lock:
+            return list(self._snapshots)
+
+    # -- rendering --------------------------------------------------------------------------------
+    def render(self) -> Rendered:
+        start = time.perf_counter()
+        with self._render_lock:
+            with self._lock:
+                snaps = list(self._snapshots.values())
+            families: dict[str, list[Sample]] = {}
+            defs: dict[str, MetricDef] = {}
+            for samples, sdefs in snaps:
+                for name, d in sdefs.items():
+                    defs.setdefault(name, d)
+                for s in samples:
+                    fam = families.get(s.name)
+                    if fam is None:
+                        fam = families[s.name] = []
+                    fam.append(s)
+            text_parts: list[str] = []
+            om_parts: list[str] = []
+            new_cache: dict[tuple[str, Labels], str] = {}
+            cache = self._prefix_cache
+            series = 0
+            grouped = self._group_families(families, defs)
+            for fam_name, (mtype, help_text, members) in grouped.items():
+                text_type = "untyped" if mtype == "unknown" else mtype
+                om_type = "unknown" if mtype == "untyped" else mtype
+                text_name = fam_name + "_total" if mtype == "counter" else fam_name
+                h = _escape_help(help_text)
+                text_parts.append(f"# HELP {text_name} {h}\n# TYPE {text_name} {text_type}\n")
+                om_parts.append(f"# HELP {fam_name} {h}\n# TYPE {fam_name} {om_type}\n")
+                lines = []
+                seen: set[tuple[str, Labels]] = set()
+                for s in members:
+                    key = (s.name, s.labels)
+                    if key in seen:  # two sources reporting the same series: first wins
+                        continue
+                    seen.add(key)
+                    prefix = cache.get(key) or _series_prefix(s.name, s.labels)
+                    new_cache[key] = prefix
+                    lines.append(prefix + format_value(s.value) + "\n")
+                series += len(lines)
+                body = "".join(lines)
+                text_parts.append(body)
+                om_parts.append(body)
+            self._prefix_cache = new_cache
+            extra_text = pc_exposition.generate_latest(self._registry).decode()
+            extra_om = om_exposition.generate_latest(self._registry).decode()
+            if extra_om.endswith("# EOF\n"):
+                extra_om = extra_om[: -len("# EOF\n")]
+            text = ("".join(text_parts) + extra_text).encode()
+            om = ("".join(om_parts) + extra_om + "# EOF\n").encode()
+            rendered = Rendered(text, gzip.compress(text, compresslevel=5), om, gzip.compress(om, compresslevel=5),
+                                series, time.time(), time.perf_counter() - start)
+            self._rendered = rendered
+            return rendered
+
+    @staticmethod
+    def _group_families(families: dict[str, list[Sample]],
+                        defs: dict[str, MetricDef]) -> dict[str, tuple[str, str, list[Sample]]]:
+        """Map sample names to families: counters `x_total` → family `x`, histogram/summary parts → base."""
+        out: dict[str, tuple[str, str, list[Sample]]] = {}
+        for name in sorted(families):
+            d = defs.get(name)
+            fam_name, mtype, help_text = name, "untyped", ""
+            if d is not None:
+                mtype, help_text = d.type, d.help
+                if mtype == "counter":
+                    if name.endswith("_total"):
+                        fam_name = name[:-6]
+                    else:
+                        mtype = "untyped"  # a counter without _total cannot be expressed in both formats
+                elif mtype == "info":
+                    mtype = "gauge"
+            else:
+                for suf in _SUFFIXES:
+                    base = name[: -len(suf)]
+                    if name.endswith(suf) and base in defs and defs[base].type in ("histogram", "summary"):
+                        fam_name, mtype, help_text = base, defs[base].type, defs[base].help
+                        break
+            if fam_name in out:
+                out[fam_name][2].extend(families[name])
+            else:
+                out[fam_name] = (mtype, help_text or name.replace("_", " "), list(families[name]))
+        return out
+
+    def current(self) -> Rendered:
+        return self._rendered
+
+    def body_for(self, accept: str, accept_encoding: str) -> tuple[bytes, str, bool]:
+        """(body, content type, gzipped) for a scrape's headers; rendering is never done here."""
+        r = self._rendered
+        om = "application/openmetrics-text" in (accept or "")
+        gz = "gzip" in (accept_encoding or "")
+        if om:
+            return (r.openmetrics_gz if gz else r.openmetrics), OPENMETRICS_CONTENT_TYPE, gz
+        return (r.text_gz if gz else r.text), TEXT_CONTENT_TYPE, gz

@@ -1,0 +1,142 @@
+"""The agent's HTTP endpoint: /metrics from the exposition cache, health and reload endpoints.
+
+HTTP/1.1 with keep-alive (Prometheus reuses connections), a bounded number of requests in flight
+(`web.max_requests`, as node_exporter's --web.max-requests; beyond it 503), optional TLS and basic
+auth from an exporter-toolkit web config (agent.webconfig).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+
+from agent import __version__
+from exporters.prometheus import Exposition
+
+log = logging.getLogger(__name__)
+
+
+class Security(Protocol):
+    extra_headers: dict[str, str]
+
+    def ssl_context(self) -> Any: ...
+    def check_auth(self, authorization_header: str | None) -> bool: ...
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, addr: tuple[str, int], handler: type, family: int) -> None:
+        self.address_family = family
+        super().__init__(addr, handler)
+
+
+class MetricsServer:
+    def __init__(self, exposition: Exposition, listen_address: str, *, telemetry_path: str = "/metrics",
+                 security: Security | None = None, max_requests: int = 40,
+                 on_reload: Callable[[], bool] | None = None,
+                 ready: Callable[[], bool] | None = None) -> None:
+        self.exposition = exposition
+        self.telemetry_path = telemetry_path
+        self.security = security
+        self.on_reload = on_reload
+        self.ready = ready or (lambda: True)
+        self._slots = threading.BoundedSemaphore(max(1, max_requests))
+        host, _, port = listen_address.rpartition(":")
+        host = host.strip("[]") or "0.0.0.0"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._httpd = _Server((host, int(port)), self._handler_class(), family)
+        if security is not None:
+            ctx = security.ssl_context()
+            if ctx is not None:
+                self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        addr = self._httpd.server_address
+        return str(addr[0]), int(addr[1])
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="http", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _handler_class(self) -> type:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = f"hostwarden/{__version__}"
+            timeout = 30
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def _send(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8",
+                      headers: dict[str, str] | None = None) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                if server.security is not None:
+                    for k, v in server.security.extra_headers.items():
+                        self.send_header(k, v)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _authorized(self) -> bool:
+                if server.security is None or server.security.check_auth(self.headers.get("Authorization")):
+                    return True
+                self._send(401, b"Unauthorized\n", headers={"WWW-Authenticate": 'Basic realm="hostwarden"'})
+                return False
+
+            def _dispatch(self) -> None:
+                if not server._slots.acquire(blocking=False):
+                    self._send(503, b"too many requests in flight\n")
+                    return
+                try:
+                    if not self._authorized():
+                        return
+                    path = self.path.split("?", 1)[0]
+                    if path == server.telemetry_path and self.command in ("GET", "HEAD"):
+                        body, ctype, gz = server.exposition.body_for(self.headers.get("Accept", ""),
+                                                                     self.headers.get("Accept-Encoding", ""))
+                        self._send(200, body, ctype, {"Content-Encoding": "gzip"} if gz else None)
+                    elif path == "/-/healthy":
+                        self._send(200, b"Healthy.\n")
+                    elif path == "/-/ready":
+                        ok = server.ready()
+                        self._send(200 if ok else 503, b"Ready.\n" if ok else b"Not ready.\n")
+                    elif path == "/-/reload" and self.command in ("POST", "PUT"):
+                        if server.on_reload is None:
+                            self._send(404, b"reload not enabled\n")
+                        else:
+                            ok = server.on_reload()
+                            self._send(200 if ok else 500, b"reloaded\n" if ok else b"reload failed, see log\n")
+                    elif path == "/" and self.command in ("GET", "HEAD"):
+                        page = (f"<html><head><title>hostwarden</title></head><body><h1>hostwarden {__version__}</h1>"
+                                f'<p><a href="{server.telemetry_path}">Metrics</a></p></body></html>\n')
+                        self._send(200, page.encode(), "text/html; charset=utf-8")
+                    else:
+                        self._send(404, b"Not Found\n")
+                finally:
+                    server._slots.release()
+
+            do_GET = _dispatch
+            do_HEAD = _dispatch
+            do_POST = _dispatch
+            do_PUT = _dispatch
+
+        return Handler

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Run the whole hostwarden test suite. As root it first installs what the integration tests
+# start for real on 127.0.0.1: Prometheus, Alertmanager, node_exporter, monitoring-plugins,
+# dbus, systemd-analyze, Redmine and Request Tracker (SQLite). Extra arguments go to pytest.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here"
+export DEBIAN_FRONTEND=noninteractive
+
+if [ "$(id -u)" = 0 ] && [ "${HOSTWARDEN_SKIP_APT:-0}" != 1 ]; then
+    pkgs=$(grep -v '^#' tests/debian-packages.txt | tr '\n' ' ')
+    missing=""
+    for p in $pkgs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"; done
+    if [ -n "$missing" ]; then
+        echo "test.sh: installing Debian packages:$missing"
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    fi
+    for s in tests/setup/install_*.sh; do
+        [ -x "$s" ] || continue
+        echo "test.sh: $s"
+        "$s"
+    done
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        apt-get install -y -qq python3-venv >/dev/null
+    fi
+    python3 -m venv .venv
+fi
+.venv/bin/pip install -q -e ".[test]"
+
+set +e
+.venv/bin/python -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" = 5 ]; then
+    echo "test.sh: pytest collected no tests: failing the run" >&2
+    exit 1
+fi
+exit "$rc"
