@@ -8,6 +8,7 @@ back off, order and rate-limit lives once, in agent/outbox.
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -106,6 +107,25 @@ class PollingBackend(Protocol):
     """Optional: backends whose tickets people act on (ack, assign, close) implement this."""
 
     def poll(self, refs: Iterable[TicketRef]) -> list[RemoteStatus]: ...
+
+
+_IDEMPOTENCY_KEY: contextvars.ContextVar[str] = contextvars.ContextVar("hostwarden_idempotency_key", default="")
+
+
+def idempotency_key() -> str:
+    """The key of the outbox operation being delivered: the same on every retry of that operation, different
+    for every other operation. Backends that cannot be searched send it (an `Idempotency-Key` header, a
+    Message-ID) so the receiver can drop repeats. Empty outside a delivery (e.g. `tickets preview`)."""
+    return _IDEMPOTENCY_KEY.get()
+
+
+def set_idempotency_key(key: str) -> contextvars.Token[str]:
+    """Used by the outbox around each delivery; undo with `reset_idempotency_key(token)`."""
+    return _IDEMPOTENCY_KEY.set(key)
+
+
+def reset_idempotency_key(token: contextvars.Token[str]) -> None:
+    _IDEMPOTENCY_KEY.reset(token)
 
 
 _REGISTRY: dict[str, type] = {}

@@ -82,4 +82,4 @@ def test_counter_without_total_suffix_rendered_untyped() -> None:
     exp.update("t", [Sample("odd_counter", (), 1.0, 0.0)], {"odd_counter": MetricDef("odd_counter", "counter", "x")})
     text = exp.render().text.decode()
     assert "# TYPE odd_counter untyped\n" in text
-    assert list(parse_text(text))[0].type == "unknown"  # the client parser maps untyped to unknown
+    assert next(iter(parse_text(text))).type == "unknown"  # the client parser maps untyped to unknown

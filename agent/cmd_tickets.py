@@ -1,0 +1,405 @@
+"""`hostwarden tickets …` and `hostwarden report`: the local ticket store, the outbox, previews, reports.
+
+Every subcommand takes `--config FILE` (default: the config `run` uses) to find the state directory
+(`global.state_dir`) and the `tickets:` section. Exit codes: 0 ok, 1 runtime failure (no such ticket,
+an action the ticket's status does not allow), 2 config or usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from agent.paths import default_config_path
+from agent.units import human_duration, parse_duration
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+LIST_FIELDS = ("id", "status", "priority", "fingerprint", "title", "opened_at", "resolved_at", "reopen_count")
+
+
+class CommandError(Exception):
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", default=None, help="agent config file (default: as for `hostwarden run`)")
+        return p
+
+    tickets = sub.add_parser("tickets", help="local tickets, the outbox and ticket previews")
+    tsub = tickets.add_subparsers(dest="tickets_command", metavar="COMMAND")
+    tickets.set_defaults(func=lambda args: _usage(tickets))
+
+    p = with_config(tsub.add_parser("list", help="list local tickets"))
+    p.add_argument("--status", action="append", default=[], metavar="STATUS",
+                   help="new, acknowledged, resolved, closed, reopened, or open (= new+acknowledged+reopened); "
+                        "repeatable or comma-separated")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--backend", default=None, help="which local backend (default: the first one configured)")
+    p.set_defaults(func=_run(cmd_list))
+
+    p = with_config(tsub.add_parser("show", help="one local ticket with its timeline"))
+    p.add_argument("id", type=int)
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--backend", default=None)
+    p.set_defaults(func=_run(cmd_show))
+
+    for action, text in (("ack", "acknowledge a ticket"), ("resolve", "resolve a ticket (a person's decision)"),
+                         ("close", "close a ticket")):
+        p = with_config(tsub.add_parser(action, help=text))
+        p.add_argument("id", type=int)
+        p.add_argument("--by", default=None, help="who acts (default: the invoking user)")
+        p.add_argument("--backend", default=None)
+        p.set_defaults(func=_run(cmd_act), action=action)
+
+    p = with_config(tsub.add_parser("comment", help="add a comment to a ticket"))
+    p.add_argument("id", type=int)
+    p.add_argument("text", nargs="+")
+    p.add_argument("--by", default=None)
+    p.add_argument("--backend", default=None)
+    p.set_defaults(func=_run(cmd_act), action="comment")
+
+    p = with_config(tsub.add_parser("outbox", help="ticket operations waiting for delivery, or dead-lettered"))
+    p.add_argument("--all", action="store_true", help="also delivered operations (kept 7 days)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=_run(cmd_outbox))
+
+    p = with_config(tsub.add_parser("retry", help="queue a dead-lettered operation again"))
+    p.add_argument("id", type=int, help="the outbox id (`hostwarden tickets outbox`)")
+    p.set_defaults(func=_run(cmd_retry))
+
+    p = with_config(tsub.add_parser("preview", help="render the ticket a rule would open, without sending it"))
+    p.add_argument("rule", help="the alert rule's name")
+    p.add_argument("--label", action="append", default=[], metavar="NAME=VALUE",
+                   help="a label of the example alert (repeatable)")
+    p.add_argument("--value", type=float, default=None, help="the example alert's value (default: its threshold)")
+    p.add_argument("--severity", choices=("warning", "critical"), default=None)
+    p.add_argument("--no-diagnosis", action="store_true", help="skip the (host-inspecting) diagnosis")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=_run(cmd_preview))
+
+    p = with_config(sub.add_parser("report", help="incident counts, MTTA, MTTR, SLA breaches, availability"))
+    p.add_argument("--since", default="30d", help="period to report on, a duration (default 30d)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=_run(cmd_report))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+def _run(fn: Any) -> Any:
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return int(fn(args) or 0)
+        except CommandError as e:
+            print(f"hostwarden: {e}", file=sys.stderr)
+            return e.code
+
+    return wrapper
+
+
+# -- config, stores -----------------------------------------------------------------------------------------
+
+def _load(args: argparse.Namespace) -> Any:
+    from agent.config import load_config
+    from agent.schema import ConfigErrors
+
+    path = args.config or default_config_path()
+    try:
+        return load_config(path)
+    except ConfigErrors as e:
+        for issue in e.issues:
+            print(issue, file=sys.stderr)
+        raise CommandError(f"{len(e.issues)} configuration problem(s) in {path}", EXIT_USAGE) from None
+    except OSError as e:
+        raise CommandError(f"cannot read {path}: {e.strerror or e}", EXIT_USAGE) from None
+
+
+def tickets_config(config: Any) -> Any:
+    if config.tickets is not None:
+        return config.tickets
+    from agent.schema import Errors
+    from agent.yamlsrc import Loc
+    from exporters.tickets.config import parse_tickets
+
+    errors = Errors()
+    cfg = parse_tickets(None, errors, Loc(config.path, 1, 1), os.path.dirname(config.path))
+    errors.raise_if_any()
+    return cfg
+
+
+def _local_path(config: Any, backend: str | None) -> str:
+    from exporters.tickets.local import default_path
+
+    tc = tickets_config(config)
+    locals_ = [b for b in tc.backends if b.type == "local"]
+    if backend is not None:
+        locals_ = [b for b in locals_ if b.name == backend]
+        if not locals_:
+            raise CommandError(f"no local backend named {backend!r} is configured", EXIT_USAGE)
+    if not locals_:
+        names = ", ".join(f"{b.name} ({b.type})" for b in tc.backends) or "none"
+        raise CommandError(f"no local ticket backend is configured (backends: {names}); its tickets live in "
+                           f"that system. `hostwarden tickets outbox` shows what is being delivered.", EXIT_USAGE)
+    b = locals_[0]
+    return b.path or default_path(config.state_dir, b.name)
+
+
+def _store(config: Any, backend: str | None, *, must_exist: bool) -> Any:
+    from exporters.tickets.local import TicketStore
+
+    path = _local_path(config, backend)
+    if not os.path.exists(path):
+        if must_exist:
+            raise CommandError(f"no tickets yet ({path} does not exist)")
+        return None
+    try:
+        return TicketStore(path)
+    except Exception as e:
+        raise CommandError(f"cannot open the ticket store {path}: {e}") from None
+
+
+def _state(config: Any) -> Any:
+    from agent.state import StateDB
+
+    path = os.path.join(config.state_dir, "state.db")
+    if not os.path.exists(path):
+        return None
+    return StateDB(path)
+
+
+def _ts(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts is not None else "-"
+
+
+def _iso(ts: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts is not None else None
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+# -- tickets list / show / actions -------------------------------------------------------------------------------
+
+def _statuses(values: list[str]) -> list[str]:
+    from exporters.tickets.local import OPEN_STATUSES, STATUSES
+
+    out: list[str] = []
+    for v in values:
+        for s in filter(None, (x.strip() for x in v.split(","))):
+            if s == "open":
+                out.extend(OPEN_STATUSES)
+            elif s in STATUSES:
+                out.append(s)
+            else:
+                raise CommandError(f"unknown status {s!r}; one of {', '.join(STATUSES)}, open", EXIT_USAGE)
+    return out
+
+
+def ticket_json(t: dict[str, Any]) -> dict[str, Any]:
+    out = {k: t.get(k) for k in LIST_FIELDS}
+    out.update({k: t.get(k) for k in ("category", "severity", "rule", "host", "labels", "acknowledged_at",
+                                      "acknowledged_by", "closed_at", "ack_due", "resolve_due", "updated_at")})
+    if t.get("events") is not None:
+        out["events"] = t["events"]
+        out["diagnosis"] = t.get("diagnosis", "")
+        out["storm_of"] = t.get("storm_of", [])
+    return out
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    config = _load(args)
+    wanted = _statuses(args.status)
+    store = _store(config, args.backend, must_exist=False)
+    tickets = store.list(wanted) if store is not None else []
+    if args.format == "json":
+        print(json.dumps([ticket_json(t) for t in tickets], indent=2))
+        return EXIT_OK
+    if not tickets:
+        print("no tickets")
+        return EXIT_OK
+    rows = [[str(t["id"]), t["status"], t["priority"], _ts(t["opened_at"]), _ts(t["resolved_at"]),
+             str(t["reopen_count"]), t["title"][:80]] for t in tickets]
+    print(_table(rows, ["ID", "STATUS", "PRIO", "OPENED", "RESOLVED", "REOPENED", "TITLE"]))
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from exporters.tickets.local import TicketNotFound
+
+    config = _load(args)
+    store = _store(config, args.backend, must_exist=True)
+    try:
+        t = store.get(args.id)
+    except TicketNotFound as e:
+        raise CommandError(str(e)) from None
+    if args.format == "json":
+        print(json.dumps(ticket_json(t), indent=2))
+        return EXIT_OK
+    print(render_ticket(t, now=time.time()))
+    return EXIT_OK
+
+
+def render_ticket(t: dict[str, Any], *, now: float) -> str:
+    lines = [f"#{t['id']}  {t['title']}",
+             f"status:      {t['status']}" + (f" (by {t['acknowledged_by']})" if t.get("acknowledged_by") else ""),
+             f"priority:    {t['priority']}   category: {t['category'] or '-'}   severity: {t['severity'] or '-'}",
+             f"rule:        {t['rule']} on {t['host']}",
+             f"fingerprint: {t['fingerprint']}",
+             f"opened:      {_ts(t['opened_at'])}"]
+    if t.get("resolved_at") is not None:
+        lines.append(f"resolved:    {_ts(t['resolved_at'])}")
+    if t.get("reopen_count"):
+        lines.append(f"reopened:    {t['reopen_count']} time(s)")
+    for key, title in (("ack_due", "ack by"), ("resolve_due", "resolve by")):
+        due = t.get(key)
+        if due is not None:
+            late = " (overdue)" if now > due and t["status"] in ("new", "reopened", "acknowledged") else ""
+            lines.append(f"{title + ':':<12} {_ts(due)}{late}")
+    if t.get("labels"):
+        lines.append("labels:      " + " ".join(f"{k}={v}" for k, v in sorted(t["labels"].items())))
+    if t.get("storm_of"):
+        lines.append("")
+        lines.append(f"grouped incidents ({len(t['storm_of'])}):")
+        lines += [f"  {s}" for s in t["storm_of"]]
+    lines.append("")
+    lines.append("timeline:")
+    for e in t.get("events", []):
+        text = str(e["text"]).replace("\n", "\n" + " " * 24)
+        who = f" [{e['author']}]" if e.get("author") and e["author"] != "hostwarden" else ""
+        lines.append(f"  {_ts(e['at'])}  {e['kind']}{who}: {text}")
+    if t.get("diagnosis"):
+        lines.append("")
+        lines.append("diagnosis:")
+        lines.append(t["diagnosis"].rstrip())
+    return "\n".join(lines)
+
+
+def _who(args: argparse.Namespace) -> str:
+    if args.by:
+        return str(args.by)
+    for var in ("SUDO_USER", "USER", "LOGNAME"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def cmd_act(args: argparse.Namespace) -> int:
+    from exporters.tickets.local import InvalidTransition, TicketNotFound
+
+    config = _load(args)
+    store = _store(config, args.backend, must_exist=True)
+    text = " ".join(getattr(args, "text", []) or [])
+    try:
+        t = store.act(args.id, args.action, by=_who(args), now=time.time(), text=text)
+    except (TicketNotFound, InvalidTransition) as e:
+        raise CommandError(str(e)) from None
+    verb = {"ack": "acknowledged", "comment": "commented", "resolve": "resolved", "close": "closed"}[args.action]
+    print(f"ticket #{t['id']} {verb} (status: {t['status']})")
+    return EXIT_OK
+
+
+# -- outbox ----------------------------------------------------------------------------------------------------
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from agent.outbox import list_outbox
+
+    config = _load(args)
+    state = _state(config)
+    rows = list_outbox(state, include_done=args.all) if state is not None else []
+    if args.format == "json":
+        print(json.dumps([{**r, "created_at": _iso(r["created_at"]), "last_attempt_at": _iso(r["last_attempt_at"]),
+                           "next_attempt_at": _iso(r["next_attempt_at"]), "done_at": _iso(r["done_at"])}
+                          for r in rows], indent=2))
+        return EXIT_OK
+    if not rows:
+        print("the outbox is empty: every ticket operation was delivered")
+        return EXIT_OK
+    now = time.time()
+    table = []
+    for r in rows:
+        nxt = r["next_attempt_at"]
+        when = (f"in {human_duration(max(0.0, nxt - now))}" if r["status"] == "pending" and nxt else
+                ("now" if r["status"] == "pending" else "-"))
+        table.append([str(r["id"]), r["status"], r["backend"], r["op"], r["fingerprint"], str(r["attempts"]),
+                      f"{human_duration(max(0.0, now - r['created_at']))} ago", when, (r["last_error"] or "")[:70]])
+    print(_table(table, ["ID", "STATUS", "BACKEND", "OP", "FINGERPRINT", "TRIES", "QUEUED", "NEXT", "LAST ERROR"]))
+    dead = sum(1 for r in rows if r["status"] == "dead")
+    if dead:
+        print(f"\n{dead} dead-lettered: fix the cause, then `hostwarden tickets retry ID`")
+    return EXIT_OK
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from agent.outbox import retry
+
+    config = _load(args)
+    state = _state(config)
+    if state is None or not retry(state, args.id):
+        raise CommandError(f"no dead-lettered outbox operation {args.id} (see `hostwarden tickets outbox`)")
+    print(f"outbox operation {args.id} queued again; the running agent delivers it within seconds")
+    return EXIT_OK
+
+
+# -- report ----------------------------------------------------------------------------------------------------
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from agent.report import build_report, render_text
+
+    config = _load(args)
+    try:
+        period = parse_duration(args.since)
+    except ValueError as e:
+        raise CommandError(f"--since: {e}", EXIT_USAGE) from None
+    now = time.time()
+    from agent.state import StateDB
+
+    state = _state(config) or StateDB(":memory:")
+    policy = tickets_config(config).policy()
+    rep = build_report(state, since=now - period, now=now, policy=policy,
+                       checks=[c.name for c in config.checks if getattr(c, "enabled", True)])
+    if args.format == "json":
+        print(json.dumps(rep, indent=2))
+    else:
+        print(render_text(rep), end="")
+    return EXIT_OK
+
+
+# -- preview ---------------------------------------------------------------------------------------------------
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from agent.preview import PreviewError, preview_rule
+
+    config = _load(args)
+    labels: dict[str, str] = {}
+    for item in args.label:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise CommandError(f"--label {item!r}: expected NAME=VALUE", EXIT_USAGE)
+        labels[k] = v
+    try:
+        result = preview_rule(config, tickets_config(config), args.rule, labels=labels, value=args.value,
+                              severity=args.severity, diagnose=not args.no_diagnosis, now=time.time())
+    except PreviewError as e:
+        raise CommandError(str(e), e.code) from None
+    if args.format == "json":
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(result["text"], end="")
+    return EXIT_OK

@@ -1,0 +1,576 @@
+"""IncidentManager: alert transitions → incidents → outbox rows. Pure bookkeeping; never network I/O.
+
+One incident per alert fingerprint at a time. Every decision and the outbox rows it produces are
+committed in one SQLite transaction before `handle()` returns; the outbox worker delivers them.
+
+- firing → open a ticket, or reopen the fingerprint's last one when it resolved less than
+  `reopen_window` ago on the same backend (`0s`: never reopen);
+- escalated / de-escalated → a note and the new priority; flapping start → one note, then silence
+  until flapping stops (one more note);
+- resolved → the resolve operation with the duration (or a note, `on_resolve: comment`);
+- notes are coalesced: at most one update per incident per `update_interval` (`tick()` sends what waited);
+- storm: when `storm_threshold` incidents were opened within `storm_window` on a backend, further
+  ones join one storm ticket that lists them (updated by `tick()`, resolved when all have resolved);
+- SLA: acknowledge/resolve deadlines per priority, breaches recorded once by `tick()`;
+- a ticket a person closed while the alert fires gets nothing more until the alert resolves and fires
+  anew (two-way sync, `apply_remote_statuses`).
+
+Replayed transitions (after a crash between this commit and the rule manager's state save) are
+recognised and ignored: firing for an open incident, resolved for a resolved one, a severity it
+already has.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from agent.samples import Labels, MetricDef, Sample, labels_of, metric_defs
+from agent.state import StateDB, alert_from_dict, alert_to_dict, incident_to_dict
+from agent.units import format_duration, human_duration
+from exporters.tickets.base import Incident, RemoteStatus, TicketRef, TimelineEntry
+from exporters.tickets.config import TicketsConfig
+from rules.alerts import SEVERITY_ORDER, Alert, AlertState, AlertTransition, TransitionKind, fingerprint
+
+log = logging.getLogger(__name__)
+
+STORM_RULE = "HostwardenAlertStorm"
+MAX_TIMELINE = 50
+MAX_BACKLOG = 10_000
+MAX_STORM_LISTED = 200
+
+INCIDENT_METRICS = metric_defs(
+    MetricDef("hostwarden_incidents_open", "gauge", "Incidents currently open (firing), storm tickets excluded."),
+    MetricDef("hostwarden_outbox_pending", "gauge", "Ticket operations waiting in the outbox.", ("backend",)),
+    MetricDef("hostwarden_outbox_oldest_age_seconds", "gauge",
+              "Age of the oldest ticket operation waiting in the outbox (0 when none).", ("backend",)),
+    MetricDef("hostwarden_outbox_dead", "gauge",
+              "Ticket operations dead-lettered after a permanent error (see `hostwarden tickets outbox`).",
+              ("backend",)),
+    MetricDef("hostwarden_ticket_operations_total", "counter", "Ticket operations attempted, by result.",
+              ("backend", "op", "result")),
+    MetricDef("hostwarden_ticket_errors_total", "counter", "Ticket operations that failed (transient or permanent).",
+              ("backend",)),
+    MetricDef("hostwarden_state_write_errors_total", "counter", "Writes to the state database that failed."),
+)
+
+
+def _loads(text: str | None, default: Any) -> Any:
+    try:
+        return json.loads(text) if text else default
+    except ValueError:
+        return default
+
+
+class IncidentManager:
+    def __init__(self, config: TicketsConfig, *, state: StateDB, hostname: str, external_labels: dict[str, str],
+                 diagnose: Callable[[Alert, float], str] | None = None) -> None:
+        self.config = config
+        self.state = state
+        self.hostname = hostname
+        self.external_labels = dict(external_labels)
+        self.diagnose = diagnose
+        self.policy = config.policy()
+        self._backlog: list[tuple[AlertTransition, float]] = []
+
+    # -- public API ------------------------------------------------------------------------------------------
+    def handle(self, transitions: list[AlertTransition], now: float) -> None:
+        """Record the decisions for `transitions` and their outbox rows; committed when this returns.
+        If the state database cannot be written (disk full), the transitions are kept in memory and
+        retried with the next call or tick."""
+        batch = self._backlog + [(t, now) for t in transitions if t.kind is not TransitionKind.PENDING]
+        if not batch:
+            return
+        diagnoses = self._diagnose_new([t for t, _ in batch], now)
+        try:
+            with self.state.tx() as c:
+                for t, t_now in batch:
+                    self._apply(c, t, t_now, diagnoses)
+        except sqlite3.Error:
+            if len(batch) > MAX_BACKLOG:
+                log.error("incident backlog over %d transitions while the state database is unwritable; "
+                          "dropping the oldest %d", MAX_BACKLOG, len(batch) - MAX_BACKLOG)
+            self._backlog = batch[-MAX_BACKLOG:]
+            return
+        self._backlog = []
+
+    def tick(self, now: float) -> None:
+        """Send coalesced updates that are due, maintain storm tickets, record SLA breaches."""
+        if self._backlog:
+            self.handle([], now)
+        try:
+            with self.state.tx() as c:
+                self._flush_due(c, now)
+                self._maintain_storms(c, now)
+                self._check_sla(c, now)
+        except sqlite3.Error:
+            return
+
+    def reconcile(self, active: Iterable[Alert], now: float) -> int:
+        """Resolve open incidents whose alert is no longer pending or firing (a rule removed by a reload).
+        Call with every active alert after the rule states were restored; returns how many were resolved."""
+        keep = {a.fingerprint for a in active}
+        n = 0
+        with self.state.tx() as c:
+            rows = c.execute("SELECT * FROM incidents WHERE status = 'open' AND is_storm = 0").fetchall()
+            for row in rows:
+                if row["fingerprint"] in keep:
+                    continue
+                alert = alert_from_dict(_loads(row["alert"], {}))
+                t = AlertTransition(alert, TransitionKind.RESOLVED, now)
+                self._resolve(c, dict(row), t, now, reason="the alert is no longer active (rule removed or changed)")
+                n += 1
+        return n
+
+    def firing_incidents(self) -> list[Incident]:
+        """Snapshots of every open incident that has its own ticket (for backends that re-send while firing)."""
+        with self.state.lock:
+            c = self.state.connection
+            rows = c.execute("SELECT * FROM incidents WHERE status = 'open' AND storm_id IS NULL "
+                             "ORDER BY id").fetchall()
+            return [snapshot(c, dict(r)) for r in rows]
+
+    def self_samples(self, now: float) -> list[Sample]:
+        out: list[Sample] = []
+        row = self.state.query("SELECT COUNT(*) AS n FROM incidents WHERE status = 'open' AND is_storm = 0")
+        out.append(Sample("hostwarden_incidents_open", (), float(row[0]["n"]), now))
+        backends = {b.name for b in self.config.backends}
+        pending: dict[str, tuple[int, float]] = {}
+        for r in self.state.query("SELECT backend, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox "
+                                  "WHERE status = 'pending' GROUP BY backend"):
+            pending[r["backend"]] = (int(r["n"]), float(r["oldest"]))
+        dead = {r["backend"]: int(r["n"]) for r in self.state.query(
+            "SELECT backend, COUNT(*) AS n FROM outbox WHERE status = 'dead' GROUP BY backend")}
+        for name in sorted(backends | set(pending) | set(dead)):
+            lab = labels_of(backend=name)
+            n, oldest = pending.get(name, (0, now))
+            out.append(Sample("hostwarden_outbox_pending", lab, float(n), now))
+            out.append(Sample("hostwarden_outbox_oldest_age_seconds", lab, max(0.0, now - oldest) if n else 0.0, now))
+            out.append(Sample("hostwarden_outbox_dead", lab, float(dead.get(name, 0)), now))
+        ops, errors = self.state.stats.snapshot()
+        for (backend, op, result), n in sorted(ops.items()):
+            out.append(Sample("hostwarden_ticket_operations_total", labels_of(backend=backend, op=op, result=result),
+                              float(n), now))
+        for name in sorted(backends | set(errors)):
+            out.append(Sample("hostwarden_ticket_errors_total", labels_of(backend=name), float(errors.get(name, 0)),
+                              now))
+        out.append(Sample("hostwarden_state_write_errors_total", (), float(self.state.write_errors), now))
+        return out
+
+    def preview(self, alert: Alert, now: float) -> tuple[str | None, Incident]:
+        """The backend and the incident snapshot a firing `alert` would open, without recording anything."""
+        labels = self._label_map(alert)
+        backend = self.config.route_for(labels)
+        priority = self.policy.priority(alert.severity, self._category(alert), labels)
+        ack_due, resolve_due = self.policy.deadlines(priority, now)
+        diagnosis = self._run_diagnosis(alert, now)
+        inc = Incident(fingerprint=alert.fingerprint, alert=alert, title=self._title(alert), priority=priority,
+                       category=self._category(alert), host=self._host(alert), labels=self._incident_labels(alert),
+                       opened_at=now, diagnosis=diagnosis,
+                       timeline=(TimelineEntry(now, "opened", self._opened_text(alert)),),
+                       extra_fields={"ack_due": ack_due, "resolve_due": resolve_due})
+        return backend, inc
+
+    # -- derived values ------------------------------------------------------------------------------------
+    def _label_map(self, alert: Alert) -> dict[str, str]:
+        return {**self.external_labels, **dict(alert.labels)}
+
+    def _host(self, alert: Alert) -> str:
+        return alert.label("host") or self.external_labels.get("host") or self.hostname
+
+    def _category(self, alert: Alert) -> str:
+        return alert.category or alert.label("category")
+
+    def _incident_labels(self, alert: Alert) -> Labels:
+        merged = {**self.external_labels, **dict(alert.identity)}
+        return labels_of(merged)
+
+    def _title(self, alert: Alert) -> str:
+        summary = " ".join(alert.annotation("summary").split())
+        if summary:
+            return summary[:250]
+        extra = [f"{k}={v}" for k, v in alert.identity if k not in ("host", "alertname", "severity")]
+        title = f"{alert.rule} on {self._host(alert)}" + (f" ({', '.join(extra)})" if extra else "")
+        return title[:250]
+
+    def _value_text(self, alert: Alert) -> str:
+        text = f"value {alert.value:.6g}"
+        return text + (f", threshold {alert.threshold}" if alert.threshold else "")
+
+    def _opened_text(self, alert: Alert) -> str:
+        return f"{alert.rule} {alert.severity} on {self._host(alert)} ({self._value_text(alert)})"
+
+    def _run_diagnosis(self, alert: Alert, now: float) -> str:
+        if self.diagnose is None:
+            return ""
+        try:
+            return self.diagnose(alert, now)
+        except Exception as e:  # diagnosis is best effort: never lose the incident over it
+            log.warning("diagnosis for %s failed: %s: %s", alert.fingerprint, type(e).__name__, e)
+            return f"(diagnosis failed: {type(e).__name__}: {e})"
+
+    def _diagnose_new(self, batch: list[AlertTransition], now: float) -> dict[str, str]:
+        """Diagnose alerts about to open (or reopen) a ticket, outside the transaction; storm members skipped."""
+        firing = [t for t in batch if t.kind is TransitionKind.FIRING]
+        if not firing or self.diagnose is None:
+            return {}
+        open_fps = {r["fingerprint"] for r in self.state.query("SELECT fingerprint FROM incidents WHERE status = "
+                                                               "'open'")}
+        recent = self.state.query("SELECT COUNT(*) AS n FROM incidents WHERE is_storm = 0 AND opened_at > ?",
+                                  (now - float(self.config.storm_window),))[0]["n"]
+        budget = max(0, self.config.storm_threshold - int(recent))
+        out: dict[str, str] = {}
+        for t in firing:
+            fp = t.alert.fingerprint
+            if fp in open_fps or fp in out:
+                continue
+            if budget <= 0:
+                break
+            budget -= 1
+            out[fp] = self._run_diagnosis(t.alert, now)
+        return out
+
+    # -- applying one transition ------------------------------------------------------------------------------
+    def _latest(self, c: sqlite3.Connection, fp: str) -> dict[str, Any] | None:
+        row = c.execute("SELECT * FROM incidents WHERE fingerprint = ? ORDER BY id DESC LIMIT 1", (fp,)).fetchone()
+        return dict(row) if row else None
+
+    def _apply(self, c: sqlite3.Connection, t: AlertTransition, now: float, diagnoses: dict[str, str]) -> None:
+        inc = self._latest(c, t.alert.fingerprint)
+        is_open = inc is not None and inc["status"] == "open"
+        kind = t.kind
+        if kind is TransitionKind.FIRING or (not is_open and kind in (TransitionKind.ESCALATED,
+                                                                        TransitionKind.DEESCALATED)):
+            if is_open:
+                assert inc is not None
+                if inc["severity"] != t.alert.severity:
+                    self._severity_change(c, inc, t, now)
+                return
+            self._fire(c, inc, t, now, diagnoses.get(t.alert.fingerprint))
+            return
+        if not is_open:
+            return  # resolved/flapping for an incident we do not have open: nothing to do (or a replay)
+        assert inc is not None
+        if kind in (TransitionKind.ESCALATED, TransitionKind.DEESCALATED):
+            if inc["severity"] != t.alert.severity:
+                self._severity_change(c, inc, t, now)
+        elif kind is TransitionKind.RESOLVED:
+            self._resolve(c, inc, t, now)
+        elif kind is TransitionKind.FLAPPING_START:
+            if not inc["flapping"]:
+                self._set(c, inc, flapping=1, alert=json.dumps(alert_to_dict(t.alert)))
+                self._note(c, inc, t.at, "flapping", f"Flapping: state changes too often; no further updates until "
+                                                    f"it settles ({self._value_text(t.alert)})", now, force=True)
+        elif kind is TransitionKind.FLAPPING_STOP and inc["flapping"]:
+            self._set(c, inc, flapping=0, alert=json.dumps(alert_to_dict(t.alert)))
+            self._note(c, inc, t.at, "flapping", f"Stopped flapping; now {t.alert.severity} "
+                                                f"({self._value_text(t.alert)})", now, force=True)
+
+    def _fire(self, c: sqlite3.Connection, prev: dict[str, Any] | None, t: AlertTransition, now: float,
+              diagnosis: str | None) -> None:
+        alert = t.alert
+        labels = self._label_map(alert)
+        backend = self.config.route_for(labels) or ""
+        window = float(self.config.reopen_window)
+        if (prev is not None and backend and prev["backend"] == backend and window > 0
+                and prev["storm_id"] is None and prev["resolved_at"] is not None
+                and t.at - float(prev["resolved_at"]) < window):
+            self._reopen(c, prev, t, now, diagnosis)
+            return
+        storm = self._storm_for(c, backend, alert, t.at, now) if backend else None
+        priority = self.policy.priority(alert.severity, self._category(alert), labels)
+        start = alert.fired_at if alert.fired_at is not None else t.at
+        ack_due, resolve_due = self.policy.deadlines(priority, start)
+        if diagnosis is None:
+            diagnosis = "" if storm is not None else self._run_diagnosis(alert, now)
+        cur = c.execute(
+            "INSERT INTO incidents (fingerprint, backend, rule, title, host, category, severity, priority, status, "
+            "alert, labels, diagnosis, opened_at, fired_at, ack_due, resolve_due, storm_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?)",
+            (alert.fingerprint, backend, alert.rule, self._title(alert), self._host(alert), self._category(alert),
+             alert.severity, priority, json.dumps(alert_to_dict(alert)),
+             json.dumps([list(p) for p in self._incident_labels(alert)]), diagnosis, start, start, ack_due,
+             resolve_due, storm["id"] if storm else None))
+        inc = dict(c.execute("SELECT * FROM incidents WHERE id = ?", (cur.lastrowid,)).fetchone())
+        self._event(c, inc["id"], t.at, "opened", self._opened_text(alert))
+        if storm is not None:
+            self._note(c, storm, t.at, "storm", f"+ {self._title(alert)} [{alert.severity}] ({alert.fingerprint})",
+                       now)
+            log.info("incident %s (%s) joined storm incident %d", alert.fingerprint, alert.rule, storm["id"])
+            return
+        if backend:
+            self._enqueue(c, inc, "open", "", now)
+        log.info("incident %s opened: %s [%s, %s]%s", alert.fingerprint, inc["title"], alert.severity, priority,
+                 f" → {backend}" if backend else " (no ticket backend)")
+
+    def _reopen(self, c: sqlite3.Connection, inc: dict[str, Any], t: AlertTransition, now: float,
+                diagnosis: str | None) -> None:
+        alert = t.alert
+        labels = self._label_map(alert)
+        priority = self.policy.priority(alert.severity, self._category(alert), labels)
+        start = alert.fired_at if alert.fired_at is not None else t.at
+        ack_due, resolve_due = self.policy.deadlines(priority, start)
+        gap = t.at - float(inc["resolved_at"])
+        count = int(inc["reopen_count"]) + 1
+        self._set(c, inc, status="open", reopen_count=count, fired_at=start, resolved_at=None, acknowledged_at=None,
+                  severity=alert.severity, priority=priority, alert=json.dumps(alert_to_dict(alert)),
+                  title=self._title(alert), ack_due=ack_due, resolve_due=resolve_due, ack_breached=0,
+                  resolve_breached=0, muted=0, flapping=0, remote_state="", remote_changed_at=None,
+                  pending_events="[]", last_update_at=None,
+                  **({"diagnosis": diagnosis} if diagnosis else {}))
+        text = (f"Firing again {human_duration(gap)} after it resolved ({self._value_text(alert)}); "
+                f"reopened (#{count})")
+        self._event(c, inc["id"], t.at, "reopened", text)
+        if inc["backend"]:
+            self._enqueue(c, inc, "reopen", text, now)
+        log.info("incident %s reopened (%d): %s", inc["fingerprint"], count, inc["title"])
+
+    def _severity_change(self, c: sqlite3.Connection, inc: dict[str, Any], t: AlertTransition, now: float) -> None:
+        alert = t.alert
+        old = inc["severity"]
+        priority = self.policy.priority(alert.severity, self._category(alert), self._label_map(alert))
+        up = SEVERITY_ORDER.get(alert.severity, 0) > SEVERITY_ORDER.get(old, 0)
+        kind = "escalated" if up else "deescalated"
+        self._set(c, inc, severity=alert.severity, priority=priority, alert=json.dumps(alert_to_dict(alert)),
+                  title=self._title(alert))
+        text = f"{'Escalated' if up else 'De-escalated'} {old} → {alert.severity}, priority {priority} " \
+               f"({self._value_text(alert)})"
+        if inc["flapping"] or inc["storm_id"] is not None:
+            self._event(c, inc["id"], t.at, kind, text)  # recorded, not sent: flapping, or part of a storm ticket
+            return
+        self._note(c, inc, t.at, kind, text, now)
+        log.info("incident %s %s: %s → %s", inc["fingerprint"], kind, old, alert.severity)
+
+    def _resolve(self, c: sqlite3.Connection, inc: dict[str, Any], t: AlertTransition, now: float,
+                 reason: str = "") -> None:
+        alert = t.alert
+        end = alert.resolved_at if alert.resolved_at is not None else t.at
+        duration = max(0.0, end - float(inc["fired_at"]))
+        waiting = _loads(inc["pending_events"], [])
+        text = reason or f"Resolved after {human_duration(duration)} ({self._value_text(alert)})"
+        if reason:
+            text = f"Resolved after {human_duration(duration)}: {reason}"
+        if waiting:
+            text += "\nSince the last update:\n" + "\n".join(f"- {e['text']}" for e in waiting)
+        self._set(c, inc, status="resolved", resolved_at=end, alert=json.dumps(alert_to_dict(alert)),
+                  pending_events="[]", last_update_at=now, muted=0, flapping=0)
+        self._event(c, inc["id"], end, "resolved", text)
+        log.info("incident %s resolved after %s: %s", inc["fingerprint"], human_duration(duration), inc["title"])
+        if inc["muted"] or inc["storm_id"] is not None or not inc["backend"]:
+            return  # closed by a person (nothing more until it fires anew), or part of a storm ticket
+        cfg = self.config.backend(inc["backend"])
+        on_resolve = cfg.on_resolve if cfg is not None else "resolve"
+        self._enqueue(c, inc, "resolve" if on_resolve == "resolve" else "update", text, now)
+
+    # -- storms ---------------------------------------------------------------------------------------------------
+    def _storm_for(self, c: sqlite3.Connection, backend: str, alert: Alert, at: float,
+                   now: float) -> dict[str, Any] | None:
+        """The storm incident a new incident joins, or None when it opens its own ticket."""
+        window = float(self.config.storm_window)
+        recent = c.execute("SELECT COUNT(*) AS n FROM incidents WHERE backend = ? AND is_storm = 0 AND opened_at > ?",
+                           (backend, at - window)).fetchone()["n"]
+        if int(recent) < self.config.storm_threshold:
+            return None
+        storm_fp = fingerprint(STORM_RULE, labels_of(backend=backend, host=self.hostname))
+        storm = self._latest(c, storm_fp)
+        if storm is not None and storm["status"] == "open":
+            return storm
+        identity = labels_of(backend=backend, host=self.hostname)
+        storm_alert = Alert(rule=STORM_RULE, group="hostwarden", identity=identity,
+                            labels=labels_of(alertname=STORM_RULE, backend=backend, host=self.hostname,
+                                             severity=alert.severity),
+                            state=AlertState.FIRING, severity=alert.severity, value=float(int(recent) + 1),
+                            active_since=at, fired_at=at, category=self._category(alert),
+                            threshold=f"> {self.config.storm_threshold} incidents in {format_duration(window)}",
+                            annotations=(("summary", f"Alert storm on {self.hostname}: more than "
+                                                     f"{self.config.storm_threshold} incidents within "
+                                                     f"{format_duration(window)}"),))
+        t = AlertTransition(storm_alert, TransitionKind.FIRING, at)
+        self._fire_storm(c, storm, t, backend, now)
+        storm = self._latest(c, storm_fp)
+        assert storm is not None
+        return storm
+
+    def _fire_storm(self, c: sqlite3.Connection, prev: dict[str, Any] | None, t: AlertTransition, backend: str,
+                    now: float) -> None:
+        window = float(self.config.reopen_window)
+        if prev is not None and prev["backend"] == backend and window > 0 and prev["resolved_at"] is not None \
+                and t.at - float(prev["resolved_at"]) < window:
+            self._reopen(c, prev, t, now, None)
+            return
+        alert = t.alert
+        priority = self.policy.priority(alert.severity, alert.category, dict(alert.labels))
+        ack_due, resolve_due = self.policy.deadlines(priority, t.at)
+        cur = c.execute(
+            "INSERT INTO incidents (fingerprint, backend, rule, title, host, category, severity, priority, status, "
+            "alert, labels, opened_at, fired_at, ack_due, resolve_due, is_storm) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, 1)",
+            (alert.fingerprint, backend, alert.rule, self._title(alert), self.hostname, alert.category,
+             alert.severity, priority, json.dumps(alert_to_dict(alert)),
+             json.dumps([list(p) for p in self._incident_labels(alert)]), t.at, t.at, ack_due, resolve_due))
+        inc = dict(c.execute("SELECT * FROM incidents WHERE id = ?", (cur.lastrowid,)).fetchone())
+        self._event(c, inc["id"], t.at, "opened", alert.annotation("summary"))
+        self._enqueue(c, inc, "open", "", now)
+        log.warning("alert storm on backend %s: more than %d incidents within %s; further incidents are grouped in "
+                    "storm incident %d", backend, self.config.storm_threshold,
+                    format_duration(float(self.config.storm_window)), inc["id"])
+
+    def _maintain_storms(self, c: sqlite3.Connection, now: float) -> None:
+        storms = c.execute("SELECT * FROM incidents WHERE is_storm = 1 AND status = 'open'").fetchall()
+        for row in storms:
+            storm = dict(row)
+            counts = c.execute("SELECT SUM(status = 'open') AS open, COUNT(*) AS total FROM incidents "
+                               "WHERE storm_id = ?", (storm["id"],)).fetchone()
+            if int(counts["open"] or 0) > 0:
+                continue
+            alert = alert_from_dict(_loads(storm["alert"], {}))
+            t = AlertTransition(alert, TransitionKind.RESOLVED, now)
+            self._resolve(c, storm, t, now, reason=f"all {int(counts['total'] or 0)} grouped incidents resolved")
+
+    # -- notes, coalescing, SLA -------------------------------------------------------------------------------------
+    def _note(self, c: sqlite3.Connection, inc: dict[str, Any], at: float, kind: str, text: str, now: float,
+              *, force: bool = False) -> None:
+        """Record an event; queue it for the ticket unless muted, flapping (except the flapping notes) or in a storm.
+        Sent at once when the last update is `update_interval` old, else coalesced by tick()."""
+        self._event(c, inc["id"], at, kind, text)
+        if inc["muted"] or inc["storm_id"] is not None or not inc["backend"]:
+            return
+        if inc["flapping"] and not force:
+            return
+        waiting = _loads(inc["pending_events"], [])
+        waiting.append({"at": at, "kind": kind, "text": text})
+        self._set(c, inc, pending_events=json.dumps(waiting))
+        last = inc["last_update_at"]
+        if last is None or now - float(last) >= float(self.config.update_interval):
+            self._flush(c, inc, now)
+
+    def _flush(self, c: sqlite3.Connection, inc: dict[str, Any], now: float) -> None:
+        waiting = _loads(inc["pending_events"], [])
+        if not waiting:
+            return
+        text = waiting[0]["text"] if len(waiting) == 1 else "\n".join(f"- {e['text']}" for e in waiting)
+        self._set(c, inc, pending_events="[]", last_update_at=now)
+        self._enqueue(c, inc, "update", text, now)
+
+    def _flush_due(self, c: sqlite3.Connection, now: float) -> None:
+        rows = c.execute("SELECT * FROM incidents WHERE status = 'open' AND pending_events != '[]' AND muted = 0 "
+                         "AND (last_update_at IS NULL OR last_update_at <= ?)",
+                         (now - float(self.config.update_interval),)).fetchall()
+        for row in rows:
+            self._flush(c, dict(row), now)
+
+    def _check_sla(self, c: sqlite3.Connection, now: float) -> None:
+        rows = c.execute("SELECT * FROM incidents WHERE status = 'open' AND storm_id IS NULL AND "
+                         "((ack_breached = 0 AND acknowledged_at IS NULL AND ack_due < ?) OR "
+                         "(resolve_breached = 0 AND resolve_due < ?))", (now, now)).fetchall()
+        for row in rows:
+            inc = dict(row)
+            target = self.policy.targets(inc["priority"])
+            if not inc["ack_breached"] and inc["acknowledged_at"] is None and inc["ack_due"] < now:
+                self._set(c, inc, ack_breached=1)
+                self._event(c, inc["id"], float(inc["ack_due"]), "sla_breach",
+                            f"Not acknowledged within {human_duration(target.acknowledge)} ({inc['priority']})")
+                log.warning("incident %s: %s acknowledge target (%s) missed", inc["fingerprint"], inc["priority"],
+                            human_duration(target.acknowledge))
+            if not inc["resolve_breached"] and inc["resolve_due"] < now:
+                self._set(c, inc, resolve_breached=1)
+                self._event(c, inc["id"], float(inc["resolve_due"]), "sla_breach",
+                            f"Not resolved within {human_duration(target.resolve)} ({inc['priority']})")
+                log.warning("incident %s: %s resolve target (%s) missed", inc["fingerprint"], inc["priority"],
+                            human_duration(target.resolve))
+
+    # -- rows, events, outbox ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _set(c: sqlite3.Connection, inc: dict[str, Any], **fields: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        c.execute(f"UPDATE incidents SET {sets} WHERE id = ?", (*fields.values(), inc["id"]))
+        inc.update(fields)
+
+    @staticmethod
+    def _event(c: sqlite3.Connection, incident_id: int, at: float, kind: str, text: str) -> None:
+        c.execute("INSERT INTO incident_events (incident_id, at, kind, text) VALUES (?, ?, ?, ?)",
+                  (incident_id, at, kind, text))
+
+    def _enqueue(self, c: sqlite3.Connection, inc: dict[str, Any], op: str, event: str, now: float) -> None:
+        snap = snapshot(c, inc)
+        payload = json.dumps({"incident": incident_to_dict(snap), "event": event}, default=str)
+        c.execute("INSERT INTO outbox (incident_id, backend, fingerprint, op, payload, idempotency_key, created_at) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                  (inc["id"], inc["backend"], inc["fingerprint"], op, payload, f"hw-{uuid.uuid4().hex}", now))
+
+
+def snapshot(c: sqlite3.Connection, inc: dict[str, Any]) -> Incident:
+    """The Incident a backend sees, built from an incidents row (timeline: the last MAX_TIMELINE events)."""
+    events = c.execute("SELECT at, kind, text FROM incident_events WHERE incident_id = ? ORDER BY id DESC LIMIT ?",
+                       (inc["id"], MAX_TIMELINE)).fetchall()
+    storm_of: tuple[str, ...] = ()
+    if inc["is_storm"]:
+        members = c.execute("SELECT fingerprint, title, status FROM incidents WHERE storm_id = ? ORDER BY id LIMIT ?",
+                            (inc["id"], MAX_STORM_LISTED)).fetchall()
+        storm_of = tuple(f"{m['fingerprint']} {m['status']}: {m['title']}" for m in members)
+    ref = TicketRef(inc["backend"], inc["ticket_id"], inc["ticket_url"] or "") if inc["ticket_id"] else None
+    title = inc["title"]
+    if inc["is_storm"]:
+        total = c.execute("SELECT COUNT(*) AS n FROM incidents WHERE storm_id = ?", (inc["id"],)).fetchone()["n"]
+        title = f"Alert storm on {inc['host']}: {int(total)} grouped incidents"
+    return Incident(
+        fingerprint=inc["fingerprint"], alert=alert_from_dict(_loads(inc["alert"], {})), title=title,
+        priority=inc["priority"], category=inc["category"], host=inc["host"],
+        labels=tuple((str(k), str(v)) for k, v in _loads(inc["labels"], [])), opened_at=float(inc["opened_at"]),
+        diagnosis=inc["diagnosis"], ticket_ref=ref, acknowledged_at=inc["acknowledged_at"],
+        resolved_at=inc["resolved_at"], reopen_count=int(inc["reopen_count"]),
+        timeline=tuple(TimelineEntry(float(e["at"]), e["kind"], e["text"]) for e in reversed(events)),
+        storm_of=storm_of,
+        extra_fields={"ack_due": inc["ack_due"], "resolve_due": inc["resolve_due"], "incident_id": inc["id"]},
+    )
+
+
+def apply_remote_statuses(state: StateDB, statuses: list[RemoteStatus], now: float) -> int:
+    """Two-way sync: what people did in the ticket system. Returns how many incidents changed.
+
+    - acknowledged (or assigned) → the incident is acknowledged (its MTTA), once per occurrence;
+    - resolved/closed/missing while the incident is open → muted: no more notes, no reopen, no resolve
+      until the alert resolves and fires anew. A status older than the current occurrence, or seen while
+      our own operations are still queued for the incident, is the echo of our own doing and ignored.
+    """
+    changed = 0
+    with state.tx() as c:
+        for st in statuses:
+            rows = c.execute("SELECT * FROM incidents WHERE backend = ? AND ticket_id = ? ORDER BY id DESC LIMIT 1",
+                             (st.ref.backend, st.ref.id)).fetchall()
+            if not rows:
+                continue
+            inc = dict(rows[0])
+            at = st.changed_at if st.changed_at is not None else now
+            if inc["remote_state"] == st.state and inc["remote_changed_at"] == st.changed_at:
+                continue
+            closing = st.state in ("resolved", "closed", "missing")
+            if closing and inc["status"] == "open" and c.execute(
+                    "SELECT 1 FROM outbox WHERE incident_id = ? AND status = 'pending' LIMIT 1",
+                    (inc["id"],)).fetchone():
+                continue  # our own operations are still on their way: judge again once they are delivered
+            c.execute("UPDATE incidents SET remote_state = ?, remote_changed_at = ? WHERE id = ?",
+                      (st.state, st.changed_at, inc["id"]))
+            if inc["status"] != "open" or at < float(inc["fired_at"]):
+                continue  # about an earlier occurrence, or the echo of our own resolve
+            if st.state == "acknowledged" and inc["acknowledged_at"] is None:
+                c.execute("UPDATE incidents SET acknowledged_at = ? WHERE id = ?", (at, inc["id"]))
+                c.execute("INSERT INTO incident_events (incident_id, at, kind, text) VALUES (?, ?, 'acknowledged', ?)",
+                          (inc["id"], at, f"Acknowledged in {st.ref.backend}" + (f" by {st.assignee}"
+                                                                                  if st.assignee else "")))
+                log.info("incident %s acknowledged in %s (ticket %s)", inc["fingerprint"], st.ref.backend, st.ref.id)
+                changed += 1
+            elif closing and not inc["muted"]:
+                c.execute("UPDATE incidents SET muted = 1, pending_events = '[]' WHERE id = ?", (inc["id"],))
+                c.execute("INSERT INTO incident_events (incident_id, at, kind, text) "
+                          "VALUES (?, ?, 'closed_by_person', ?)",
+                          (inc["id"], at, f"Ticket {st.state} in {st.ref.backend} while the alert still fires; no "
+                                          f"further updates until it resolves and fires again"))
+                log.info("incident %s: ticket %s was %s by a person while firing; muted until it fires anew",
+                         inc["fingerprint"], st.ref.id, st.state)
+                changed += 1
+    return changed

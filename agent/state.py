@@ -1,0 +1,296 @@
+"""The state database: alert states, incidents ↔ tickets, their timeline, and the ticket outbox.
+
+One SQLite file (`<state_dir>/state.db`, mode 0600, WAL, `synchronous=FULL`). Every decision is
+committed before anything acts on it: the incident manager commits the incident row and its outbox
+rows in one transaction, and the outbox worker only ever reads committed rows. See
+docs/incidents.md ("Crash safety") for the ordering argument.
+
+When the file cannot be written (read-only file system, permissions) the agent keeps running on an
+in-memory copy (`degraded`), and says so loudly; a corrupt file is moved aside (agent/sqlitefile).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from agent import sqlitefile
+from agent.samples import Labels
+from exporters.tickets.base import Incident, TimelineEntry
+from rules.alerts import Alert, AlertState
+
+log = logging.getLogger(__name__)
+
+WHAT = "state database"
+
+# migrations[i] takes schema version i to i + 1 (PRAGMA user_version).
+MIGRATIONS: tuple[str, ...] = (
+    # 1: alert states, incidents, their timeline, the outbox
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE alert_state (key TEXT PRIMARY KEY, row TEXT NOT NULL);
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        title TEXT NOT NULL,
+        host TEXT NOT NULL DEFAULT '',
+        category TEXT NOT NULL DEFAULT '',
+        severity TEXT NOT NULL DEFAULT '',
+        priority TEXT NOT NULL,
+        status TEXT NOT NULL,
+        alert TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        diagnosis TEXT NOT NULL DEFAULT '',
+        opened_at REAL NOT NULL,
+        fired_at REAL NOT NULL,
+        acknowledged_at REAL,
+        resolved_at REAL,
+        reopen_count INTEGER NOT NULL DEFAULT 0,
+        ticket_id TEXT,
+        ticket_url TEXT NOT NULL DEFAULT '',
+        flapping INTEGER NOT NULL DEFAULT 0,
+        is_storm INTEGER NOT NULL DEFAULT 0,
+        storm_id INTEGER REFERENCES incidents(id),
+        pending_events TEXT NOT NULL DEFAULT '[]',
+        last_update_at REAL,
+        ack_due REAL,
+        resolve_due REAL,
+        ack_breached INTEGER NOT NULL DEFAULT 0,
+        resolve_breached INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX incidents_by_fp ON incidents (fingerprint, id);
+    CREATE INDEX incidents_by_status ON incidents (status);
+    CREATE TABLE incident_events (
+        id INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL REFERENCES incidents(id),
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        text TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX incident_events_by_incident ON incident_events (incident_id, id);
+    CREATE INDEX incident_events_by_time ON incident_events (at);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        incident_id INTEGER NOT NULL REFERENCES incidents(id),
+        backend TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        op TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        status TEXT NOT NULL DEFAULT 'pending',
+        created_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_attempt_at REAL,
+        next_attempt_at REAL,
+        last_error TEXT NOT NULL DEFAULT '',
+        done_at REAL
+    );
+    CREATE INDEX outbox_by_queue ON outbox (status, backend, fingerprint, id)
+    """,
+    # 2: two-way sync: what the ticket system last said, and the "closed by a person" mute
+    """
+    ALTER TABLE incidents ADD COLUMN remote_state TEXT NOT NULL DEFAULT '';
+    ALTER TABLE incidents ADD COLUMN remote_changed_at REAL;
+    ALTER TABLE incidents ADD COLUMN muted INTEGER NOT NULL DEFAULT 0
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class DeliveryStats:
+    """Counters shared by the outbox worker (writes) and the incident manager's self-metrics (reads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.operations: dict[tuple[str, str, str], int] = {}
+        self.errors: dict[str, int] = {}
+
+    def count(self, backend: str, op: str, result: str) -> None:
+        with self._lock:
+            key = (backend, op, result)
+            self.operations[key] = self.operations.get(key, 0) + 1
+            if result != "success":
+                self.errors[backend] = self.errors.get(backend, 0) + 1
+
+    def snapshot(self) -> tuple[dict[tuple[str, str, str], int], dict[str, int]]:
+        with self._lock:
+            return dict(self.operations), dict(self.errors)
+
+
+class StateDB:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.degraded = False
+        self.lock = threading.RLock()
+        self.stats = DeliveryStats()
+        self.write_errors = 0
+        self._last_write_error = ""
+        self._saved_alert_rows: dict[str, str] | None = None
+        if path == ":memory:":  # tests and previews: nothing survives, nothing is written to disk
+            self._conn = sqlitefile.connect(":memory:")
+            sqlitefile.migrate(self._conn, MIGRATIONS, what=WHAT, path=path)
+            return
+        try:
+            self._conn = sqlitefile.open_database(path, MIGRATIONS, what=WHAT)
+        except sqlitefile.SchemaTooNew:
+            raise
+        except (OSError, sqlite3.Error, sqlitefile.CorruptDatabase) as e:
+            log.error("%s %s cannot be written (%s): running on an in-memory copy; incidents and the outbox "
+                      "will NOT survive a restart until this is fixed", WHAT, path, e)
+            self.degraded = True
+            self._conn = sqlitefile.copy_to_memory(path, MIGRATIONS, what=WHAT)
+        if not self.degraded:
+            try:
+                with self.tx() as c:
+                    c.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            except sqlite3.OperationalError as e:  # a read-only file opens fine and fails on the first write
+                log.error("%s %s cannot be written (%s): running on an in-memory copy; incidents and the outbox "
+                          "will NOT survive a restart until this is fixed", WHAT, path, e)
+                self._conn.close()
+                self.degraded = True
+                self._conn = sqlitefile.copy_to_memory(path, MIGRATIONS, what=WHAT)
+
+    # -- transactions ---------------------------------------------------------------------------------
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE … COMMIT); committed (fsynced) when the block exits."""
+        with self.lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException as e:
+                try:
+                    self._conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                if isinstance(e, sqlite3.OperationalError):
+                    self._note_write_error(e)
+                raise
+        if self._last_write_error:
+            log.info("%s writable again", WHAT)
+            self._last_write_error = ""
+
+    def _note_write_error(self, e: sqlite3.Error) -> None:
+        self.write_errors += 1
+        msg = str(e)
+        if msg != self._last_write_error:
+            log.error("%s %s: write failed: %s", WHAT, self.path, msg)
+            self._last_write_error = msg
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """For reads spanning several statements: hold `self.lock` while using it."""
+        return self._conn
+
+    def query(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
+        with self.lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self.lock:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+
+    # -- alert states (RuleManager.export_state rows) ----------------------------------------------------
+    def save_alert_states(self, rows: list[dict]) -> None:
+        """Replace the stored alert states with `rows`; only changed rows are written, nothing when none changed.
+        A failed write (disk full) is logged once and retried with the next call."""
+        encoded: dict[str, str] = {}
+        for row in rows:
+            text = json.dumps(row, sort_keys=True, default=str)
+            encoded[_row_key(row, text)] = text
+        previous = self._saved_alert_rows
+        if previous is None:
+            previous = {r["key"]: r["row"] for r in self.query("SELECT key, row FROM alert_state")}
+        gone = [k for k in previous if k not in encoded]
+        changed = [(k, v) for k, v in encoded.items() if previous.get(k) != v]
+        if not gone and not changed:
+            self._saved_alert_rows = encoded
+            return
+        try:
+            with self.tx() as c:
+                c.executemany("DELETE FROM alert_state WHERE key = ?", [(k,) for k in gone])
+                c.executemany("INSERT OR REPLACE INTO alert_state (key, row) VALUES (?, ?)", changed)
+        except sqlite3.OperationalError:
+            self._saved_alert_rows = None
+            return
+        self._saved_alert_rows = encoded
+
+    def load_alert_states(self) -> list[dict]:
+        out = []
+        for r in self.query("SELECT key, row FROM alert_state ORDER BY key"):
+            try:
+                out.append(json.loads(r["row"]))
+            except ValueError:
+                log.warning("%s: dropping an unreadable alert state row %s", WHAT, r["key"])
+        return out
+
+
+_IDENTITY_KEYS = ("group", "rule", "signature", "occurrence", "labels", "fingerprint")
+
+
+def _row_key(row: dict, text: str) -> str:
+    """Rows of the same alert keep their key while their state changes (an update, not delete + insert)."""
+    identity = [row.get(k) for k in _IDENTITY_KEYS]
+    basis = json.dumps(identity, sort_keys=True, default=str) if "rule" in row else text
+    return hashlib.sha256(basis.encode()).hexdigest()[:24]
+
+
+# -- codecs: Alert / Incident <-> JSON (outbox payloads, incident rows) -------------------------------------
+
+def _labels(pairs: Any) -> Labels:
+    return tuple((str(k), str(v)) for k, v in pairs)
+
+
+def alert_to_dict(a: Alert) -> dict[str, Any]:
+    return {
+        "rule": a.rule, "group": a.group, "labels": [list(p) for p in a.labels],
+        "identity": [list(p) for p in a.identity], "state": a.state.value, "severity": a.severity,
+        "value": a.value, "active_since": a.active_since, "fired_at": a.fired_at, "resolved_at": a.resolved_at,
+        "annotations": [list(p) for p in a.annotations], "category": a.category, "threshold": a.threshold,
+        "expr": a.expr, "flapping": a.flapping, "source": a.source,
+    }
+
+
+def alert_from_dict(d: dict[str, Any]) -> Alert:
+    return Alert(
+        rule=d["rule"], group=d.get("group", ""), labels=_labels(d.get("labels", ())),
+        identity=_labels(d.get("identity", ())), state=AlertState(d.get("state", "firing")),
+        severity=d.get("severity", ""), value=float(d.get("value", 0.0)), active_since=float(d.get("active_since", 0)),
+        fired_at=d.get("fired_at"), resolved_at=d.get("resolved_at"),
+        annotations=tuple((str(k), str(v)) for k, v in d.get("annotations", ())), category=d.get("category", ""),
+        threshold=d.get("threshold", ""), expr=d.get("expr", ""), flapping=bool(d.get("flapping", False)),
+        source=d.get("source", ""),
+    )
+
+
+def incident_to_dict(i: Incident) -> dict[str, Any]:
+    return {
+        "fingerprint": i.fingerprint, "alert": alert_to_dict(i.alert), "title": i.title, "priority": i.priority,
+        "category": i.category, "host": i.host, "labels": [list(p) for p in i.labels], "opened_at": i.opened_at,
+        "diagnosis": i.diagnosis, "acknowledged_at": i.acknowledged_at, "resolved_at": i.resolved_at,
+        "reopen_count": i.reopen_count, "timeline": [[e.at, e.kind, e.text] for e in i.timeline],
+        "storm_of": list(i.storm_of), "extra_fields": i.extra_fields,
+    }
+
+
+def incident_from_dict(d: dict[str, Any]) -> Incident:
+    return Incident(
+        fingerprint=d["fingerprint"], alert=alert_from_dict(d["alert"]), title=d["title"], priority=d["priority"],
+        category=d.get("category", ""), host=d.get("host", ""), labels=_labels(d.get("labels", ())),
+        opened_at=float(d["opened_at"]), diagnosis=d.get("diagnosis", ""), acknowledged_at=d.get("acknowledged_at"),
+        resolved_at=d.get("resolved_at"), reopen_count=int(d.get("reopen_count", 0)),
+        timeline=tuple(TimelineEntry(float(at), str(kind), str(text)) for at, kind, text in d.get("timeline", ())),
+        storm_of=tuple(d.get("storm_of", ())), extra_fields=dict(d.get("extra_fields") or {}),
+    )

@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""Collection and scrape benchmark: hostwarden side by side with Debian's node_exporter.
+
+Starts, on 127.0.0.1:
+  - node_exporter with its defaults,
+  - node_exporter with only the collectors hostwarden has (cpu, meminfo, filesystem, loadavg,
+    diskstats, netdev),
+  - hostwarden with its host collectors (optionally plus 50 mixed service checks, one of which
+    hangs past its timeout),
+then scrapes each N times (sequentially, one keep-alive connection, as Prometheus does) and prints
+series count, scrape latency p50/p99, CPU seconds per scrape (node_exporter collects on scrape),
+hostwarden's CPU seconds per collection cycle (measured while idle) and per scrape, and RSS; and the
+ratios hostwarden / node_exporter.
+
+    .venv/bin/python bench/collect.py [--scrapes 500] [--checks] [--idle 30]
+
+Loopback only; every loop is bounded by --scrapes and a time limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import http.client
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SAME_SET = ["--collector.disable-defaults", "--collector.cpu", "--collector.meminfo", "--collector.filesystem",
+            "--collector.loadavg", "--collector.diskstats", "--collector.netdev"]
+TIME_LIMIT_SECONDS = 600
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process and its reaped children (plugins), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / CLK_TCK
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def wait_http(port: int, path: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", path)
+            if c.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing answered on 127.0.0.1:{port}{path}")
+
+
+@dataclass
+class Result:
+    name: str
+    series: int
+    p50_ms: float
+    p99_ms: float
+    cpu_per_scrape_s: float
+    cpu_per_cycle_s: float | None
+    rss_mb: float
+    bytes_per_scrape: int
+
+
+def scrape_loop(port: int, n: int, *, gzip_ok: bool = True) -> tuple[list[float], int, int]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    lat: list[float] = []
+    series = size = 0
+    headers = {"Accept-Encoding": "gzip"} if gzip_ok else {}
+    deadline = time.monotonic() + TIME_LIMIT_SECONDS / 4
+    for _ in range(n):
+        if time.monotonic() > deadline:
+            break
+        t0 = time.perf_counter()
+        conn.request("GET", "/metrics", headers=headers)
+        resp = conn.getresponse()
+        body = resp.read()
+        lat.append(time.perf_counter() - t0)
+        size = len(body)
+        if resp.getheader("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        series = sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
+    conn.close()
+    return lat, series, size
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def measure(name: str, proc: subprocess.Popen, port: int, scrapes: int, idle: float, cycle_s: float | None) -> Result:
+    scrape_loop(port, 5)  # warm up
+    cpu_per_cycle = None
+    if cycle_s:
+        c0 = cpu_seconds(proc.pid)
+        time.sleep(idle)
+        cpu_per_cycle = (cpu_seconds(proc.pid) - c0) / (idle / cycle_s)
+    c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+    lat, series, size = scrape_loop(port, scrapes)
+    elapsed = time.monotonic() - t0
+    cpu = cpu_seconds(proc.pid) - c0
+    if cpu_per_cycle is not None:  # remove the collection cycles that ran during the scrape loop
+        cpu = max(0.0, cpu - cpu_per_cycle * elapsed / cycle_s)
+    return Result(name, series, pct(lat, 0.5) * 1000, pct(lat, 0.99) * 1000, cpu / max(1, len(lat)),
+                  cpu_per_cycle, rss_bytes(proc.pid) / 2**20, size)
+
+
+class _SlowHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path.startswith("/hang"):
+            time.sleep(30)
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+def checks_config(http_port: int, tcp_port: int, workdir: Path) -> str:
+    (workdir / "backup.dump").write_bytes(b"x" * 1024)
+    lines = ["checks:"]
+    for i in range(15):
+        lines.append(f"  - {{name: http-{i}, type: http, url: 'http://127.0.0.1:{http_port}/ok', timeout: 2s}}")
+    for i in range(15):
+        lines.append(f"  - {{name: tcp-{i}, type: tcp, address: '127.0.0.1:{tcp_port}', timeout: 2s}}")
+    for i in range(10):
+        lines.append(f"  - {{name: file-{i}, type: file, path: '{workdir / 'backup.dump'}'}}")
+    for i in range(5):
+        lines.append(f"  - {{name: proc-{i}, type: process, name_match: python3}}".replace("name_match", "pname"))
+    for i in range(4):
+        plugin = "/usr/lib/nagios/plugins/check_dummy"
+        lines.append(f"  - {{name: nagios-{i}, type: nagios, command: [{plugin}, '0', 'fine']}}")
+    lines.append(f"  - {{name: hung, type: http, url: 'http://127.0.0.1:{http_port}/hang', timeout: 3s}}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scrapes", type=int, default=500)
+    ap.add_argument("--idle", type=float, default=30.0, help="seconds to measure hostwarden's idle CPU per cycle")
+    ap.add_argument("--interval", type=float, default=10.0, help="hostwarden collection interval (s)")
+    ap.add_argument("--checks", action="store_true", help="add 50 mixed service checks (one hangs)")
+    args = ap.parse_args()
+    ne = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+    if not ne:
+        print("Debian's prometheus-node-exporter is not installed: apt-get install -y prometheus-node-exporter")
+        return 2
+    hw = Path(sys.executable).parent / "hostwarden"
+    hw_cmd = [str(hw)] if hw.exists() else [sys.executable, "-m", "agent.cli"]
+    procs: list[subprocess.Popen] = []
+    results: list[Result] = []
+    workdir = Path(tempfile.mkdtemp(prefix="hw-bench-"))
+    srv = None
+    try:
+        ports = {}
+        for label, extra in (("node_exporter (defaults)", []), ("node_exporter (same collectors)", SAME_SET)):
+            port = free_port()
+            p = subprocess.Popen([ne, f"--web.listen-address=127.0.0.1:{port}", *extra],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(p)
+            ports[label] = (p, port)
+            wait_http(port, "/metrics")
+        port = free_port()
+        body = "rule_files: []\n"
+        if args.checks:
+            srv = ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
+            srv.daemon_threads = True
+            threading.Thread(target=srv.serve_forever, daemon=True).start()
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(128)
+            body += checks_config(srv.server_address[1], listener.getsockname()[1], workdir)
+        cfg = workdir / "hostwarden.yaml"
+        cfg.write_text(f"global:\n  interval: {args.interval}s\n  state_dir: {workdir / 'state'}\n"
+                       f"web:\n  listen_address: 127.0.0.1:{port}\n{body}")
+        p = subprocess.Popen([*hw_cmd, "run", "--config", str(cfg), "--log.level", "warn"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        procs.append(p)
+        wait_http(port, "/-/ready")
+        time.sleep(min(args.interval, 5))
+        for label, (proc, pport) in ports.items():
+            results.append(measure(label, proc, pport, args.scrapes, 0, None))
+        results.append(measure("hostwarden" + (" + 50 checks" if args.checks else ""), p, port, args.scrapes,
+                               args.idle, args.interval))
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if srv is not None:
+            srv.shutdown()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(f"scrapes per target: {args.scrapes}, hostwarden interval {args.interval:g}s, "
+          f"idle window {args.idle:g}s, {os.cpu_count()} CPUs")
+    print(f"{'target':36} {'series':>7} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/scrape':>14} "
+          f"{'CPU ms/cycle':>13} {'RSS MB':>7} {'bytes':>8}")
+    for r in results:
+        cyc = f"{r.cpu_per_cycle_s * 1000:.2f}" if r.cpu_per_cycle_s is not None else "-"
+        print(f"{r.name:36} {r.series:7d} {r.p50_ms:8.3f} {r.p99_ms:8.3f} {r.cpu_per_scrape_s * 1000:14.3f} "
+              f"{cyc:>13} {r.rss_mb:7.1f} {r.bytes_per_scrape:8d}")
+    hwr = results[-1]
+    for base in results[:-1]:
+        cycle_ratio = (hwr.cpu_per_cycle_s or 0) / base.cpu_per_scrape_s if base.cpu_per_scrape_s else float("nan")
+        print(f"ratio hostwarden / {base.name}: series {hwr.series / base.series:.2f}, "
+              f"p50 {hwr.p50_ms / base.p50_ms:.2f}, p99 {hwr.p99_ms / base.p99_ms:.2f}, "
+              f"CPU per cycle vs its CPU per scrape {cycle_ratio:.2f}, RSS {hwr.rss_mb / base.rss_mb:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,677 @@
+"""Alertmanager webhook receiver: `hostwarden receive` (and the `receiver:` config section).
+
+A fleet's Alertmanager groups alerts from many hosts; pointed at this endpoint (a `webhook_configs` URL),
+each notification (payload version 4) becomes incidents through the same dedup, outbox and ticket
+backends as the agent's own alerts.
+
+One ticket per Alertmanager group, as jiralert does: every alert of a group maps to the same incident,
+whose fingerprint is derived from the group's `groupKey` and the `receiver` name alone (never from the
+alerts' changing labels), so membership changes update the ticket instead of opening new ones. Each
+alert of the group is one member of that incident: it fires (FIRING), changes severity
+(ESCALATED/DEESCALATED) and resolves (RESOLVED, also when it silently left the group); the incident
+manager resolves the incident once no member fires. The alert name of the incident is the group's
+`alertname` group label when it groups by alertname, else `AlertmanagerGroup`.
+
+The HTTP endpoint: POST only, bearer token required (compared in constant time) unless `auth: none`,
+`Content-Length` bounded by `max_body_bytes` (413), `application/json` only (415), schema checked with
+every problem listed (400). What was last seen of each group is kept in `<state_dir>/receiver-groups.json`
+so a restart neither re-announces nor forgets the members of an open group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import logging
+import os
+import signal
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+from agent.samples import Labels
+from agent.schema import MISSING, Errors, build
+from agent.yamlsrc import Loc
+from rules.alerts import SEVERITY_ORDER, Alert, AlertState, AlertTransition, TransitionKind
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = "127.0.0.1:9843"
+DEFAULT_PATH = "/alerts"
+GROUP_ALERTNAME = "AlertmanagerGroup"
+STATE_FILE = "receiver-groups.json"
+TICK_SECONDS = 5.0
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+# -- config ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReceiverConfig:
+    listen_address: str = DEFAULT_LISTEN
+    path: str = DEFAULT_PATH
+    auth: Literal["bearer", "none"] = "bearer"
+    token_env: str | None = None
+    token_file: str | None = None
+    max_body_bytes: int = 1 << 20
+    web_config_file: str | None = None  # an exporter-toolkit web config: its tls_server_config enables HTTPS
+    default_severity: str = "warning"  # for alerts without a `severity` label
+
+    def validate(self) -> list[str]:
+        problems = []
+        _host, sep, port = self.listen_address.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+            problems.append(f"listen_address {self.listen_address!r}: expected HOST:PORT")
+        if not self.path.startswith("/"):
+            problems.append(f"path {self.path!r} must start with '/'")
+        if self.auth == "bearer" and not (self.token_env or self.token_file):
+            problems.append("auth: bearer needs token_env or token_file (or say auth: none explicitly)")
+        if self.token_env and self.token_file:
+            problems.append("set only one of token_env and token_file")
+        if self.auth == "none" and (self.token_env or self.token_file):
+            problems.append("auth: none ignores token_env/token_file; remove them or use auth: bearer")
+        if not 1024 <= self.max_body_bytes <= 64 << 20:
+            problems.append("max_body_bytes must be between 1024 and 67108864")
+        return problems
+
+
+def parse_receiver(node: Any, errors: Errors, loc: Loc, base_dir: str) -> Any:
+    """The agent config's `receiver:` section (agent.config.SECTION_PARSERS)."""
+    cfg = build(ReceiverConfig, node, errors, loc=loc, path="receiver")
+    if cfg is MISSING:
+        return MISSING
+    if cfg.web_config_file and not os.path.isabs(cfg.web_config_file):
+        from dataclasses import replace
+
+        cfg = replace(cfg, web_config_file=os.path.join(base_dir, cfg.web_config_file))
+    return cfg
+
+
+# -- the webhook payload (version 4) ----------------------------------------------------------------------
+class PayloadError(ValueError):
+    """The request body is not a valid Alertmanager webhook payload; str() lists every problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAlert:
+    status: Literal["firing", "resolved"]
+    labels: Labels
+    annotations: Labels
+    starts_at: float
+    ends_at: float | None
+    generator_url: str
+    fingerprint: str  # Alertmanager's, or one computed from the labels when absent
+
+    def label(self, key: str, default: str = "") -> str:
+        return dict(self.labels).get(key, default)
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    receiver: str
+    status: Literal["firing", "resolved"]
+    group_key: str
+    group_labels: Labels
+    common_labels: Labels
+    common_annotations: Labels
+    external_url: str
+    truncated_alerts: int
+    alerts: tuple[WebhookAlert, ...]
+
+
+def _str_map(value: Any, where: str, problems: list[str]) -> Labels:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        problems.append(f"{where}: expected an object of strings, got {type(value).__name__}")
+        return ()
+    bad = [k for k, v in value.items() if not isinstance(v, str)]
+    if bad:
+        problems.append(f"{where}: values must be strings ({', '.join(map(repr, bad[:5]))})")
+        return ()
+    return tuple(sorted(value.items()))
+
+
+def _time(value: Any, where: str, problems: list[str], *, optional: bool) -> float | None:
+    if value in (None, "") or value == _ZERO_TIME:
+        if not optional:
+            problems.append(f"{where}: required RFC 3339 time is missing")
+        return None
+    if not isinstance(value, str):
+        problems.append(f"{where}: expected an RFC 3339 time string, got {type(value).__name__}")
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        problems.append(f"{where}: {value[:40]!r} is not an RFC 3339 time")
+        return None
+    if dt.tzinfo is None:
+        problems.append(f"{where}: {value[:40]!r} has no time zone")
+        return None
+    if dt.year <= 1:
+        return None
+    return dt.timestamp()
+
+
+def _status(value: Any, where: str, problems: list[str]) -> Any:
+    if value not in ("firing", "resolved"):
+        problems.append(f"{where}: must be 'firing' or 'resolved', got {str(value)[:40]!r}")
+        return "firing"
+    return value
+
+
+def parse_notification(doc: Any) -> Notification:
+    """Validate an Alertmanager webhook payload (version 4); raise PayloadError listing every problem."""
+    problems: list[str] = []
+    if not isinstance(doc, dict):
+        raise PayloadError([f"expected a JSON object, got {type(doc).__name__}"])
+    if doc.get("version") != "4":
+        problems.append(f"version: expected \"4\", got {json.dumps(doc.get('version'))[:40]}")
+    group_key = doc.get("groupKey")
+    if not isinstance(group_key, str) or not group_key:
+        problems.append("groupKey: required non-empty string")
+        group_key = ""
+    receiver = doc.get("receiver")
+    if not isinstance(receiver, str) or not receiver:
+        problems.append("receiver: required non-empty string")
+        receiver = ""
+    status = _status(doc.get("status"), "status", problems)
+    external_url = doc.get("externalURL", "")
+    if not isinstance(external_url, str):
+        problems.append("externalURL: expected a string")
+        external_url = ""
+    truncated = doc.get("truncatedAlerts", 0)
+    if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
+        problems.append("truncatedAlerts: expected a non-negative integer")
+        truncated = 0
+    group_labels = _str_map(doc.get("groupLabels"), "groupLabels", problems)
+    common_labels = _str_map(doc.get("commonLabels"), "commonLabels", problems)
+    common_annotations = _str_map(doc.get("commonAnnotations"), "commonAnnotations", problems)
+    raw_alerts = doc.get("alerts")
+    alerts: list[WebhookAlert] = []
+    if not isinstance(raw_alerts, list) or not raw_alerts:
+        problems.append("alerts: required non-empty array")
+        raw_alerts = []
+    for i, a in enumerate(raw_alerts):
+        where = f"alerts[{i}]"
+        if not isinstance(a, dict):
+            problems.append(f"{where}: expected an object")
+            continue
+        before = len(problems)
+        a_status = _status(a.get("status"), f"{where}.status", problems)
+        labels = _str_map(a.get("labels"), f"{where}.labels", problems)
+        if not labels and f"{where}.labels" not in " ".join(problems[before:]):
+            problems.append(f"{where}.labels: required non-empty object")
+        annotations = _str_map(a.get("annotations"), f"{where}.annotations", problems)
+        starts = _time(a.get("startsAt"), f"{where}.startsAt", problems, optional=False)
+        ends = _time(a.get("endsAt"), f"{where}.endsAt", problems, optional=True)
+        gen = a.get("generatorURL", "")
+        if not isinstance(gen, str):
+            problems.append(f"{where}.generatorURL: expected a string")
+            gen = ""
+        fp = a.get("fingerprint") or ""
+        if not isinstance(fp, str):
+            problems.append(f"{where}.fingerprint: expected a string")
+            fp = ""
+        if len(problems) == before:
+            alerts.append(WebhookAlert(status=a_status, labels=labels, annotations=annotations,
+                                       starts_at=starts or 0.0, ends_at=ends, generator_url=gen,
+                                       fingerprint=fp or _labels_key(labels)))
+    if problems:
+        raise PayloadError(problems[:50])
+    return Notification(receiver=receiver, status=status, group_key=group_key, group_labels=group_labels,
+                        common_labels=common_labels, common_annotations=common_annotations,
+                        external_url=external_url, truncated_alerts=truncated, alerts=tuple(alerts))
+
+
+def _labels_key(labels: Labels) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in labels:
+        h.update(k.encode() + b"\x00" + v.encode() + b"\x01")
+    return h.hexdigest()[:16]
+
+
+# -- groups → transitions (pure: time is an argument) ------------------------------------------------------
+def group_identity(n: Notification) -> tuple[str, Labels]:
+    """The incident's alert name and identity: stable for the group's lifetime (groupKey + receiver)."""
+    rule = dict(n.group_labels).get("alertname") or GROUP_ALERTNAME
+    identity = tuple(sorted({**dict(n.group_labels), "am_group_key": n.group_key, "am_receiver": n.receiver}.items()))
+    return rule, identity
+
+
+class GroupTracker:
+    """What each group's members looked like at the last notification: `{group: {member fp: severity}}`.
+
+    `observe(notification, now)` returns the transitions since then. Alertmanager sends every member of a
+    group in each notification (unless `truncatedAlerts` says some were left out), so a member that is no
+    longer listed has resolved and been reported already.
+    """
+
+    def __init__(self, default_severity: str = "warning", groups: dict[str, dict[str, str]] | None = None) -> None:
+        self.default_severity = default_severity
+        self.groups: dict[str, dict[str, str]] = groups or {}
+
+    @staticmethod
+    def key(n: Notification) -> str:
+        return f"{n.receiver}\x00{n.group_key}"
+
+    def observe(self, n: Notification, now: float) -> list[AlertTransition]:
+        rule, identity = group_identity(n)
+        key = self.key(n)
+        known = dict(self.groups.get(key, {}))
+        out: list[AlertTransition] = []
+        listed: set[str] = set()
+        firing_count = sum(1 for a in n.alerts if a.status == "firing" and n.status == "firing")
+        for a in n.alerts:
+            listed.add(a.fingerprint)
+            sev = a.label("severity") or dict(n.common_labels).get("severity") or self.default_severity
+            firing = a.status == "firing" and n.status == "firing"
+            alert = self._alert(n, a, rule, identity, sev, firing, float(firing_count), now)
+            prev = known.get(a.fingerprint)
+            if firing:
+                if prev is None:
+                    out.append(AlertTransition(alert, TransitionKind.FIRING, now))
+                elif prev != sev:
+                    up = SEVERITY_ORDER.get(sev, 1) > SEVERITY_ORDER.get(prev, 1)
+                    kind = TransitionKind.ESCALATED if up else TransitionKind.DEESCALATED
+                    out.append(AlertTransition(alert, kind, now, previous_severity=prev))
+                known[a.fingerprint] = sev
+            else:
+                # also when unknown (a restart lost it, or it fired and resolved between two notifications):
+                # the incident manager ignores a resolution it has no member for
+                out.append(AlertTransition(alert, TransitionKind.RESOLVED, now,
+                                           details={"reason": "resolved in Alertmanager"}))
+                known.pop(a.fingerprint, None)
+        if n.truncated_alerts == 0:
+            for gone in sorted(set(known) - listed):
+                ghost = Alert(rule=rule, group="alertmanager", labels=(("am_alert_fingerprint", gone),),
+                              identity=identity, state=AlertState.INACTIVE, severity=known[gone], value=0.0,
+                              active_since=now, resolved_at=now, source=_source(n))
+                out.append(AlertTransition(ghost, TransitionKind.RESOLVED, now,
+                                           details={"reason": "no longer in the Alertmanager group"}))
+                known.pop(gone)
+        if known:
+            self.groups[key] = known
+        else:
+            self.groups.pop(key, None)
+        return out
+
+    def _alert(self, n: Notification, a: WebhookAlert, rule: str, identity: Labels, severity: str, firing: bool,
+               value: float, now: float) -> Alert:
+        annotations = dict(n.common_annotations)
+        annotations.update(dict(a.annotations))
+        if a.generator_url:
+            annotations.setdefault("generator_url", a.generator_url)
+        if n.external_url:
+            annotations.setdefault("alertmanager_url", n.external_url)
+        labels = dict(a.labels)
+        labels["am_alert_fingerprint"] = a.fingerprint
+        return Alert(
+            rule=rule, group="alertmanager", labels=tuple(sorted(labels.items())), identity=identity,
+            state=AlertState.FIRING if firing else AlertState.INACTIVE, severity=severity, value=value,
+            active_since=a.starts_at or now, fired_at=a.starts_at or now,
+            resolved_at=None if firing else (a.ends_at or now), annotations=tuple(sorted(annotations.items())),
+            category=a.label("category"), source=_source(n),
+        )
+
+
+def _source(n: Notification) -> str:
+    return f"alertmanager receiver {n.receiver!r} group {n.group_key}"[:300]
+
+
+def load_groups(path: str) -> dict[str, dict[str, str]]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        log.warning("ignoring unreadable receiver state %s: %s", path, e)
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {str(k): {str(fp): str(sev) for fp, sev in v.items()} for k, v in doc.items() if isinstance(v, dict)}
+
+
+def save_groups(path: str, groups: dict[str, dict[str, str]]) -> None:
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".receiver-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(groups, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# -- HTTP endpoint --------------------------------------------------------------------------------------------
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], handler: type, family: int) -> None:
+        self.address_family = family
+        super().__init__(addr, handler)
+
+
+class WebhookServer:
+    """Accepts notifications on `path` and hands each valid one to `on_notification(notification, now)`."""
+
+    def __init__(self, config: ReceiverConfig, on_notification: Callable[[Notification, float], int], *,
+                 token: str | None, listen_address: str | None = None,
+                 ssl_context: ssl.SSLContext | None = None, clock: Callable[[], float] = time.time) -> None:
+        if config.auth == "bearer" and not token:
+            raise ValueError("receiver: bearer auth needs a token")
+        self.config = config
+        self.on_notification = on_notification
+        self._token = token.encode() if token else None
+        self.clock = clock
+        addr = listen_address or config.listen_address
+        host, _, port = addr.rpartition(":")
+        host = host.strip("[]") or "0.0.0.0"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._httpd = _Server((host, int(port)), self._handler_class(), family)
+        if ssl_context is not None:
+            self._httpd.socket = ssl_context.wrap_socket(self._httpd.socket, server_side=True)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        addr = self._httpd.server_address
+        return str(addr[0]), int(addr[1])
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="receiver-http", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def authorized(self, header: str | None) -> bool:
+        if self.config.auth == "none":
+            return True
+        scheme, _, value = (header or "").strip().partition(" ")
+        supplied = value.strip().encode() if scheme.lower() == "bearer" else b""
+        assert self._token is not None
+        return hmac.compare_digest(supplied, self._token) and bool(supplied)
+
+    def _handler_class(self) -> type:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "hostwarden-receiver"
+            timeout = 30
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def _reply(self, code: int, doc: dict[str, Any], headers: dict[str, str] | None = None,
+                       close: bool = False) -> None:
+                body = (json.dumps(doc) + "\n").encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                if close:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path in ("/-/healthy", "/-/ready"):
+                    self._reply(200, {"status": "ok"})
+                elif path == server.config.path:
+                    self._reply(405, {"error": "use POST"}, {"Allow": "POST"})
+                else:
+                    self._reply(404, {"error": "not found"})
+
+            do_HEAD = do_GET
+
+            def do_PUT(self) -> None:
+                self._reply(405, {"error": "use POST"}, {"Allow": "POST"}, close=True)
+
+            do_DELETE = do_PUT
+            do_PATCH = do_PUT
+
+            def do_POST(self) -> None:
+                if self.path.split("?", 1)[0] != server.config.path:
+                    self._reply(404, {"error": "not found"}, close=True)
+                    return
+                if not server.authorized(self.headers.get("Authorization")):
+                    self._reply(401, {"error": "missing or wrong bearer token"},
+                                {"WWW-Authenticate": 'Bearer realm="hostwarden"'}, close=True)
+                    return
+                if self.headers.get("Transfer-Encoding"):
+                    self._reply(411, {"error": "send Content-Length; chunked bodies are not accepted"}, close=True)
+                    return
+                try:
+                    length = int(self.headers.get("Content-Length", ""))
+                    if length < 0:
+                        raise ValueError
+                except ValueError:
+                    self._reply(411, {"error": "Content-Length required"}, close=True)
+                    return
+                if length > server.config.max_body_bytes:
+                    self._reply(413, {"error": f"body of {length} bytes exceeds max_body_bytes "
+                                               f"({server.config.max_body_bytes})"}, close=True)
+                    return
+                ctype = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+                if ctype != "application/json":
+                    self._reply(415, {"error": f"expected Content-Type application/json, got {ctype or 'none'!r}"},
+                                close=True)
+                    return
+                raw = self.rfile.read(length)
+                try:
+                    doc = json.loads(raw)
+                except (ValueError, UnicodeDecodeError) as e:
+                    self._reply(400, {"error": "invalid JSON", "problems": [str(e)[:200]]})
+                    return
+                try:
+                    notification = parse_notification(doc)
+                except PayloadError as e:
+                    log.warning("receiver: rejected a notification: %s", e)
+                    self._reply(400, {"error": "not an Alertmanager webhook payload (version 4)",
+                                      "problems": e.problems})
+                    return
+                try:
+                    n = server.on_notification(notification, server.clock())
+                except Exception:
+                    log.exception("receiver: handling group %s failed", notification.group_key)
+                    self._reply(500, {"error": "internal error; Alertmanager will retry"})
+                    return
+                self._reply(200, {"status": "ok", "transitions": n})
+
+        return Handler
+
+
+# -- the receiver: tracker + incident manager + outbox ------------------------------------------------------------
+class Receiver:
+    """Turns notifications into incident transitions; `handle` is what WebhookServer calls."""
+
+    def __init__(self, incidents: Any, *, state_path: str | None, default_severity: str = "warning",
+                 wake: Callable[[], None] | None = None) -> None:
+        self.incidents = incidents
+        self.state_path = state_path
+        self.tracker = GroupTracker(default_severity, load_groups(state_path) if state_path else None)
+        self.wake = wake or (lambda: None)
+        self._lock = threading.Lock()
+
+    def handle(self, n: Notification, now: float) -> int:
+        with self._lock:
+            before = dict(self.tracker.groups)
+            transitions = self.tracker.observe(n, now)
+            if transitions:
+                try:
+                    self.incidents.handle(transitions, now)
+                except BaseException:
+                    self.tracker.groups = before  # not handled: the retried notification must yield them again
+                    raise
+                if self.state_path:
+                    save_groups(self.state_path, self.tracker.groups)
+        if transitions:
+            kinds = ", ".join(sorted({t.kind.value for t in transitions}))
+            log.info("receiver: group %s of %s: %d transition(s) (%s)", n.group_key, n.receiver, len(transitions),
+                     kinds)
+            self.wake()
+        return len(transitions)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("receive", help="receive Alertmanager webhook notifications and turn groups into tickets")
+    p.add_argument("--config", default=None, help="agent config file with `receiver:` and `tickets:` sections")
+    p.add_argument("--listen-address", dest="listen_address", default=None,
+                   help=f"HOST:PORT to listen on (overrides receiver.listen_address; default {DEFAULT_LISTEN})")
+    p.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])
+    p.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
+    p.add_argument("--drain-timeout", dest="drain_timeout", type=float, default=10.0,
+                   help="seconds to keep delivering queued ticket operations on SIGTERM (default 10)")
+    p.set_defaults(func=cmd_receive)
+
+
+def cmd_receive(args: argparse.Namespace) -> int:
+    from agent.logsetup import setup_logging
+    from agent.paths import default_config_path
+    from agent.schema import ConfigErrors
+    from agent.secrets import SecretError
+
+    setup_logging(args.log_level, args.log_format)
+    path = args.config or default_config_path()
+    try:
+        service = ReceiverService.from_config_file(path, listen_address=args.listen_address)
+    except ConfigErrors as e:
+        for issue in e.issues:
+            log.error("%s", issue)
+        return 2
+    except (SecretError, ValueError) as e:
+        log.error("%s: %s", path, e)
+        return 2
+    except OSError as e:
+        log.error("cannot start the receiver: %s", e)
+        return 1
+    return service.run_forever(drain_timeout=args.drain_timeout)
+
+
+class ReceiverService:
+    """`hostwarden receive`: the webhook server, the incident manager, the outbox and a periodic tick."""
+
+    def __init__(self, config: Any, receiver_config: ReceiverConfig, *, listen_address: str | None = None) -> None:
+        from agent.daemon import tickets_config_of
+        from agent.incidents import IncidentManager
+        from agent.outbox import OutboxWorker, build_backends
+        from agent.paths import ensure_dir
+        from agent.secrets import resolve
+        from agent.state import StateDB
+
+        self.config = config
+        self.receiver_config = receiver_config
+        state_dir = ensure_dir(config.state_dir)
+        token = None
+        if receiver_config.auth == "bearer":
+            token = resolve(env=receiver_config.token_env, file=receiver_config.token_file, what="receiver token")
+            if not token:
+                raise ValueError("receiver: the bearer token is empty")
+        ssl_ctx = None
+        if receiver_config.web_config_file:
+            from agent.webconfig import load_web_config
+
+            ssl_ctx = load_web_config(receiver_config.web_config_file).ssl_context()
+        self.state = StateDB(os.path.join(state_dir, "state.db"))
+        tickets = tickets_config_of(config)
+        self.backends = build_backends(tickets, state_dir=state_dir)
+        self.incidents = IncidentManager(tickets, state=self.state, hostname=config.hostname,
+                                         external_labels=config.external_labels)
+        self.outbox = OutboxWorker(self.state, self.backends)
+        self.receiver = Receiver(self.incidents, state_path=os.path.join(state_dir, STATE_FILE),
+                                 default_severity=receiver_config.default_severity, wake=self.outbox.wake)
+        self.server = WebhookServer(receiver_config, self.receiver.handle, token=token,
+                                    listen_address=listen_address, ssl_context=ssl_ctx)
+        self._stop = threading.Event()
+        self._tick_thread: threading.Thread | None = None
+
+    @classmethod
+    def from_config_file(cls, path: str, *, listen_address: str | None = None) -> ReceiverService:
+        from agent.config import load_config
+
+        config = load_config(path)
+        rc = config.receiver
+        if rc is None:
+            raise ValueError("no `receiver:` section: it needs at least token_env or token_file "
+                             "(or `auth: none`)")
+        return cls(config, rc, listen_address=listen_address)
+
+    def tick(self, now: float) -> None:
+        """Coalesced updates, storm grouping and backend re-sends, as the agent's `incidents` job does."""
+        self.incidents.tick(now)
+        firing = None
+        for backend in self.backends.values():
+            resend = getattr(backend, "resend", None)
+            if callable(resend):
+                if firing is None:
+                    firing = self.incidents.firing_incidents()
+                resend(now, firing)
+        self.outbox.wake()
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(TICK_SECONDS):
+            try:
+                self.tick(time.time())
+            except Exception:
+                log.exception("receiver: periodic incident tick failed")
+
+    def start(self) -> None:
+        self.outbox.start()
+        self.server.start()
+        self._tick_thread = threading.Thread(target=self._tick_loop, name="receiver-tick", daemon=True)
+        self._tick_thread.start()
+        host, port = self.server.address
+        log.info("hostwarden receiver listening on %s:%d%s (%d ticket backends)", host, port,
+                 self.receiver_config.path, len(self.backends))
+
+    def stop(self, drain_timeout: float = 10.0) -> None:
+        self._stop.set()
+        self.server.stop()
+        if self._tick_thread is not None:
+            self._tick_thread.join(TICK_SECONDS + 1)
+        self.outbox.stop(drain_timeout=drain_timeout)
+        self.state.close()
+        log.info("hostwarden receiver stopped")
+
+    def run_forever(self, drain_timeout: float = 10.0) -> int:
+        done = threading.Event()
+
+        def on_term(signum: int, _frame: Any) -> None:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            done.set()
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+        self.start()
+        while not done.wait(1.0):
+            pass
+        self.stop(drain_timeout)
+        return 0
