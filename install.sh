@@ -2,7 +2,7 @@
 # Install hostwarden into a dedicated virtualenv and run it.
 #   As root on a systemd host: /opt/hostwarden/venv, `hostwarden install`, `systemctl enable --now`.
 #   Otherwise: ~/.local/share/hostwarden/venv and `hostwarden run` in the foreground.
-# Embedded defaults: local SQLite ticket store, /metrics on 127.0.0.1:9842.
+# Embedded defaults: local SQLite ticket store, /metrics on 127.0.0.1:19842.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export DEBIAN_FRONTEND=noninteractive
@@ -22,7 +22,7 @@ if [ "$(id -u)" = 0 ] && [ -d /run/systemd/system ] && [ "${HOSTWARDEN_FOREGROUN
     "$venv/bin/hostwarden" install --venv "$venv"
     systemctl enable --now hostwarden.service
     systemctl --no-pager status hostwarden.service || true
-    echo "metrics: curl -s http://127.0.0.1:9842/metrics | head; tickets: $venv/bin/hostwarden tickets list"
+    echo "metrics: curl -s http://127.0.0.1:19842/metrics | head; tickets: $venv/bin/hostwarden tickets list"
 else
     exec "$venv/bin/hostwarden" run "$@"
 fi

@@ -9,6 +9,7 @@ the anchor moves back to the real wall clock only when the two agree again withi
 
 from __future__ import annotations
 
+import threading
 import time
 
 
@@ -17,15 +18,19 @@ class AgentClock:
         self._wall0 = time.time()
         self._mono0 = time.monotonic()
         self._last = self._wall0
+        # scheduler jobs call now() from several threads: reading and advancing `_last` is one step,
+        # else a thread could store an older value over a newer one and a later call go backwards
+        self._lock = threading.Lock()
 
     def now(self) -> float:
-        t = self._wall0 + (time.monotonic() - self._mono0)
-        wall = time.time()
-        if abs(wall - t) < 1.0 and wall > self._last:
-            t = wall  # the wall clock agrees (slewed): follow it exactly
-        t = max(t, self._last)
-        self._last = t
-        return t
+        with self._lock:
+            t = self._wall0 + (time.monotonic() - self._mono0)
+            wall = time.time()
+            if abs(wall - t) < 1.0 and wall > self._last:
+                t = wall  # the wall clock agrees (slewed): follow it exactly
+            t = max(t, self._last)
+            self._last = t
+            return t
 
     def wall_offset(self) -> float:
         """Wall clock minus this clock: non-zero after a wall clock jump (exported as a self-metric)."""

@@ -16,7 +16,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--config", default=None, help="agent config file (default: /etc/hostwarden/hostwarden.yaml "
                                                     "when present, else the shipped config/hostwarden.yaml)")
     run.add_argument("--web.listen-address", dest="listen_address", default=None,
-                     help="HOST:PORT for /metrics (overrides web.listen_address; default 127.0.0.1:9842)")
+                     help="HOST:PORT for /metrics (overrides web.listen_address; default 127.0.0.1:19842)")
     run.add_argument("--web.config.file", dest="web_config_file", default=None,
                      help="exporter-toolkit web config file (TLS, basic auth)")
     run.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])

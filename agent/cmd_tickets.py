@@ -11,6 +11,7 @@ import argparse
 import getpass
 import json
 import os
+import re
 import sys
 import time
 from typing import Any
@@ -177,6 +178,14 @@ def _state(config: Any) -> Any:
     return StateDB(path)
 
 
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe(text: object) -> str:
+    """Ticket text comes from labels and annotations (untrusted): no escape sequences reach the terminal."""
+    return _UNPRINTABLE.sub("?", str(text))
+
+
 def _ts(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts is not None else "-"
 
@@ -232,7 +241,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("no tickets")
         return EXIT_OK
     rows = [[str(t["id"]), t["status"], t["priority"], _ts(t["opened_at"]), _ts(t["resolved_at"]),
-             str(t["reopen_count"]), t["title"][:80]] for t in tickets]
+             str(t["reopen_count"]), safe(" ".join(t["title"].split()))[:80]] for t in tickets]
     print(_table(rows, ["ID", "STATUS", "PRIO", "OPENED", "RESOLVED", "REOPENED", "TITLE"]))
     return EXIT_OK
 
@@ -249,7 +258,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(ticket_json(t), indent=2))
         return EXIT_OK
-    print(render_ticket(t, now=time.time()))
+    print(safe(render_ticket(t, now=time.time())))
     return EXIT_OK
 
 
@@ -338,7 +347,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         when = (f"in {human_duration(max(0.0, nxt - now))}" if r["status"] == "pending" and nxt else
                 ("now" if r["status"] == "pending" else "-"))
         table.append([str(r["id"]), r["status"], r["backend"], r["op"], r["fingerprint"], str(r["attempts"]),
-                      f"{human_duration(max(0.0, now - r['created_at']))} ago", when, (r["last_error"] or "")[:70]])
+                      f"{human_duration(max(0.0, now - r['created_at']))} ago", when,
+                      safe(" ".join((r["last_error"] or "").split()))[:70]])
     print(_table(table, ["ID", "STATUS", "BACKEND", "OP", "FINGERPRINT", "TRIES", "QUEUED", "NEXT", "LAST ERROR"]))
     dead = sum(1 for r in rows if r["status"] == "dead")
     if dead:
@@ -401,5 +411,5 @@ def cmd_preview(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(result, indent=2, default=str))
     else:
-        print(result["text"], end="")
+        print(safe(result["text"]), end="")
     return EXIT_OK

@@ -18,7 +18,7 @@ from agent import paths
 from agent.schema import MISSING, ConfigErrors, Duration, Errors, Regex, build, did_you_mean
 from agent.yamlsrc import Loc, LocDict, YAMLSourceError, load_yaml_file
 
-DEFAULT_PORT = 9842
+DEFAULT_PORT = 19842
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
 
 

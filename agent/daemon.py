@@ -39,12 +39,13 @@ from agent.schema import ConfigErrors, Errors
 from agent.store import SeriesStore
 from exporters.prometheus import Exposition
 from exporters.web import MetricsServer
+from rules.manager import METRICS as RULE_METRICS
 
 log = logging.getLogger(__name__)
 
 CHECK_TICK_SECONDS = 1.0
-HEARTBEAT_SECONDS = 1.0
-INCIDENT_TICK_SECONDS = 5.0
+HEARTBEAT_SECONDS = 5.0  # WATCHDOG=1 at most every 5 s (WatchdogSec=30s wants one every 15 s)
+INCIDENT_TICK_SECONDS = 10.0
 DEFAULT_DRAIN_SECONDS = 10.0
 
 SELF_METRICS = metric_defs(
@@ -126,9 +127,8 @@ def tickets_config_of(config: AgentConfig) -> Any:
     """The `tickets:` section, or what an absent section means: the embedded `local` backend."""
     if config.tickets is not None:
         return config.tickets
-    from exporters.tickets.config import parse_tickets
-
     from agent.yamlsrc import load_yaml
+    from exporters.tickets.config import parse_tickets
 
     errors = Errors()
     node = load_yaml("{}", config.path)
@@ -170,9 +170,14 @@ class Agent:
         if notifier is None:
             from agent.sdnotify import Notifier
 
-            notifier = Notifier()
+            notifier = Notifier(unset_environment=True)  # plugins must not inherit NOTIFY_SOCKET
         self.notifier = notifier
         self.server: MetricsServer | None = None
+        self.security = None
+        if self.web_config_file:  # validated before anything starts: file:line errors, exit 2
+            from agent.webconfig import load_web_config
+
+            self.security = load_web_config(self.web_config_file)
 
         from agent.state import StateDB
 
@@ -182,11 +187,10 @@ class Agent:
 
     # -- building -----------------------------------------------------------------------------------
     def _build(self, config: AgentConfig, rule_groups: list[Any]) -> None:
-        from rules.manager import RuleManager
-
         from agent.diagnosis import Diagnoser
         from agent.incidents import IncidentManager
         from agent.outbox import OutboxWorker, build_backends
+        from rules.manager import RuleManager
 
         self.config = config
         self.collectors = build_collectors(config)
@@ -207,7 +211,9 @@ class Agent:
             return None
         from collectors.checks import CheckRunner
 
-        return CheckRunner(checks, default_interval=float(config.global_.interval))
+        # max_wait=0: a tick only starts due checks and returns the latest results; results of checks
+        # started now appear at the next tick, so a slow check never holds the scheduler
+        return CheckRunner(checks, default_interval=float(config.global_.interval), max_wait=0.0)
 
     def _check_results(self) -> dict[str, Any]:
         return self.checks.last_results() if self.checks is not None else {}
@@ -286,12 +292,11 @@ class Agent:
         return True
 
     def check_tick(self) -> None:
-        with self._lock:
-            checks = self.checks
-            if checks is None:
-                return
-            now = self.clock.now()
-            samples = list(checks.collect(now))
+        checks = self.checks  # not under self._lock: a reload may swap it, the old runner still answers
+        if checks is None:
+            return
+        now = self.clock.now()
+        samples = list(checks.collect(now))
         signature = max((s.timestamp for s in samples), default=0.0), len(samples)
         if signature == self._check_signature:
             return
@@ -311,7 +316,7 @@ class Agent:
                 self.incidents.handle(transitions, now)
                 self.outbox.wake()
             self.state.save_alert_states(self.rules.export_state())
-            self.exposition.update("rules", self.rules.alert_samples(now) + self.rules.self_samples())
+            self.exposition.update("rules", self.rules.alert_samples(now) + self.rules.self_samples(), RULE_METRICS)
         self.render()
 
     def incident_tick(self) -> None:
@@ -376,28 +381,25 @@ class Agent:
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
-        security = None
-        if self.web_config_file:
-            from agent.webconfig import load_web_config
-
-            security = load_web_config(self.web_config_file)
+        security = self.security
+        # bind first: a taken port fails the start before any work is done
+        self.server = MetricsServer(self.exposition, self.listen_address, telemetry_path=self.config.web.telemetry_path,
+                                    security=security, max_requests=self.config.web.max_requests,
+                                    on_reload=self.reload, ready=lambda: self._ready)
+        self.server.start()
         self.collect_cycle()
         if self.checks is not None:
             self.check_tick()
         for group in self.rules.groups:
             self.evaluate_group(group.name)
         self.outbox.start()
-        self.server = MetricsServer(self.exposition, self.listen_address, telemetry_path=self.config.web.telemetry_path,
-                                    security=security, max_requests=self.config.web.max_requests,
-                                    on_reload=self.reload, ready=lambda: self._ready)
-        self.server.start()
-        self._schedule()
-        self.scheduler.start()
         self._ready = True
         host, port = self.server.address
         log.info("hostwarden %s listening on %s:%d (%d collectors, %d checks, %d rule groups)", __version__, host,
                  port, len(self.collectors), len(self.config.checks), len(self.rules.groups))
-        self.notifier.ready(self.status_line())
+        self.notifier.ready(self.status_line())  # READY=1 strictly before the first WATCHDOG=1
+        self._schedule()
+        self.scheduler.start()
 
     def status_line(self) -> str:
         active = self.rules.active_alerts()
@@ -500,7 +502,12 @@ class Agent:
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGINT, on_term)
         signal.signal(signal.SIGHUP, on_hup)
-        self.start()
+        try:
+            self.start()
+        except OSError as e:
+            log.error("cannot start: %s (listen address %s)", e.strerror or e, self.listen_address)
+            self.state.close()
+            return 1
         last_status = ""
         while not done.wait(1.0):
             status = self.status_line()

@@ -185,7 +185,7 @@ class Diagnoser:
                 with p.oneshot():
                     cpu = p.cpu_percent(None)
                     rss = p.memory_info().rss
-                    cmd = " ".join(p.cmdline()) or f"[{p.info.get('name') or '?'}]"
+                    cmd = " ".join(" ".join(p.cmdline()).split()) or f"[{p.info.get('name') or '?'}]"  # one line
             except (psutil.Error, OSError):
                 continue
             rows.append((p.info["pid"], p.info.get("username") or "?", cpu, rss, cmd))

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from agent.samples import Labels, MetricDef, Sample, labels_of, metric_defs
@@ -39,6 +40,7 @@ from rules.alerts import SEVERITY_ORDER, Alert, AlertState, AlertTransition, Tra
 log = logging.getLogger(__name__)
 
 STORM_RULE = "HostwardenAlertStorm"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_TIMELINE = 50
 MAX_BACKLOG = 10_000
 MAX_STORM_LISTED = 200
@@ -76,6 +78,7 @@ class IncidentManager:
         self.diagnose = diagnose
         self.policy = config.policy()
         self._backlog: list[tuple[AlertTransition, float]] = []
+        self._new_storms: dict[int, float] = {}  # storm incidents created in the current handle() batch
 
     # -- public API ------------------------------------------------------------------------------------------
     def handle(self, transitions: list[AlertTransition], now: float) -> None:
@@ -88,8 +91,12 @@ class IncidentManager:
         diagnoses = self._diagnose_new([t for t, _ in batch], now)
         try:
             with self.state.tx() as c:
+                self._new_storms = {}
                 for t, t_now in batch:
                     self._apply(c, t, t_now, diagnoses)
+                for storm_id, t_now in self._new_storms.items():  # opened with every member of this batch listed
+                    storm = dict(c.execute("SELECT * FROM incidents WHERE id = ?", (storm_id,)).fetchone())
+                    self._enqueue(c, storm, "open", "", t_now)
         except sqlite3.Error:
             if len(batch) > MAX_BACKLOG:
                 log.error("incident backlog over %d transitions while the state database is unwritable; "
@@ -109,22 +116,6 @@ class IncidentManager:
                 self._check_sla(c, now)
         except sqlite3.Error:
             return
-
-    def reconcile(self, active: Iterable[Alert], now: float) -> int:
-        """Resolve open incidents whose alert is no longer pending or firing (a rule removed by a reload).
-        Call with every active alert after the rule states were restored; returns how many were resolved."""
-        keep = {a.fingerprint for a in active}
-        n = 0
-        with self.state.tx() as c:
-            rows = c.execute("SELECT * FROM incidents WHERE status = 'open' AND is_storm = 0").fetchall()
-            for row in rows:
-                if row["fingerprint"] in keep:
-                    continue
-                alert = alert_from_dict(_loads(row["alert"], {}))
-                t = AlertTransition(alert, TransitionKind.RESOLVED, now)
-                self._resolve(c, dict(row), t, now, reason="the alert is no longer active (rule removed or changed)")
-                n += 1
-        return n
 
     def firing_incidents(self) -> list[Incident]:
         """Snapshots of every open incident that has its own ticket (for backends that re-send while firing)."""
@@ -190,12 +181,12 @@ class IncidentManager:
         return labels_of(merged)
 
     def _title(self, alert: Alert) -> str:
-        summary = " ".join(alert.annotation("summary").split())
-        if summary:
-            return summary[:250]
-        extra = [f"{k}={v}" for k, v in alert.identity if k not in ("host", "alertname", "severity")]
-        title = f"{alert.rule} on {self._host(alert)}" + (f" ({', '.join(extra)})" if extra else "")
-        return title[:250]
+        """One line, no control characters (label values are untrusted), at most 250 characters."""
+        summary = alert.annotation("summary")
+        if not summary.strip():
+            extra = [f"{k}={v}" for k, v in alert.identity if k not in ("host", "alertname", "severity")]
+            summary = f"{alert.rule} on {self._host(alert)}" + (f" ({', '.join(extra)})" if extra else "")
+        return " ".join(_CONTROL.sub(" ", summary).split())[:250]
 
     def _value_text(self, alert: Alert) -> str:
         text = f"value {alert.value:.6g}"
@@ -298,8 +289,11 @@ class IncidentManager:
         inc = dict(c.execute("SELECT * FROM incidents WHERE id = ?", (cur.lastrowid,)).fetchone())
         self._event(c, inc["id"], t.at, "opened", self._opened_text(alert))
         if storm is not None:
-            self._note(c, storm, t.at, "storm", f"+ {self._title(alert)} [{alert.severity}] ({alert.fingerprint})",
-                       now)
+            text = f"+ {self._title(alert)} [{alert.severity}] ({alert.fingerprint})"
+            if storm["id"] in self._new_storms:
+                self._event(c, storm["id"], t.at, "storm", text)  # listed in the storm ticket when it opens
+            else:
+                self._note(c, storm, t.at, "storm", text, now)
             log.info("incident %s (%s) joined storm incident %d", alert.fingerprint, alert.rule, storm["id"])
             return
         if backend:
@@ -351,6 +345,7 @@ class IncidentManager:
         end = alert.resolved_at if alert.resolved_at is not None else t.at
         duration = max(0.0, end - float(inc["fired_at"]))
         waiting = _loads(inc["pending_events"], [])
+        was_muted = bool(inc["muted"])
         text = reason or f"Resolved after {human_duration(duration)} ({self._value_text(alert)})"
         if reason:
             text = f"Resolved after {human_duration(duration)}: {reason}"
@@ -360,7 +355,7 @@ class IncidentManager:
                   pending_events="[]", last_update_at=now, muted=0, flapping=0)
         self._event(c, inc["id"], end, "resolved", text)
         log.info("incident %s resolved after %s: %s", inc["fingerprint"], human_duration(duration), inc["title"])
-        if inc["muted"] or inc["storm_id"] is not None or not inc["backend"]:
+        if was_muted or inc["storm_id"] is not None or not inc["backend"]:
             return  # closed by a person (nothing more until it fires anew), or part of a storm ticket
         cfg = self.config.backend(inc["backend"])
         on_resolve = cfg.on_resolve if cfg is not None else "resolve"
@@ -414,7 +409,7 @@ class IncidentManager:
              json.dumps([list(p) for p in self._incident_labels(alert)]), t.at, t.at, ack_due, resolve_due))
         inc = dict(c.execute("SELECT * FROM incidents WHERE id = ?", (cur.lastrowid,)).fetchone())
         self._event(c, inc["id"], t.at, "opened", alert.annotation("summary"))
-        self._enqueue(c, inc, "open", "", now)
+        self._new_storms[inc["id"]] = now  # its open is queued at the end of the batch (handle)
         log.warning("alert storm on backend %s: more than %d incidents within %s; further incidents are grouped in "
                     "storm incident %d", backend, self.config.storm_threshold,
                     format_duration(float(self.config.storm_window)), inc["id"])
@@ -508,20 +503,25 @@ def snapshot(c: sqlite3.Connection, inc: dict[str, Any]) -> Incident:
     events = c.execute("SELECT at, kind, text FROM incident_events WHERE incident_id = ? ORDER BY id DESC LIMIT ?",
                        (inc["id"], MAX_TIMELINE)).fetchall()
     storm_of: tuple[str, ...] = ()
+    diagnosis = inc["diagnosis"]
     if inc["is_storm"]:
-        members = c.execute("SELECT fingerprint, title, status FROM incidents WHERE storm_id = ? ORDER BY id LIMIT ?",
-                            (inc["id"], MAX_STORM_LISTED)).fetchall()
-        storm_of = tuple(f"{m['fingerprint']} {m['status']}: {m['title']}" for m in members)
+        members = c.execute("SELECT fingerprint, title, status, severity FROM incidents WHERE storm_id = ? "
+                            "ORDER BY id", (inc["id"],)).fetchall()
+        storm_of = tuple(m["fingerprint"] for m in members)
+        listed = [f"{m['fingerprint']}  {m['status']:<8}  {m['severity']:<8}  {m['title']}"
+                  for m in members[:MAX_STORM_LISTED]]
+        if len(members) > MAX_STORM_LISTED:
+            listed.append(f"… and {len(members) - MAX_STORM_LISTED} more")
+        diagnosis = f"{len(members)} incidents grouped in this storm ticket:\n" + "\n".join(listed)
     ref = TicketRef(inc["backend"], inc["ticket_id"], inc["ticket_url"] or "") if inc["ticket_id"] else None
     title = inc["title"]
     if inc["is_storm"]:
-        total = c.execute("SELECT COUNT(*) AS n FROM incidents WHERE storm_id = ?", (inc["id"],)).fetchone()["n"]
-        title = f"Alert storm on {inc['host']}: {int(total)} grouped incidents"
+        title = f"Alert storm on {inc['host']}: {len(storm_of)} grouped incidents"
     return Incident(
         fingerprint=inc["fingerprint"], alert=alert_from_dict(_loads(inc["alert"], {})), title=title,
         priority=inc["priority"], category=inc["category"], host=inc["host"],
         labels=tuple((str(k), str(v)) for k, v in _loads(inc["labels"], [])), opened_at=float(inc["opened_at"]),
-        diagnosis=inc["diagnosis"], ticket_ref=ref, acknowledged_at=inc["acknowledged_at"],
+        diagnosis=diagnosis, ticket_ref=ref, acknowledged_at=inc["acknowledged_at"],
         resolved_at=inc["resolved_at"], reopen_count=int(inc["reopen_count"]),
         timeline=tuple(TimelineEntry(float(e["at"]), e["kind"], e["text"]) for e in reversed(events)),
         storm_of=storm_of,

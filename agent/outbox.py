@@ -77,7 +77,7 @@ class TokenBucket:
         """0 when a token was taken, else the seconds until one will be available."""
         if now > self.at:
             self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-            self.at = now
+        self.at = now
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return 0.0
@@ -174,7 +174,7 @@ class OutboxWorker:
             try:
                 self.run_once(now, backend=name)
                 if not self._stopping.is_set():
-                    self._maybe_poll(b, self.clock())
+                    self._poll_backend(b, self.clock())
                 if name == next(iter(self._b)):
                     self._maybe_prune(self.clock())
             except sqlite3.Error as e:  # state database unwritable (disk full …): back off, try again
@@ -339,9 +339,9 @@ class OutboxWorker:
         self.state.stats.count(b.name, op, "transient")
         attempts = int(row["attempts"]) + 1
         b.failures += 1
-        if retry_after is not None:
+        if retry_after is not None:  # the server said when: that replaces our own guess
             delay = retry_after
-            b.paused_until = max(b.paused_until, now + retry_after)
+            b.paused_until = now + retry_after
         else:
             delay = backoff(attempts, self.rng())
             b.paused_until = max(b.paused_until, now + backoff(b.failures, self.rng()))
@@ -365,15 +365,19 @@ class OutboxWorker:
                   rid)
 
     # -- two-way sync ----------------------------------------------------------------------------------------------
-    def _maybe_poll(self, b: _Backend, now: float) -> None:
+    def poll_once(self, now: float) -> int:
+        """Poll every backend whose poll is due at `now` (monotonic); returns how many incidents changed."""
+        return sum(self._poll_backend(b, now) for b in self._b.values())
+
+    def _poll_backend(self, b: _Backend, now: float) -> int:
         poll = getattr(b.backend, "poll", None)
         if not callable(poll) or now < b.next_poll:
-            return
+            return 0
         b.next_poll = now + b.poll_interval
         rows = self.state.query("SELECT ticket_id, ticket_url FROM incidents WHERE backend = ? AND status = 'open' "
                                 "AND ticket_id IS NOT NULL AND storm_id IS NULL ORDER BY id LIMIT 1000", (b.name,))
         if not rows:
-            return
+            return 0
         refs = [TicketRef(b.name, r["ticket_id"], r["ticket_url"] or "") for r in rows]
         try:
             statuses = poll(refs)
@@ -381,9 +385,9 @@ class OutboxWorker:
             if str(e) != b.poll_error:
                 log.warning("tickets backend %s: polling ticket states failed: %s", b.name, e)
                 b.poll_error = str(e)
-            return
+            return 0
         b.poll_error = ""
-        apply_remote_statuses(self.state, list(statuses), self.wall())
+        return apply_remote_statuses(self.state, list(statuses), self.wall())
 
     def _maybe_prune(self, now: float) -> None:
         if now - self._last_prune < PRUNE_EVERY:

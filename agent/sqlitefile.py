@@ -64,10 +64,14 @@ def tighten_sidecars(path: str) -> None:
             pass
 
 
-def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
-    """A connection in autocommit mode (we issue BEGIN/COMMIT), usable from several threads under a lock."""
+def connect(path: str, *, readonly: bool = False, immutable: bool = False) -> sqlite3.Connection:
+    """A connection in autocommit mode (we issue BEGIN/COMMIT), usable from several threads under a lock.
+    `immutable`: read the main file without locking or the WAL (for a file in a read-only directory)."""
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False,
+        from urllib.parse import quote
+
+        uri = f"file:{quote(path)}?mode=ro" + ("&immutable=1" if immutable else "")
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
                                timeout=BUSY_TIMEOUT_MS / 1000)
     else:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
@@ -105,6 +109,18 @@ def _configure(conn: sqlite3.Connection) -> None:
         log.warning("SQLite refused WAL mode (journal_mode=%s); commits stay durable but slower", mode)
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _refuse_newer(conn: sqlite3.Connection, latest: int, *, what: str, path: str) -> None:
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.DatabaseError as e:
+        if not is_corruption(e):
+            raise
+        raise CorruptDatabase(str(e)) from None
+    if version > latest:
+        raise SchemaTooNew(f"{what} {path} has schema version {version}, newer than this hostwarden "
+                           f"understands ({latest}); refusing to touch it (was hostwarden downgraded?)")
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[str], *, what: str, path: str) -> int:
@@ -154,6 +170,7 @@ def open_database(path: str, migrations: Sequence[str], *, what: str) -> sqlite3
         _create_0600(path)
         conn = connect(path)
         try:
+            _refuse_newer(conn, len(migrations), what=what, path=path)  # before anything writes to the file
             _configure(conn)
             _check(conn)
             migrate(conn, migrations, what=what, path=path)
@@ -175,16 +192,24 @@ def copy_to_memory(path: str, migrations: Sequence[str], *, what: str) -> sqlite
     """Degraded mode: the file's content (when readable) in an in-memory database, so a read-only or
     unwritable state keeps its incidents while the agent runs. Nothing written survives a restart."""
     mem = connect(":memory:")
-    try:
-        src = connect(path, readonly=True)
+    error: Exception | None = None
+    for immutable in (False, True):  # a WAL file in a read-only directory opens only as immutable
         try:
-            _check(src)
-            src.backup(mem)
-        finally:
-            src.close()
-    except (sqlite3.Error, CorruptDatabase, OSError) as e:
-        log.error("%s %s: cannot read it either (%s); starting empty", what, path, e)
-        mem.close()
-        mem = connect(":memory:")
+            src = connect(path, readonly=True, immutable=immutable)
+            try:
+                _check(src)
+                src.backup(mem)
+            finally:
+                src.close()
+            error = None
+            break
+        except (sqlite3.Error, CorruptDatabase, OSError) as e:
+            error = e
+            mem.close()
+            mem = connect(":memory:")
+    if error is not None:
+        log.error("%s %s: cannot read it either (%s); starting empty", what, path, error)
+    elif os.path.exists(path):
+        log.info("%s %s: its content was copied into memory", what, path)
     migrate(mem, migrations, what=what, path=":memory:")
     return mem

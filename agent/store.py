@@ -88,6 +88,9 @@ class SeriesStore:
         self._by_name: dict[str, dict[Labels, Series]] = {}
         self._retention: dict[str, float] = {}
         self._by_source: dict[str, set[tuple[str, Labels]]] = {}
+        self._retention_cache: dict[str, float] = {}
+        self._last_sweep = float("-inf")
+        self._memory: tuple[float, int] = (float("-inf"), 0)
 
     # -- retention -------------------------------------------------------------------------------
     def set_retention(self, retention_by_name: dict[str, float], *, all_names: float | None = None) -> None:
@@ -96,32 +99,54 @@ class SeriesStore:
             self._retention = dict(retention_by_name)
             if all_names is not None:
                 self._retention["*"] = all_names
+            self._retention_cache = {}
 
     def retention(self, name: str) -> float:
-        return max(self._retention.get(name, 0.0), self._retention.get("*", 0.0))
+        keep = self._retention_cache.get(name)
+        if keep is None:
+            keep = self._retention_cache[name] = max(self._retention.get(name, 0.0), self._retention.get("*", 0.0))
+        return keep
 
     # -- writing ---------------------------------------------------------------------------------
     def append(self, source: str, samples: Iterable[Sample], now: float) -> int:
-        """Append one complete snapshot from `source`; series it no longer reports get a stale marker."""
+        """Append one complete snapshot from `source`; series it no longer reports get a stale marker.
+
+        Only the series touched here are trimmed (cost proportional to the snapshot, not the store);
+        a full sweep for series that went stale runs at most once a minute.
+        """
         seen: set[tuple[str, Labels]] = set()
+        by_name = self._by_name
+        retention = self.retention
         with self.lock:
             for s in samples:
                 key = (s.name, s.labels)
                 seen.add(key)
-                by_labels = self._by_name.get(s.name)
+                by_labels = by_name.get(s.name)
                 if by_labels is None:
-                    by_labels = self._by_name[s.name] = {}
+                    by_labels = by_name[s.name] = {}
                 series = by_labels.get(s.labels)
                 if series is None:
                     series = by_labels[s.labels] = Series(s.name, s.labels)
                 series.append(s.timestamp, s.value)
+                ts = series.ts
+                if len(ts) > 1 and ts[0] < now - retention(s.name):
+                    series.trim(now - retention(s.name), keep_last=True)
             previous = self._by_source.get(source, set())
             for name, labels in previous - seen:
-                series = self._by_name.get(name, {}).get(labels)
-                if series is not None:
+                by_labels = by_name.get(name, {})
+                series = by_labels.get(labels)
+                if series is None:
+                    continue
+                if retention(name) <= 0:  # no rule looks back at it: gone at once
+                    del by_labels[labels]
+                    if not by_labels:
+                        del by_name[name]
+                else:
                     series.append(now, STALE_NAN)
             self._by_source[source] = seen
-            self._trim(now)
+            if now - self._last_sweep >= 60.0:
+                self._sweep(now)
+                self._last_sweep = now
         return len(seen)
 
     def load_series(self, name: str, labels: Labels, points: Iterable[tuple[float, float]]) -> Series:
@@ -140,8 +165,8 @@ class SeriesStore:
         with self.lock:
             self._by_source.pop(source, None)
 
-    def _trim(self, now: float) -> None:
-        # cheap enough per snapshot: one bisect per series of names with data older than retention
+    def _sweep(self, now: float) -> None:
+        """Trim every series and drop those whose last point is a stale marker older than retention."""
         for name, by_labels in list(self._by_name.items()):
             keep = self.retention(name)
             dead = []
@@ -151,9 +176,9 @@ class SeriesStore:
                     continue
                 if series.ts[0] < now - keep:
                     series.trim(now - keep, keep_last=True)
-                    last = series.vals[-1]
-                    if last != last and is_stale(last) and series.ts[-1] < now - keep:
-                        dead.append(labels)
+                last = series.vals[-1]
+                if last != last and is_stale(last) and series.ts[-1] < now - keep:
+                    dead.append(labels)
             for labels in dead:
                 del by_labels[labels]
             if not by_labels:
@@ -179,14 +204,21 @@ class SeriesStore:
         with self.lock:
             return sum(len(v) for v in self._by_name.values())
 
-    def memory_bytes(self) -> int:
+    def memory_bytes(self, *, max_age: float = 30.0) -> int:
+        """Estimated bytes held; a full walk at most every `max_age` seconds (it is a self-metric)."""
+        import time
+
+        at, value = self._memory
+        if time.monotonic() - at < max_age:
+            return value
         with self.lock:
             total = sys.getsizeof(self._by_name)
             for by_labels in self._by_name.values():
                 total += sys.getsizeof(by_labels)
                 for s in by_labels.values():
                     total += s.nbytes
-            return total
+        self._memory = (time.monotonic(), total)
+        return total
 
 
 def finite(v: float) -> bool:

@@ -201,10 +201,15 @@ def main() -> int:
         cfg = workdir / "hostwarden.yaml"
         cfg.write_text(f"global:\n  interval: {args.interval}s\n  state_dir: {workdir / 'state'}\n"
                        f"web:\n  listen_address: 127.0.0.1:{port}\n{body}")
+        log = open(workdir / "agent.log", "wb")  # noqa: SIM115 - the child's lifetime
         p = subprocess.Popen([*hw_cmd, "run", "--config", str(cfg), "--log.level", "warn"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+                             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         procs.append(p)
-        wait_http(port, "/-/ready")
+        try:
+            wait_http(port, "/-/ready")
+        except RuntimeError:
+            print((workdir / "agent.log").read_text(), file=sys.stderr)
+            raise
         time.sleep(min(args.interval, 5))
         for label, (proc, pport) in ports.items():
             results.append(measure(label, proc, pport, args.scrapes, 0, None))

@@ -18,12 +18,9 @@ import math
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
-from prometheus_client import exposition as pc_exposition
 from prometheus_client.gc_collector import GCCollector
-from prometheus_client.openmetrics import exposition as om_exposition
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
@@ -66,15 +63,53 @@ def _series_prefix(name: str, labels: Labels) -> str:
     return f"{name}{{{inner}}} "
 
 
-@dataclass(frozen=True, slots=True)
 class Rendered:
-    text: bytes
-    text_gz: bytes
-    openmetrics: bytes
-    openmetrics_gz: bytes
-    series: int
-    rendered_at: float
-    render_seconds: float
+    """One render: the series lines are built once; each of the four encodings (text or OpenMetrics,
+    plain or gzip) is joined/compressed on first request and then served from memory. Prometheus
+    asks for gzipped OpenMetrics, so a typical cycle pays for exactly one encoding."""
+
+    __slots__ = ("_cache", "_lock", "_parts", "render_seconds", "rendered_at", "series")
+
+    def __init__(self, parts: list[tuple[str, str, str]], series: int, rendered_at: float,
+                 render_seconds: float) -> None:
+        self._parts = parts  # (text header, OpenMetrics header, series lines) per family
+        self._cache: dict[str, bytes] = {}
+        self._lock = threading.RLock()  # a gzip variant encodes its plain variant under the same lock
+        self.series = series
+        self.rendered_at = rendered_at
+        self.render_seconds = render_seconds
+
+    def _get(self, key: str) -> bytes:
+        got = self._cache.get(key)
+        if got is not None:
+            return got
+        with self._lock:
+            got = self._cache.get(key)
+            if got is None:
+                if key == "text":
+                    got = "".join(h + body for h, _o, body in self._parts).encode()
+                elif key == "openmetrics":
+                    got = ("".join(o + body for _h, o, body in self._parts) + "# EOF\n").encode()
+                else:
+                    got = gzip.compress(self._get(key[:-3]), compresslevel=5)
+                self._cache[key] = got
+            return got
+
+    @property
+    def text(self) -> bytes:
+        return self._get("text")
+
+    @property
+    def text_gz(self) -> bytes:
+        return self._get("text_gz")
+
+    @property
+    def openmetrics(self) -> bytes:
+        return self._get("openmetrics")
+
+    @property
+    def openmetrics_gz(self) -> bytes:
+        return self._get("openmetrics_gz")
 
 
 class Exposition:
@@ -90,7 +125,7 @@ class Exposition:
             ProcessCollector(registry=self._registry)
             PlatformCollector(registry=self._registry)
             GCCollector(registry=self._registry)
-        self._rendered = Rendered(b"", gzip.compress(b""), b"# EOF\n", gzip.compress(b"# EOF\n"), 0, 0.0, 0.0)
+        self._rendered = Rendered([], 0, 0.0, 0.0)
 
     # -- input ------------------------------------------------------------------------------------
     def update(self, source: str, samples: Iterable[Sample], defs: dict[str, MetricDef] | None = None) -> None:
@@ -111,7 +146,7 @@ class Exposition:
         start = time.perf_counter()
         with self._render_lock:
             with self._lock:
-                snaps = list(self._snapshots.values())
+                snaps = [*self._snapshots.values(), self._client_snapshot()]
             families: dict[str, list[Sample]] = {}
             defs: dict[str, MetricDef] = {}
             for samples, sdefs in snaps:
@@ -122,8 +157,7 @@ class Exposition:
                     if fam is None:
                         fam = families[s.name] = []
                     fam.append(s)
-            text_parts: list[str] = []
-            om_parts: list[str] = []
+            parts: list[tuple[str, str, str]] = []
             new_cache: dict[tuple[str, Labels], str] = {}
             cache = self._prefix_cache
             series = 0
@@ -133,8 +167,6 @@ class Exposition:
                 om_type = "unknown" if mtype == "untyped" else mtype
                 text_name = fam_name + "_total" if mtype == "counter" else fam_name
                 h = _escape_help(help_text)
-                text_parts.append(f"# HELP {text_name} {h}\n# TYPE {text_name} {text_type}\n")
-                om_parts.append(f"# HELP {fam_name} {h}\n# TYPE {fam_name} {om_type}\n")
                 lines = []
                 seen: set[tuple[str, Labels]] = set()
                 for s in members:
@@ -146,20 +178,26 @@ class Exposition:
                     new_cache[key] = prefix
                     lines.append(prefix + format_value(s.value) + "\n")
                 series += len(lines)
-                body = "".join(lines)
-                text_parts.append(body)
-                om_parts.append(body)
+                parts.append((f"# HELP {text_name} {h}\n# TYPE {text_name} {text_type}\n",
+                              f"# HELP {fam_name} {h}\n# TYPE {fam_name} {om_type}\n", "".join(lines)))
             self._prefix_cache = new_cache
-            extra_text = pc_exposition.generate_latest(self._registry).decode()
-            extra_om = om_exposition.generate_latest(self._registry).decode()
-            if extra_om.endswith("# EOF\n"):
-                extra_om = extra_om[: -len("# EOF\n")]
-            text = ("".join(text_parts) + extra_text).encode()
-            om = ("".join(om_parts) + extra_om + "# EOF\n").encode()
-            rendered = Rendered(text, gzip.compress(text, compresslevel=5), om, gzip.compress(om, compresslevel=5),
-                                series, time.time(), time.perf_counter() - start)
+            rendered = Rendered(parts, series, time.time(), time.perf_counter() - start)
             self._rendered = rendered
             return rendered
+
+    def _client_snapshot(self) -> tuple[list[Sample], dict[str, MetricDef]]:
+        """prometheus-client's process/platform/GC collectors, as samples for our own renderer."""
+        samples: list[Sample] = []
+        defs: dict[str, MetricDef] = {}
+        for fam in self._registry.collect():
+            mtype = fam.type if fam.type in ("counter", "gauge", "info") else "untyped"
+            name = fam.name + "_total" if mtype == "counter" else fam.name + "_info" if mtype == "info" else fam.name
+            defs[name] = MetricDef(name, mtype, fam.documentation)
+            for s in fam.samples:
+                if s.name.endswith("_created"):
+                    continue
+                samples.append(Sample(s.name, tuple(sorted(s.labels.items())), float(s.value), 0.0))
+        return samples, defs
 
     @staticmethod
     def _group_families(families: dict[str, list[Sample]],

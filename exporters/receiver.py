@@ -4,13 +4,16 @@ A fleet's Alertmanager groups alerts from many hosts; pointed at this endpoint (
 each notification (payload version 4) becomes incidents through the same dedup, outbox and ticket
 backends as the agent's own alerts.
 
-One ticket per Alertmanager group, as jiralert does: every alert of a group maps to the same incident,
-whose fingerprint is derived from the group's `groupKey` and the `receiver` name alone (never from the
-alerts' changing labels), so membership changes update the ticket instead of opening new ones. Each
-alert of the group is one member of that incident: it fires (FIRING), changes severity
-(ESCALATED/DEESCALATED) and resolves (RESOLVED, also when it silently left the group); the incident
-manager resolves the incident once no member fires. The alert name of the incident is the group's
-`alertname` group label when it groups by alertname, else `AlertmanagerGroup`.
+One ticket per Alertmanager group, as jiralert does: a group is one incident whose fingerprint is
+derived from the group's `groupKey` and the `receiver` name alone (never from the alerts' changing
+labels), so membership changes update the ticket instead of opening new ones. The incident's alert
+stands for the whole group: its labels are those common to the firing members (plus the group labels),
+its value is how many members fire, its severity the highest among them, and an `alerts` annotation lists
+the members. The group's first firing member fires the incident (FIRING), a change of the highest
+severity escalates or de-escalates it, and the incident resolves when no member fires any more
+(`status: resolved`, or every member resolved or gone). The alert name is the group's `alertname` group
+label when it groups by alertname, else `AlertmanagerGroup`. When the incident manager offers
+`note(fingerprint, text, now)`, members that start or stop firing in an open group are noted too.
 
 The HTTP endpoint: POST only, bearer token required (compared in constant time) unless `auth: none`,
 `Content-Length` bounded by `max_body_bytes` (413), `application/json` only (415), schema checked with
@@ -31,7 +34,7 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,7 +43,7 @@ from typing import Any, Literal
 from agent.samples import Labels
 from agent.schema import MISSING, Errors, build
 from agent.yamlsrc import Loc
-from rules.alerts import SEVERITY_ORDER, Alert, AlertState, AlertTransition, TransitionKind
+from rules.alerts import SEVERITY_ORDER, Alert, AlertState, AlertTransition, TransitionKind, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ DEFAULT_LISTEN = "127.0.0.1:9843"
 DEFAULT_PATH = "/alerts"
 GROUP_ALERTNAME = "AlertmanagerGroup"
 STATE_FILE = "receiver-groups.json"
+MAX_LISTED = 50
 TICK_SECONDS = 5.0
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -253,11 +257,12 @@ def group_identity(n: Notification) -> tuple[str, Labels]:
 
 
 class GroupTracker:
-    """What each group's members looked like at the last notification: `{group: {member fp: severity}}`.
+    """The firing members of each group at the last notification: `{group: {member fp: severity}}`.
 
-    `observe(notification, now)` returns the transitions since then. Alertmanager sends every member of a
-    group in each notification (unless `truncatedAlerts` says some were left out), so a member that is no
-    longer listed has resolved and been reported already.
+    `observe(notification, now)` returns the group's transitions since then: FIRING when its first member
+    fires, ESCALATED/DEESCALATED when the highest severity among its firing members changes, RESOLVED when
+    no member fires any more. Alertmanager lists every member of a group in each notification (unless
+    `truncatedAlerts` says some were left out), so a member no longer listed has resolved.
     """
 
     def __init__(self, default_severity: str = "warning", groups: dict[str, dict[str, str]] | None = None) -> None:
@@ -268,64 +273,100 @@ class GroupTracker:
     def key(n: Notification) -> str:
         return f"{n.receiver}\x00{n.group_key}"
 
-    def observe(self, n: Notification, now: float) -> list[AlertTransition]:
-        rule, identity = group_identity(n)
+    def severity(self, n: Notification, a: WebhookAlert) -> str:
+        return a.label("severity") or dict(n.common_labels).get("severity") or self.default_severity
+
+    def members(self, n: Notification, known: dict[str, str]) -> dict[str, str]:
+        if n.status == "resolved":
+            return {}
+        firing = {a.fingerprint: self.severity(n, a) for a in n.alerts if a.status == "firing"}
+        if n.truncated_alerts:  # unlisted members may still fire: keep them unless listed as resolved
+            resolved = {a.fingerprint for a in n.alerts if a.status != "firing"}
+            return {**{fp: s for fp, s in known.items() if fp not in resolved}, **firing}
+        return firing
+
+    def observe(self, n: Notification, now: float) -> tuple[list[AlertTransition], str]:
+        """The transitions, and a note on membership changes for an incident that stays open ("" if none)."""
         key = self.key(n)
-        known = dict(self.groups.get(key, {}))
+        known = self.groups.get(key, {})
+        members = self.members(n, known)
+        alert = group_alert(n, members, self.severity, now)
         out: list[AlertTransition] = []
-        listed: set[str] = set()
-        firing_count = sum(1 for a in n.alerts if a.status == "firing" and n.status == "firing")
-        for a in n.alerts:
-            listed.add(a.fingerprint)
-            sev = a.label("severity") or dict(n.common_labels).get("severity") or self.default_severity
-            firing = a.status == "firing" and n.status == "firing"
-            alert = self._alert(n, a, rule, identity, sev, firing, float(firing_count), now)
-            prev = known.get(a.fingerprint)
-            if firing:
-                if prev is None:
-                    out.append(AlertTransition(alert, TransitionKind.FIRING, now))
-                elif prev != sev:
-                    up = SEVERITY_ORDER.get(sev, 1) > SEVERITY_ORDER.get(prev, 1)
-                    kind = TransitionKind.ESCALATED if up else TransitionKind.DEESCALATED
-                    out.append(AlertTransition(alert, kind, now, previous_severity=prev))
-                known[a.fingerprint] = sev
-            else:
-                # also when unknown (a restart lost it, or it fired and resolved between two notifications):
-                # the incident manager ignores a resolution it has no member for
-                out.append(AlertTransition(alert, TransitionKind.RESOLVED, now,
-                                           details={"reason": "resolved in Alertmanager"}))
-                known.pop(a.fingerprint, None)
-        if n.truncated_alerts == 0:
-            for gone in sorted(set(known) - listed):
-                ghost = Alert(rule=rule, group="alertmanager", labels=(("am_alert_fingerprint", gone),),
-                              identity=identity, state=AlertState.INACTIVE, severity=known[gone], value=0.0,
-                              active_since=now, resolved_at=now, source=_source(n))
-                out.append(AlertTransition(ghost, TransitionKind.RESOLVED, now,
-                                           details={"reason": "no longer in the Alertmanager group"}))
-                known.pop(gone)
-        if known:
-            self.groups[key] = known
+        note = ""
+        if members and not known:
+            out.append(AlertTransition(alert, TransitionKind.FIRING, now))
+        elif members:
+            before, after = _top(known.values()), alert.severity
+            if before != after:
+                up = SEVERITY_ORDER.get(after, 1) > SEVERITY_ORDER.get(before, 1)
+                out.append(AlertTransition(alert, TransitionKind.ESCALATED if up else TransitionKind.DEESCALATED,
+                                           now, previous_severity=before))
+            note = membership_note(n, known, members)
+        else:  # also for a group never seen firing: the incident manager ignores a resolution it has no incident for
+            out.append(AlertTransition(alert, TransitionKind.RESOLVED, now))
+        if members:
+            self.groups[key] = members
         else:
             self.groups.pop(key, None)
-        return out
+        return out, note
 
-    def _alert(self, n: Notification, a: WebhookAlert, rule: str, identity: Labels, severity: str, firing: bool,
-               value: float, now: float) -> Alert:
-        annotations = dict(n.common_annotations)
-        annotations.update(dict(a.annotations))
-        if a.generator_url:
-            annotations.setdefault("generator_url", a.generator_url)
-        if n.external_url:
-            annotations.setdefault("alertmanager_url", n.external_url)
-        labels = dict(a.labels)
-        labels["am_alert_fingerprint"] = a.fingerprint
-        return Alert(
-            rule=rule, group="alertmanager", labels=tuple(sorted(labels.items())), identity=identity,
-            state=AlertState.FIRING if firing else AlertState.INACTIVE, severity=severity, value=value,
-            active_since=a.starts_at or now, fired_at=a.starts_at or now,
-            resolved_at=None if firing else (a.ends_at or now), annotations=tuple(sorted(annotations.items())),
-            category=a.label("category"), source=_source(n),
-        )
+
+def _top(severities: Iterable[str]) -> str:
+    return max(severities, key=lambda s: SEVERITY_ORDER.get(s, 1), default="warning")
+
+
+def group_alert(n: Notification, members: dict[str, str], severity_of: Callable[[Notification, WebhookAlert], str],
+                now: float) -> Alert:
+    """One Alert standing for the whole group: labels common to its firing members, value = how many fire."""
+    rule, identity = group_identity(n)
+    firing = [a for a in n.alerts if a.fingerprint in members and a.status == "firing"]
+    basis = firing or list(n.alerts)
+    common = dict(basis[0].labels) if basis else {}
+    for a in basis[1:]:
+        common = {k: v for k, v in common.items() if dict(a.labels).get(k) == v}
+    common.update(dict(n.group_labels))
+    common["alertname"] = rule
+    annotations = dict(n.common_annotations)
+    if len(basis) == 1:
+        annotations.update(dict(basis[0].annotations))
+    lines = [f"{a.status}: " + ", ".join(f"{k}={v}" for k, v in a.labels if common.get(k) != v)
+             for a in n.alerts[:MAX_LISTED]]
+    unlisted = max(0, len(n.alerts) - MAX_LISTED) + n.truncated_alerts
+    if unlisted:
+        lines.append(f"… and {unlisted} more")
+    annotations["alerts"] = "\n".join(lines)
+    if not annotations.get("summary"):  # the ticket's title: stable for the group's lifetime
+        scope = ", ".join(f"{k}={v}" for k, v in n.group_labels if k != "alertname")
+        annotations["summary"] = f"{rule} ({scope or 'Alertmanager group'})"
+    if n.external_url:
+        annotations["alertmanager_url"] = n.external_url
+    gen = next((a.generator_url for a in basis if a.generator_url), "")
+    if gen:
+        annotations["generator_url"] = gen
+    firing_now = bool(members)
+    starts = min((a.starts_at for a in firing if a.starts_at), default=now)
+    ends = max((a.ends_at for a in n.alerts if a.ends_at), default=now)
+    severity = _top(members.values()) if members else _top(severity_of(n, a) for a in n.alerts)
+    return Alert(
+        rule=rule, group="alertmanager", labels=tuple(sorted(common.items())), identity=identity,
+        state=AlertState.FIRING if firing_now else AlertState.INACTIVE, severity=severity, value=float(len(members)),
+        active_since=starts, fired_at=starts if firing_now else None,
+        resolved_at=None if firing_now else min(ends, now), annotations=tuple(sorted(annotations.items())),
+        category=common.get("category", ""), threshold="", expr="", source=_source(n),
+    )
+
+
+def membership_note(n: Notification, known: dict[str, str], members: dict[str, str]) -> str:
+    """A line per member that started or stopped firing (for an incident that stays open)."""
+    by_fp = {a.fingerprint: a for a in n.alerts}
+    lines = []
+    for fp in sorted(set(members) - set(known))[:MAX_LISTED]:
+        a = by_fp.get(fp)
+        lines.append("+ firing: " + (", ".join(f"{k}={v}" for k, v in a.labels) if a else fp))
+    for fp in sorted(set(known) - set(members))[:MAX_LISTED]:
+        a = by_fp.get(fp)
+        lines.append("- resolved: " + (", ".join(f"{k}={v}" for k, v in a.labels) if a else fp))
+    return "\n".join(lines)
 
 
 def _source(n: Notification) -> str:
@@ -400,7 +441,8 @@ class WebhookServer:
         return str(addr[0]), int(addr[1])
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="receiver-http", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="receiver-http", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -422,6 +464,13 @@ class WebhookServer:
             protocol_version = "HTTP/1.1"
             server_version = "hostwarden-receiver"
             timeout = 30
+
+            def setup(self) -> None:
+                super().setup()
+                try:  # headers and body go out in two writes: no Nagle/delayed-ACK stall between them
+                    self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError:
+                    pass
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
@@ -511,34 +560,67 @@ class WebhookServer:
 
 # -- the receiver: tracker + incident manager + outbox ------------------------------------------------------------
 class Receiver:
-    """Turns notifications into incident transitions; `handle` is what WebhookServer calls."""
+    """Turns notifications into incident transitions; `handle` is what WebhookServer calls.
+
+    `lock` serialises the incident manager's use: pass the lock its other users hold (the agent's
+    component lock in `run`); a config reload replaces `receiver.incidents`.
+    """
 
     def __init__(self, incidents: Any, *, state_path: str | None, default_severity: str = "warning",
-                 wake: Callable[[], None] | None = None) -> None:
+                 wake: Callable[[], None] | None = None, lock: Any = None) -> None:
         self.incidents = incidents
         self.state_path = state_path
         self.tracker = GroupTracker(default_severity, load_groups(state_path) if state_path else None)
         self.wake = wake or (lambda: None)
-        self._lock = threading.Lock()
+        self.lock = lock if lock is not None else threading.RLock()
 
     def handle(self, n: Notification, now: float) -> int:
-        with self._lock:
+        with self.lock:
             before = dict(self.tracker.groups)
-            transitions = self.tracker.observe(n, now)
-            if transitions:
-                try:
+            transitions, note = self.tracker.observe(n, now)
+            try:
+                if transitions:
                     self.incidents.handle(transitions, now)
-                except BaseException:
-                    self.tracker.groups = before  # not handled: the retried notification must yield them again
-                    raise
-                if self.state_path:
-                    save_groups(self.state_path, self.tracker.groups)
+                add_note = getattr(self.incidents, "note", None)
+                if note and callable(add_note):  # an incident manager that takes free-text notes
+                    rule, identity = group_identity(n)
+                    add_note(fingerprint(rule, identity), f"Alertmanager group changed:\n{note}", now)
+            except BaseException:
+                self.tracker.groups = before  # not recorded: the retried notification must yield them again
+                raise
+            if self.state_path:
+                save_groups(self.state_path, self.tracker.groups)
         if transitions:
-            kinds = ", ".join(sorted({t.kind.value for t in transitions}))
-            log.info("receiver: group %s of %s: %d transition(s) (%s)", n.group_key, n.receiver, len(transitions),
-                     kinds)
+            log.info("receiver: group %s of %s: %s", n.group_key, n.receiver,
+                     ", ".join(t.kind.value for t in transitions))
             self.wake()
         return len(transitions)
+
+
+def start_receiver(rc: ReceiverConfig, incidents: Any, *, state_dir: str, wake: Callable[[], None] | None = None,
+                   lock: Any = None, listen_address: str | None = None) -> tuple[WebhookServer, Receiver]:
+    """Resolve the token, build TLS, start serving `rc` into `incidents`; for `run` with a `receiver:` section
+    and for `hostwarden receive`. Raises SecretError/ValueError (token), ConfigErrors (web config), OSError."""
+    from agent.secrets import resolve
+
+    token = None
+    if rc.auth == "bearer":
+        token = resolve(env=rc.token_env, file=rc.token_file, what="receiver token")
+        if not token:
+            raise ValueError("receiver: the bearer token is empty")
+    ssl_ctx = None
+    if rc.web_config_file:
+        from agent.webconfig import load_web_config
+
+        ssl_ctx = load_web_config(rc.web_config_file).ssl_context()
+    receiver = Receiver(incidents, state_path=os.path.join(state_dir, STATE_FILE),
+                        default_severity=rc.default_severity, wake=wake, lock=lock)
+    server = WebhookServer(rc, receiver.handle, token=token, listen_address=listen_address, ssl_context=ssl_ctx)
+    server.start()
+    host, port = server.address
+    log.info("receiving Alertmanager notifications on %s:%d%s (%s)", host, port, rc.path,
+             "TLS" if ssl_ctx is not None else "plain HTTP")
+    return server, receiver
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -555,25 +637,32 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def cmd_receive(args: argparse.Namespace) -> int:
     from agent.logsetup import setup_logging
+    from agent.outbox import BackendInitError
     from agent.paths import default_config_path
     from agent.schema import ConfigErrors
     from agent.secrets import SecretError
 
     setup_logging(args.log_level, args.log_format)
     path = args.config or default_config_path()
+    service = None
     try:
         service = ReceiverService.from_config_file(path, listen_address=args.listen_address)
+        service.start()
     except ConfigErrors as e:
         for issue in e.issues:
             log.error("%s", issue)
-        return 2
-    except (SecretError, ValueError) as e:
+        code = 2
+    except (SecretError, ValueError, BackendInitError) as e:
         log.error("%s: %s", path, e)
-        return 2
+        code = 2
     except OSError as e:
         log.error("cannot start the receiver: %s", e)
-        return 1
-    return service.run_forever(drain_timeout=args.drain_timeout)
+        code = 1
+    else:
+        return service.run_until_signal(drain_timeout=args.drain_timeout)
+    if service is not None:
+        service.stop(drain_timeout=0.0)
+    return code
 
 
 class ReceiverService:
@@ -584,32 +673,21 @@ class ReceiverService:
         from agent.incidents import IncidentManager
         from agent.outbox import OutboxWorker, build_backends
         from agent.paths import ensure_dir
-        from agent.secrets import resolve
         from agent.state import StateDB
 
         self.config = config
         self.receiver_config = receiver_config
-        state_dir = ensure_dir(config.state_dir)
-        token = None
-        if receiver_config.auth == "bearer":
-            token = resolve(env=receiver_config.token_env, file=receiver_config.token_file, what="receiver token")
-            if not token:
-                raise ValueError("receiver: the bearer token is empty")
-        ssl_ctx = None
-        if receiver_config.web_config_file:
-            from agent.webconfig import load_web_config
-
-            ssl_ctx = load_web_config(receiver_config.web_config_file).ssl_context()
-        self.state = StateDB(os.path.join(state_dir, "state.db"))
+        self.listen_address = listen_address
+        self.state_dir = ensure_dir(config.state_dir)
+        self.state = StateDB(os.path.join(self.state_dir, "state.db"))
         tickets = tickets_config_of(config)
-        self.backends = build_backends(tickets, state_dir=state_dir)
+        self.backends = build_backends(tickets, state_dir=self.state_dir)
         self.incidents = IncidentManager(tickets, state=self.state, hostname=config.hostname,
                                          external_labels=config.external_labels)
         self.outbox = OutboxWorker(self.state, self.backends)
-        self.receiver = Receiver(self.incidents, state_path=os.path.join(state_dir, STATE_FILE),
-                                 default_severity=receiver_config.default_severity, wake=self.outbox.wake)
-        self.server = WebhookServer(receiver_config, self.receiver.handle, token=token,
-                                    listen_address=listen_address, ssl_context=ssl_ctx)
+        self.lock = threading.RLock()  # the incident manager: HTTP threads and the tick thread
+        self.server: WebhookServer | None = None
+        self.receiver: Receiver | None = None
         self._stop = threading.Event()
         self._tick_thread: threading.Thread | None = None
 
@@ -626,13 +704,13 @@ class ReceiverService:
 
     def tick(self, now: float) -> None:
         """Coalesced updates, storm grouping and backend re-sends, as the agent's `incidents` job does."""
-        self.incidents.tick(now)
-        firing = None
+        with self.lock:
+            self.incidents.tick(now)
+            firing = self.incidents.firing_incidents() if any(
+                callable(getattr(b, "resend", None)) for b in self.backends.values()) else []
         for backend in self.backends.values():
             resend = getattr(backend, "resend", None)
             if callable(resend):
-                if firing is None:
-                    firing = self.incidents.firing_incidents()
                 resend(now, firing)
         self.outbox.wake()
 
@@ -645,23 +723,25 @@ class ReceiverService:
 
     def start(self) -> None:
         self.outbox.start()
-        self.server.start()
+        self.server, self.receiver = start_receiver(self.receiver_config, self.incidents, state_dir=self.state_dir,
+                                                    wake=self.outbox.wake, lock=self.lock,
+                                                    listen_address=self.listen_address)
         self._tick_thread = threading.Thread(target=self._tick_loop, name="receiver-tick", daemon=True)
         self._tick_thread.start()
-        host, port = self.server.address
-        log.info("hostwarden receiver listening on %s:%d%s (%d ticket backends)", host, port,
-                 self.receiver_config.path, len(self.backends))
+        log.info("hostwarden receiver started (%d ticket backends)", len(self.backends))
 
     def stop(self, drain_timeout: float = 10.0) -> None:
         self._stop.set()
-        self.server.stop()
+        if self.server is not None:
+            self.server.stop()
         if self._tick_thread is not None:
             self._tick_thread.join(TICK_SECONDS + 1)
         self.outbox.stop(drain_timeout=drain_timeout)
         self.state.close()
         log.info("hostwarden receiver stopped")
 
-    def run_forever(self, drain_timeout: float = 10.0) -> int:
+    def run_until_signal(self, drain_timeout: float = 10.0) -> int:
+        """Serve (after `start()`) until SIGTERM/SIGINT, then stop, draining the outbox."""
         done = threading.Event()
 
         def on_term(signum: int, _frame: Any) -> None:
@@ -670,7 +750,6 @@ class ReceiverService:
 
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGINT, on_term)
-        self.start()
         while not done.wait(1.0):
             pass
         self.stop(drain_timeout)

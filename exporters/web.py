@@ -55,7 +55,10 @@ class MetricsServer:
         if security is not None:
             ctx = security.ssl_context()
             if ctx is not None:
-                self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
+                # the handshake runs in the request thread (under its timeout), not in the accept loop:
+                # a client that connects and never says hello must not block every other scrape
+                self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True,
+                                                     do_handshake_on_connect=False)
         self._thread: threading.Thread | None = None
 
     @property
@@ -79,6 +82,13 @@ class MetricsServer:
             server_version = f"hostwarden/{__version__}"
             timeout = 30
 
+            def setup(self) -> None:
+                super().setup()
+                try:
+                    self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError:
+                    pass
+
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
@@ -92,9 +102,13 @@ class MetricsServer:
                 if server.security is not None:
                     for k, v in server.security.extra_headers.items():
                         self.send_header(k, v)
-                self.end_headers()
+                # headers and body in one write: two small segments on a keep-alive connection meet
+                # Nagle's algorithm and the peer's delayed ACK (~40 ms per scrape)
+                self._headers_buffer.append(b"\r\n")
                 if self.command != "HEAD":
-                    self.wfile.write(body)
+                    self._headers_buffer.append(body)
+                self.wfile.write(b"".join(self._headers_buffer))
+                self._headers_buffer = []
 
             def _authorized(self) -> bool:
                 if server.security is None or server.security.check_auth(self.headers.get("Authorization")):

@@ -191,13 +191,14 @@ class RuleState:
             return True
         return len(set(rec.history)) <= 1 and not rec.flapping
 
-    def _level(self, value: float | None) -> str | None:
-        """The highest level whose condition holds (None: none)."""
-        if value is None:
+    def _level(self, obs: Observation | None) -> str | None:
+        """The highest level whose condition holds (None: none); a plain rule's is its severity label."""
+        if obs is None:
             return None
         rule = self.rule
         if not rule.extended:
-            return rule.static_severity or DEFAULT_SEVERITY
+            return next((v for k, v in obs.labels if k == "severity"), DEFAULT_SEVERITY)
+        value = obs.value
         if rule.critical is not None and rule.critical.holds(value):
             return "critical"
         if rule.warning is not None and rule.warning.holds(value):
@@ -212,7 +213,7 @@ class RuleState:
 
         rule = self.rule
         value = obs.value if obs is not None else None
-        raw = self._level(value)
+        raw = self._level(obs)
         rec.last_eval = now
         if obs is not None:
             rec.labels = obs.labels

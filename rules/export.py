@@ -36,12 +36,12 @@ def _num(v: float) -> str:
 
 
 def _cond(expr: str, thr: Threshold) -> str:
-    return f"({expr}) {thr.op} {_num(thr.value)}"
+    return f"({expr.strip()}) {thr.op} {_num(thr.value)}"
 
 
 def _hysteresis(rule: Rule, raise_thr: Threshold, clear: Threshold) -> str:
     ignoring = ["alertname", "alertstate", "severity", *sorted(k for k, _ in rule.labels if k != "severity")]
-    hold = f"({rule.expr}) {NEGATED[clear.op]} {_num(clear.value)}"
+    hold = f"({rule.expr.strip()}) {NEGATED[clear.op]} {_num(clear.value)}"
     alerts = f'ALERTS{{alertname={_q(rule.name)}, alertstate="firing"}}'
     return f"{_cond(rule.expr, raise_thr)}\nor\n(\n  {hold}\n  and ignoring({', '.join(ignoring)})\n  {alerts}\n)"
 
@@ -74,7 +74,7 @@ def _write_rule(w: _Writer, rule: Rule, *, name: str, expr: str, severity: str |
     for note in notes:
         w.line(6, f"# {note}")
     w.line(6, f"- {rule.kind}: {_q(name)}")
-    w.scalar(8, "expr", expr)
+    w.scalar(8, "expr", expr.strip())
     if rule.kind == "alert":
         if rule.for_:
             w.line(8, f"for: {format_duration(rule.for_)}")

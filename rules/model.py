@@ -81,14 +81,6 @@ class Rule:
         """True when thresholds (not the expression's filtering) decide whether the alert is active."""
         return self.warning is not None or self.critical is not None
 
-    @property
-    def static_severity(self) -> str | None:
-        """The `severity` label as written (plain rules), or None."""
-        for k, t in self.labels:
-            if k == "severity":
-                return t.text
-        return None
-
     def threshold(self, severity: str) -> Threshold | None:
         return self.critical if severity == "critical" else self.warning
 

@@ -23,11 +23,11 @@ import promql_parser
 
 from agent.store import SeriesStore
 from rules import promql_lexer as lexer
+from rules.promql_aggregate import AggregateNode
 from rules.promql_eval import (
     ARITHMETIC,
     COMPARISON,
     SET_OPERATORS,
-    AggregateNode,
     BinaryNode,
     LabelPredicate,
     Matching,
@@ -106,15 +106,18 @@ class Compiled:
     value_type: ValueType
     selectors: tuple[Selector, ...]
     _root: Node = field(repr=False)
+    _internal_error_logged: bool = field(default=False, repr=False)
 
     def eval(self, store: SeriesStore, t: float) -> Vector | float | str | Matrix:
         try:
             value = self._root.eval(store, t)
         except PromQLError:
             raise
-        except (ArithmeticError, ValueError, TypeError) as exc:  # a bug must not take the rule group down
-            log.debug("evaluation of %r failed", self.text, exc_info=True)
-            raise PromQLError(f"evaluation failed: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # an engine bug must fail this rule, not the rule group
+            if not self._internal_error_logged:
+                self._internal_error_logged = True
+                log.error("internal error evaluating %r", self.text, exc_info=True)
+            raise PromQLError(f"internal error: {type(exc).__name__}: {exc}") from exc
         if self.value_type == "vector":
             return [Element(with_name(n, lb), v) for n, lb, v in value]
         if self.value_type == "matrix":

@@ -17,6 +17,7 @@ from typing import Any
 
 from agent.samples import Labels
 from agent.store import SeriesStore
+from rules.promql_aggregate import fsum, kahan_mean, kahan_sum, kahan_variance, mean, quantile
 from rules.promql_eval import (
     INF,
     LEGACY_LABEL_NAME,
@@ -28,14 +29,8 @@ from rules.promql_eval import (
     VectorSelectorNode,
     check_unique,
     drop_names,
-    fsum,
     get_label,
-    kahan_mean,
-    kahan_sum,
-    kahan_variance,
-    mean,
     ms_grid,
-    quantile,
     set_label,
 )
 from rules.promql_types import NAME_LABEL, PromQLError, Sample

@@ -753,7 +753,7 @@ class _Parser:
             cur.append(self._operand(kind, val, tpos, first=not cur))
             i += 1
         if not cur:
-            raise TemplateError("missing command after '|'", pos)
+            raise TemplateError("missing command after '|'", cpos)
         cmds.append(_Command(cur, cpos))
         for c in cmds[1:]:
             if c.args[0].kind != "ident":

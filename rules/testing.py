@@ -62,7 +62,7 @@ _EXPAND = re.compile(rf"^(?P<a>{_NUM})(?:(?P<sign>[-+])(?P<b>(?:\d+\.?\d*|\.\d+)
 _BLANKS = re.compile(r"^_(?:x(?P<n>\d+))?$")
 
 
-class TestFileError(Exception):
+class RuleTestError(Exception):
     pass
 
 
@@ -140,7 +140,7 @@ def expand_values(text: str) -> list[float | None]:
         try:
             out.append(parse_number(tok))
         except ValueError:
-            raise TestFileError(f"invalid value {tok!r} in series values {text!r}") from None
+            raise RuleTestError(f"invalid value {tok!r} in series values {text!r}") from None
     return out
 
 
@@ -148,14 +148,14 @@ def parse_series_selector(text: str) -> tuple[str, Labels]:
     try:
         node = promql_parser.parse(str(text))
     except ValueError as e:
-        raise TestFileError(f"invalid series {text!r}: {e}") from None
+        raise RuleTestError(f"invalid series {text!r}: {e}") from None
     if type(node).__name__ != "VectorSelector":
-        raise TestFileError(f"invalid series {text!r}: expected metric{{label=\"value\", ...}}")
+        raise RuleTestError(f"invalid series {text!r}: expected metric{{label=\"value\", ...}}")
     name = node.name
     labels: dict[str, str] = {}
     for m in node.matchers.matchers:
         if m.op != promql_parser.MatchOp.Equal:
-            raise TestFileError(f"invalid series {text!r}: only = matchers are allowed")
+            raise RuleTestError(f"invalid series {text!r}: only = matchers are allowed")
         if m.name == "__name__":
             name = m.value
         else:
@@ -170,7 +170,7 @@ def _labels_of_map(node: Any, where: str) -> Labels:
     if node is None:
         return ()
     if not isinstance(node, dict):
-        raise TestFileError(f"{where}: expected a mapping, got {node!r}")
+        raise RuleTestError(f"{where}: expected a mapping, got {node!r}")
     return tuple(sorted((str(k), _str(v)) for k, v in node.items()))
 
 
@@ -184,11 +184,11 @@ def _str(v: Any) -> str:
 
 def _strict(node: Any, keys: tuple[str, ...], where: str) -> LocDict:
     if not isinstance(node, dict):
-        raise TestFileError(f"{where}: expected a mapping, got {node!r}")
+        raise RuleTestError(f"{where}: expected a mapping, got {node!r}")
     for k in node:
         if k not in keys:
             loc = node.key_loc(k) if isinstance(node, LocDict) else ""
-            raise TestFileError(f"{loc}: unknown field {k!r} in {where}" + did_you_mean(str(k), keys))
+            raise RuleTestError(f"{loc}: unknown field {k!r} in {where}" + did_you_mean(str(k), keys))
     return node  # type: ignore[return-value]
 
 
@@ -196,7 +196,7 @@ def _list(node: Any, where: str) -> list[Any]:
     if node is None:
         return []
     if not isinstance(node, list):
-        raise TestFileError(f"{where}: expected a list, got {node!r}")
+        raise RuleTestError(f"{where}: expected a list, got {node!r}")
     return node
 
 
@@ -204,7 +204,7 @@ def _duration(v: Any, where: str) -> float:
     try:
         return parse_duration(v)
     except ValueError as e:
-        raise TestFileError(f"{where}: {e}") from None
+        raise RuleTestError(f"{where}: {e}") from None
 
 
 def parse_test_group(node: Any, default_interval: float, index: int) -> TestGroup:
@@ -222,7 +222,7 @@ def parse_test_group(node: Any, default_interval: float, index: int) -> TestGrou
         a = _strict(a, ALERT_TEST_KEYS, "alert_rule_test")
         alertname = str(a.get("alertname") or "")
         if not alertname:
-            raise TestFileError("alertname can't be empty")
+            raise RuleTestError("alertname can't be empty")
         exps = []
         for e in _list(a.get("exp_alerts"), "exp_alerts"):
             e = _strict(e, EXP_ALERT_KEYS, "exp_alerts")
@@ -299,7 +299,7 @@ class _Runner:
                 return [f"    group name repeated in evaluation order: {dup}"]
             rule_files = self._rule_files(_list(top.get("rule_files"), "rule_files"))
             tests = [parse_test_group(t, interval, i) for i, t in enumerate(_list(top.get("tests"), "tests"))]
-        except TestFileError as e:
+        except RuleTestError as e:
             return [f"    {e}"]
         errors = Errors()
         groups = load_rule_files(rule_files, errors, default_interval=interval, promql_compat=self.compat,
@@ -328,7 +328,7 @@ class _Runner:
             full = pat if os.path.isabs(str(pat)) else os.path.join(base, str(pat))
             matches = sorted(glob.glob(full))
             if not matches and not glob.has_magic(full):
-                raise TestFileError(f"rule file {pat!r} does not exist")
+                raise RuleTestError(f"rule file {pat!r} does not exist")
             files.extend(matches)
         return files
 
@@ -407,7 +407,7 @@ class _Runner:
         for raw, (_, value) in zip(et.raw_labels, et.exp_samples, strict=True):
             try:
                 _name, labels = parse_series_selector(raw) if raw.strip() not in ("", "{}") else ("", ())
-            except TestFileError as e:
+            except RuleTestError as e:
                 return [f"{head}, err: labels {raw!r}: {e}"]
             exp.append((labels, value))
         exp.sort(key=lambda s: s[0])

@@ -75,8 +75,6 @@ class TicketsConfig:
             problems.append("storm_window must be positive")
         if self.poll_interval <= 0:
             problems.append("poll_interval must be positive")
-        problems += [f"sla: unknown priority {k!r} (one of {', '.join(PRIORITIES)})" for k in self.sla
-                     if k not in PRIORITIES]
         return problems
 
     def backend(self, name: str) -> BackendConfig | None:
@@ -144,14 +142,30 @@ def parse_tickets(node: Any, errors: Errors, loc: Loc, base_dir: str) -> Tickets
         backends = parse_backends(node["backends"] if node["backends"] is not None else [], errors, bloc)
     else:
         backends = (default_backend(),)
+    _check_references(node, backends, errors, loc)
     if cfg is MISSING or backends is MISSING:
         return MISSING
     cfg = dataclasses.replace(cfg, backends=backends)
+    return cfg if len(errors.issues) == before else MISSING
+
+
+def _check_references(node: Any, backends: Any, errors: Errors, loc: Loc) -> None:
+    """Checks on the raw YAML, so they are reported even when another key of the section is wrong."""
+    sla = node.get("sla")
+    if isinstance(sla, dict):
+        for key in sla:
+            if key not in PRIORITIES:
+                kloc = sla.key_loc(key) if isinstance(sla, LocDict) else loc
+                errors.add(kloc, f"tickets.sla: unknown priority {key!r} (one of {', '.join(PRIORITIES)})")
+    if backends is MISSING:
+        return  # names unknown: the backend errors say enough
     names = {b.name for b in backends}
     rnode = node.get("route")
-    for i, r in enumerate(cfg.route):
-        if r.backend not in names:
+    if not isinstance(rnode, list):
+        return
+    for i, r in enumerate(rnode):
+        target = r.get("backend") if isinstance(r, dict) else None
+        if isinstance(target, str) and target not in names:
             rloc = rnode.item_loc(i) if isinstance(rnode, LocList) else loc
-            errors.add(rloc, f"tickets.route[{i}]: unknown backend {r.backend!r}; configured: "
+            errors.add(rloc, f"tickets.route[{i}]: unknown backend {target!r}; configured: "
                              f"{', '.join(sorted(names)) or 'none'}")
-    return cfg if len(errors.issues) == before else MISSING

@@ -27,7 +27,15 @@ from typing import Any, Literal
 from agent.secrets import resolve
 from agent.units import human_duration
 from exporters.tickets import render
-from exporters.tickets.base import BackendConfig, Incident, PermanentError, TicketRef, TransientError, register
+from exporters.tickets.base import (
+    BackendConfig,
+    Incident,
+    PermanentError,
+    TicketRef,
+    TransientError,
+    idempotency_key,
+    register,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +134,10 @@ class EmailBackend:
 
     def _reply(self, ref: TicketRef, incident: Incident, op: str, event: str, body: str) -> None:
         root = ref.id if ref.id.startswith("<") else self.root_message_id(incident)
-        digest = hashlib.sha256("\x00".join(
-            (op, event, str(len(incident.timeline)), str(incident.reopen_count), str(incident.resolved_at))
-        ).encode()).hexdigest()[:12]
+        # the same on every retry of this operation: the outbox's idempotency key, else what the operation says
+        basis = idempotency_key() or "\x00".join(
+            (op, event, str(len(incident.timeline)), str(incident.reopen_count), str(incident.resolved_at)))
+        digest = hashlib.sha256(basis.encode()).hexdigest()[:16]
         mid = f"<hostwarden.{incident.fingerprint}.{int(incident.opened_at)}.{op}.{digest}@{self._domain}>"
         msg = self._message(incident, subject="Re: " + self.subject(incident), body=body, message_id=mid,
                             reply_to_root=root)

@@ -20,14 +20,17 @@ replaced by `<redacted>`. Proxies come from the environment (HTTPS_PROXY, NO_PRO
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import logging
 import time
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import requests
+import urllib3
 
 from agent import secrets
 from exporters.tickets.base import PermanentError, TransientError
@@ -82,7 +85,8 @@ class HttpClient:
         self._session.auth = auth
         self._secrets = [v for k, v in (headers or {}).items() if k in set(secret_headers) and v]
         if auth and auth[1]:
-            self._secrets.append(auth[1])
+            basic = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            self._secrets += [basic, auth[1]]  # the Authorization header's value, and the password itself
         if not verify:
             log.warning("TLS certificate verification is OFF for %s", self.base_url)
 
@@ -102,8 +106,10 @@ class HttpClient:
         url = self.url(path)
         where = f"{method} {url}"
         try:
-            resp = self._session.request(method, url, params=params, json=json_body, headers=headers,
-                                         timeout=self.timeout, verify=self.verify, allow_redirects=False)
+            with warnings.catch_warnings():  # verify=False was logged once at start, not on every request
+                warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                resp = self._session.request(method, url, params=params, json=json_body, headers=headers,
+                                             timeout=self.timeout, verify=self.verify, allow_redirects=False)
         except requests.Timeout as e:
             msg = f"{where}: timed out after {self.timeout:g}s ({type(e).__name__})"
             raise TransientError(self.redact(msg)) from None

@@ -34,6 +34,7 @@ from exporters.tickets.base import (
     PermanentError,
     RemoteStatus,
     TicketRef,
+    TransientError,
     idempotency_key,
     register,
 )
@@ -283,13 +284,26 @@ class LocalBackend:
         self.name = config.name
         self.path = config.path or default_path(state_dir or ".", config.name)
         self._store: TicketStore | None = None
+        self._open_error = ""
         if not check_only:
-            self._store = TicketStore(self.path)
+            try:
+                self._store = TicketStore(self.path)
+            except (OSError, sqlite3.Error) as e:  # the agent keeps running; operations wait in the outbox
+                self._open_error = str(e)
+                log.error("local ticket store %s cannot be opened (%s); ticket operations wait in the outbox",
+                          self.path, e)
 
     @property
     def store(self) -> TicketStore:
+        """The store, opened on first use; TransientError while it cannot be opened (retried by the outbox)."""
         if self._store is None:
-            self._store = TicketStore(self.path)
+            try:
+                self._store = TicketStore(self.path)
+            except (OSError, sqlite3.Error) as e:
+                raise TransientError(f"cannot open the local ticket store {self.path}: {e}") from None
+            if self._open_error:
+                log.info("local ticket store %s opened", self.path)
+                self._open_error = ""
         return self._store
 
     def _id(self, ref: TicketRef) -> int:
@@ -299,11 +313,17 @@ class LocalBackend:
             raise PermanentError(f"{ref.id!r} is not a local ticket id") from None
 
     def find(self, fingerprint: str) -> TicketRef | None:
-        tid = self.store.find(fingerprint)
+        try:
+            tid = self.store.find(fingerprint)
+        except sqlite3.OperationalError as e:
+            raise TransientError(f"local ticket store {self.path}: {e}") from None
         return TicketRef(self.name, str(tid)) if tid is not None else None
 
     def open(self, incident: Incident) -> TicketRef:
-        tid = self.store.create(incident, key=idempotency_key(), now=time.time())
+        try:
+            tid = self.store.create(incident, key=idempotency_key(), now=time.time())
+        except sqlite3.OperationalError as e:  # disk full, locked: retried
+            raise TransientError(f"local ticket store {self.path}: {e}") from None
         log.info("local ticket #%d opened for %s (%s)", tid, incident.fingerprint, incident.title)
         return TicketRef(self.name, str(tid))
 
@@ -326,10 +346,15 @@ class LocalBackend:
                               status=status)
         except TicketNotFound as e:
             raise PermanentError(str(e)) from None
+        except sqlite3.OperationalError as e:
+            raise TransientError(f"local ticket store {self.path}: {e}") from None
 
     def poll(self, refs: Iterable[TicketRef]) -> list[RemoteStatus]:
         wanted = {self._id(r): r for r in refs}
-        found = self.store.statuses(wanted)
+        try:
+            found = self.store.statuses(wanted)
+        except sqlite3.OperationalError as e:
+            raise TransientError(f"local ticket store {self.path}: {e}") from None
         out = []
         for tid, ref in wanted.items():
             if tid not in found:

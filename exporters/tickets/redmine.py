@@ -48,7 +48,7 @@ from exporters.tickets.base import (
     register,
 )
 from exporters.tickets.http import HttpClient
-from exporters.tickets.render import Flavour, render_body, render_event, render_title
+from exporters.tickets.render import Flavour, last_event, render_body, render_event, render_title
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class RedmineBackend:
         self._put(ref, change)
 
     def resolve(self, ref: TicketRef, incident: Incident) -> None:
-        note = render_event(incident, "resolved: the alert no longer fires", self.flavour)
+        note = render_event(incident, last_event(incident, "resolved"), self.flavour)
         if self.config.on_resolve == "comment" or self.config.dry_run:
             self._put(ref, {"notes": note})
             return
@@ -176,7 +176,7 @@ class RedmineBackend:
         self._expect_status(ref, m.resolved_status_id, "resolve")
 
     def reopen(self, ref: TicketRef, incident: Incident) -> None:
-        note = render_event(incident, "reopened: the alert fires again", self.flavour)
+        note = render_event(incident, last_event(incident, "reopened"), self.flavour)
         if self.config.dry_run:
             self._put(ref, {"notes": note})
             return
@@ -240,7 +240,8 @@ class RedmineBackend:
             project_id=pid, fingerprint_field_id=self._fingerprint_field(project), tracker_id=tracker_id,
             priority_ids=priority_ids, resolved_status_id=resolved, reopened_status_id=reopened,
             closed_status_ids=closed, initial_status_ids=frozenset(initial | {reopened}),
-            assignee_id=self._assignee(pid) if c.assignee else None, self_id=int(me["id"]), category_ids=self._categories(pid))
+            assignee_id=self._assignee(pid) if c.assignee else None, self_id=int(me["id"]),
+            category_ids=self._categories(pid))
 
     def _fingerprint_field(self, project: dict[str, Any]) -> int:
         c = self.config

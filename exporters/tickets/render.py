@@ -22,6 +22,7 @@ API (stable; other backends import it):
     render_title(incident, max_len=255) -> str
     render_body(incident, flavour, max_len=None) -> str
     render_event(incident, event_text, flavour) -> str
+    last_event(incident, kind) -> str   # latest timeline text of a kind ("resolved", "reopened")
     escape_inline(text, flavour) -> str
 """
 
@@ -298,6 +299,17 @@ def render_event(incident: Incident, event_text: str, flavour: Flavour) -> str:
     pairs = (("state", state), ("severity", a.severity), ("priority", incident.priority), ("value", value))
     section = _Section("hostwarden update", pairs=tuple((k, one_line(v)) for k, v in pairs if v), text=text)
     return _render_section(section, flavour) + "\n"
+
+
+DEFAULT_EVENT_TEXT = {"resolved": "Resolved: the alert no longer fires", "reopened": "Reopened: the alert fires again"}
+
+
+def last_event(incident: Incident, kind: str) -> str:
+    """The text of the incident's latest timeline entry of `kind` (e.g. the resolve note with its duration)."""
+    for e in reversed(incident.timeline):
+        if e.kind == kind and e.text.strip():
+            return e.text
+    return DEFAULT_EVENT_TEXT.get(kind, kind)
 
 
 # ---------------------------------------------------------------- truncation helpers

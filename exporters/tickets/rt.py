@@ -45,7 +45,7 @@ from exporters.tickets.base import (
     register,
 )
 from exporters.tickets.http import HttpClient
-from exporters.tickets.render import render_body, render_event, render_title
+from exporters.tickets.render import last_event, render_body, render_event, render_title
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class RtBackend:
             self._set(ref, {"Priority": self.priorities[incident.priority]})
 
     def resolve(self, ref: TicketRef, incident: Incident) -> None:
-        self._comment(ref, render_event(incident, "resolved: the alert no longer fires", self.flavour))
+        self._comment(ref, render_event(incident, last_event(incident, "resolved"), self.flavour))
         if self.config.on_resolve == "comment" or self.config.dry_run:
             return
         if self._status(ref) in INACTIVE | {self.config.resolved_status}:
@@ -170,7 +170,7 @@ class RtBackend:
         self._set_status(ref, self.config.resolved_status, "resolve")
 
     def reopen(self, ref: TicketRef, incident: Incident) -> None:
-        self._comment(ref, render_event(incident, "reopened: the alert fires again", self.flavour))
+        self._comment(ref, render_event(incident, last_event(incident, "reopened"), self.flavour))
         if not self.config.dry_run:
             self._set_status(ref, self.config.reopened_status, "reopen")
 

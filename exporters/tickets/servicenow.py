@@ -50,7 +50,7 @@ DEFAULT_URGENCY_IMPACT = {"P1": [1, 1], "P2": [1, 2], "P3": [2, 2], "P4": [3, 2]
 MAX_SHORT = 160
 POLL_BATCH = 100
 RESOLVED, CLOSED, CANCELED = 6, 7, 8
-_CODE_TAG = re.compile(r"\[(/?)code\]", re.IGNORECASE)
+_CODE_TAG = re.compile(r"\[(/?)(code)\]", re.IGNORECASE)
 _TRUNCATED = "\n(truncated by hostwarden: {n} characters left out)"
 
 
@@ -105,7 +105,7 @@ class ServiceNowConfig(BackendConfig):
 
 def defuse(text: str) -> str:
     """Plain text that ServiceNow will not render as HTML (journal fields honour `[code]…[/code]`)."""
-    return _CODE_TAG.sub(r"[\1 code]", text)
+    return _CODE_TAG.sub(r"[\1 \2]", text)
 
 
 def _bounded(text: str, limit: int) -> str:

@@ -209,7 +209,8 @@ def test_jira_poll_reports_states(jira: FakeJira) -> None:
     jira.issues[r1.id]["fields"]["assignee"] = {"accountId": "alice", "name": "alice", "displayName": "Alice"}
     jira.issues[r2.id]["status"] = "Done"
     states = {s.ref.id: (s.state, s.assignee) for s in b.poll([r1, r2, r3, TicketRef("jira", "OPS-99")])}
-    assert states == {r1.id: ("acknowledged", "Alice"), r2.id: ("closed", ""), r3.id: ("open", ""),
+    # assigned to the configured assignee (at creation) is still "open"; to a person: acknowledged
+    assert states == {r1.id: ("acknowledged", "Alice"), r2.id: ("closed", "bot"), r3.id: ("open", "bot"),
                       "OPS-99": ("missing", "")}
 
 

@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import random
 import re
+import secrets
+import select
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agent.incidents import IncidentManager
+from agent.schema import Duration
+from agent.state import StateDB
 from exporters.tickets.base import PermanentError, TicketRef, TransientError
+from exporters.tickets.config import TicketsConfig
 from exporters.tickets.redmine import RedmineBackend, RedmineConfig
-from tests.integration.servers.incident_factory import make_incident
+from rules.alerts import Alert, AlertState, AlertTransition, TransitionKind
+from tests.conftest import ROOT
 from tests.integration.servers.redmine import RedmineServer
 from tests.support.agent import free_port
+from tests.support.ticket_incidents import make_incident
 
 pytestmark = pytest.mark.integration
 
@@ -110,11 +127,11 @@ def test_redmine_resolve_then_reopen_changes_status_with_notes(redmine_server: R
     b.resolve(ref, dataclasses.replace(inc, resolved_at=inc.opened_at + 600))
     got = issue(redmine_server, ref)
     assert got["status"]["name"] == "Resolved"
-    assert "resolved" in got["journals"][-1]["notes"]
+    assert "resolved" in got["journals"][-1]["notes"].lower()
     b.reopen(ref, dataclasses.replace(inc, reopen_count=1))
     got = issue(redmine_server, ref)
     assert got["status"]["name"] == "New"
-    assert "reopened" in got["journals"][-1]["notes"]
+    assert "reopened" in got["journals"][-1]["notes"].lower()
     assert b.find(inc.fingerprint) == ref
 
 
@@ -127,7 +144,7 @@ def test_redmine_resolve_of_issue_closed_by_person_keeps_closed(redmine_server: 
     b.resolve(ref, inc)
     got = issue(redmine_server, ref)
     assert got["status"]["name"] == "Rejected"
-    assert "resolved" in got["journals"][-1]["notes"]
+    assert "resolved" in got["journals"][-1]["notes"].lower()
 
 
 def test_redmine_resolve_on_resolve_comment_leaves_status(redmine_server: RedmineServer,
@@ -137,7 +154,7 @@ def test_redmine_resolve_on_resolve_comment_leaves_status(redmine_server: Redmin
     ref = b.open(inc)
     b.resolve(ref, inc)
     got = issue(redmine_server, ref)
-    assert got["status"]["name"] == "New" and "resolved" in got["journals"][-1]["notes"]
+    assert got["status"]["name"] == "New" and "resolved" in got["journals"][-1]["notes"].lower()
 
 
 def test_redmine_poll_one_batch_reports_person_actions(redmine_server: RedmineServer,
@@ -217,3 +234,116 @@ def test_redmine_untrusted_labels_render_inert_in_issue_page(redmine_server: Red
     assert page.count("user-mention") == 1  # only the control note
     assert "<b>escaped</b>" not in page and "&lt;\u200b/pre&gt;&lt;b&gt;escaped&lt;/b&gt;" in page
     assert "&amp;lt;" not in page  # escaped once, not twice
+
+
+def test_redmine_common_mark_untrusted_labels_render_inert_in_issue_page(redmine_server: RedmineServer,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same with Redmine's CommonMark formatter: code spans and fences keep labels from becoming markup."""
+    evil = "@ann <img src=x onerror=alert(1)> ``` [link](http://evil.example/y) **bold** #1 {{hello_world}}"
+    redmine_server.rails("Setting.text_formatting = 'common_mark'")
+    try:
+        b = backend(redmine_server, monkeypatch, text_formatting="common_mark")
+        inc = make_incident(labels={"mountpoint": evil}, diagnosis="```\n@ann http://evil.example/d\n```")
+        ref = b.open(inc)
+        b.update(ref, inc, f"note with {evil}")
+        r = redmine_server.api("PUT", f"/issues/{ref.id}.json", key=redmine_server.person_key,
+                               json={"issue": {"notes": "control: @ann [c](http://control.example/) {{hello_world}}"}})
+        assert r.status_code == 204
+        page = redmine_server.api("GET", f"/issues/{ref.id}", headers={"Accept": "text/html"}).text
+    finally:
+        redmine_server.rails("Setting.text_formatting = 'textile'")
+    assert 'href="http://control.example/"' in page and page.count("user-mention") == 1
+    assert page.count("Hello world!") == 1
+    assert "<img src=x" not in page and "<strong>bold</strong>" not in page
+    assert "evil.example" in page and 'href="http://evil.example' not in page
+
+
+def _kill9_transitions(n: int, t0: float) -> list[tuple[float, list[AlertTransition]]]:
+    """Per incident: fire (warning), escalate, de-escalate; every other one resolves. Grouped by time."""
+    steps: dict[float, list[AlertTransition]] = {}
+    tag = secrets.token_hex(4)
+    for i in range(n):
+        labels = (("host", "web1"), ("instance", f"kill9-{tag}-{i}"))
+        base = Alert(rule="Kill9Disk", group="disk", labels=labels, identity=labels, state=AlertState.FIRING,
+                     severity="warning", value=0.91, active_since=t0, fired_at=t0, threshold="> 0.9")
+        crit = dataclasses.replace(base, severity="critical", value=0.97)
+        steps.setdefault(t0, []).append(AlertTransition(base, TransitionKind.FIRING, t0))
+        steps.setdefault(t0 + 30, []).append(AlertTransition(crit, TransitionKind.ESCALATED, t0 + 30))
+        steps.setdefault(t0 + 60, []).append(AlertTransition(base, TransitionKind.DEESCALATED, t0 + 60))
+        if i % 2 == 0:
+            gone = dataclasses.replace(base, state=AlertState.INACTIVE, resolved_at=t0 + 90)
+            steps.setdefault(t0 + 90, []).append(AlertTransition(gone, TransitionKind.RESOLVED, t0 + 90))
+    return sorted(steps.items())
+
+
+def test_redmine_outbox_worker_killed_9_times_one_issue_per_fingerprint_all_notes(
+        redmine_server: RedmineServer, tmp_path: Path) -> None:
+    """SIGKILL the delivering process at random points, restart it; Redmine ends with exactly one issue per
+    fingerprint, every note and every resolve delivered (notes at least once)."""
+    seed = int.from_bytes(os.urandom(4), "big")
+    rnd = random.Random(seed)
+    state_path = str(tmp_path / "state.db")
+    cfg = RedmineConfig(name="ops", type="redmine", url=redmine_server.url, project=redmine_server.project,
+                        api_key_env="HW_TEST_KEY", fingerprint_field=redmine_server.cf_name)
+    state = StateDB(state_path)
+    manager = IncidentManager(TicketsConfig(backends=(cfg,), update_interval=Duration(0), storm_threshold=1000),
+                              state=state, hostname="web1", external_labels={})
+    for at, batch in _kill9_transitions(8, time.time() - 600):
+        manager.handle(batch, at)
+    updates = [(r["fingerprint"], json.loads(r["payload"])["event"])
+               for r in state.query("SELECT fingerprint, payload FROM outbox WHERE op = 'update' ORDER BY id")]
+    fingerprints = sorted({r["fingerprint"] for r in state.query("SELECT fingerprint FROM incidents")})
+    resolved = {r["fingerprint"] for r in state.query("SELECT fingerprint FROM incidents WHERE status = 'resolved'")}
+    assert len(fingerprints) == 8 and len(updates) == 16 and len(resolved) == 4
+    state.close()
+
+    cmd = [sys.executable, "-m", "tests.integration.servers.outbox_worker_main", state_path, redmine_server.url,
+           redmine_server.project, redmine_server.cf_name]
+    env = {**os.environ, "HW_TEST_KEY": redmine_server.user_key, "PYTHONPATH": ROOT}
+    kills = 0
+    for i in range(20):
+        with open(tmp_path / f"worker-{i}.log", "wb") as log:
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready and proc.stdout.readline().strip() == "READY", (tmp_path / f"worker-{i}.log").read_text()
+        time.sleep(rnd.uniform(0.0, 0.5))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(30)
+        proc.stdout.close()
+        if _pending(state_path) == 0:
+            break
+    final = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert final.returncode == 0 and "DONE" in final.stdout, (seed, final.stderr[-3000:])
+    assert kills >= 1, "the worker finished before the first kill: the test proved nothing"
+    logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("worker-*.log")) + final.stderr
+    adopted = logs.count("recording it instead of opening another")
+    print(f"kill -9 test: seed {seed}, {kills} kills, {adopted} tickets adopted after a kill")
+
+    state = StateDB(state_path)
+    try:
+        rows = state.query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
+        assert {r["status"]: r["n"] for r in rows} == {"done": 8 + 16 + 4}, (seed, [dict(r) for r in rows])
+        rows = state.query("SELECT fingerprint, ticket_id FROM incidents")
+        tickets = {r["fingerprint"]: r["ticket_id"] for r in rows}
+    finally:
+        state.close()
+    for fp in fingerprints:
+        found = redmine_server.api("GET", "/issues.json", params={
+            "project_id": redmine_server.project, "status_id": "*", f"cf_{redmine_server.cf_id}": fp}).json()
+        assert found["total_count"] == 1, (seed, kills, fp, [i["id"] for i in found["issues"]])
+        issue_id = found["issues"][0]["id"]
+        assert tickets[fp] == str(issue_id), (seed, fp)
+        got = issue(redmine_server, TicketRef("ops", str(issue_id)))
+        notes = [j["notes"] for j in got["journals"] if j["notes"]]
+        for ufp, text in updates:
+            if ufp == fp:
+                assert any(text in n for n in notes), (seed, kills, fp, text, notes)
+        assert got["status"]["name"] == ("Resolved" if fp in resolved else "New"), (seed, fp)
+
+
+def _pending(state_path: str) -> int:
+    with sqlite3.connect(state_path, timeout=10) as c:
+        return int(c.execute("SELECT COUNT(*) FROM outbox WHERE status = 'pending'").fetchone()[0])

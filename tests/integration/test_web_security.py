@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import http.client
 import os
+import socket
 import ssl
 import subprocess
 import time
@@ -99,6 +100,14 @@ def test_tls_metrics_bad_credentials_401_basic_challenge(secured: SecuredAgent, 
     assert status == 401
     assert headers.get("www-authenticate", "").startswith("Basic")
     assert b"hostwarden_" not in body
+
+
+def test_tls_stalled_client_does_not_block_scrapes(secured: SecuredAgent) -> None:
+    """A client that connects and never sends its TLS hello must not hold up everyone else: the
+    handshake belongs in the request's thread, under its timeout, not in the accept loop."""
+    with socket.create_connection(("127.0.0.1", secured.port), timeout=5):
+        status, _headers, _body = secured.get("/metrics", (USER, PASSWORD))
+    assert status == 200
 
 
 def test_tls_prometheus_scrapes_with_credentials_wrong_password_gets_401(secured: SecuredAgent,

@@ -29,9 +29,7 @@ redmine redmine/instances/default/db/basepath string /var/lib/dbconfig-common/sq
 redmine redmine/instances/default/default-language select en
 SEL
 
-if ! apt-cache show redmine >/dev/null 2>&1; then
-    "${APT[@]}" update
-fi
+"${APT[@]}" update  # a bare machine has no lists, an old one may name versions the mirror dropped
 # Redmine's postinst runs `bundle`; when a newer bundler than Debian's is found it fails with
 # "Could not find racc-….gem". Pin the version to Debian's ruby-bundler for the install.
 "${APT[@]}" install ruby-bundler

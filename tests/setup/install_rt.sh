@@ -37,9 +37,7 @@ request-tracker5 request-tracker5/webbaseurl string http://127.0.0.1
 request-tracker5 request-tracker5/webpath string
 SEL
 
-if ! apt-cache show request-tracker5 >/dev/null 2>&1; then
-    "${APT[@]}" update
-fi
+"${APT[@]}" update  # a bare machine has no lists, an old one may name versions the mirror dropped
 "${APT[@]}" install "${PKGS[@]}"
 # Group read for www-data even when an earlier install left the file root-only.
 chgrp www-data "$SITE" && chmod 0640 "$SITE"

@@ -93,6 +93,15 @@ class RedmineServer:
         return requests.request(method, self.url + path, headers=h, timeout=30, **kw)  # type: ignore[arg-type]
 
 
+    def rails(self, ruby: str) -> str:
+        """Run Ruby in this instance through `bin/rails runner` (as www-data); returns its stdout."""
+        run = subprocess.run(["bin/rails", "runner", ruby], cwd=SHARE, env=_env(self.instance_dir.name), user=USER,
+                             group=USER, extra_groups=[], capture_output=True, text=True, timeout=180, check=False)
+        if run.returncode != 0:
+            raise RuntimeError(f"rails runner failed ({run.returncode}): {run.stderr[-3000:]}")
+        return run.stdout
+
+
 def _skip_unless_installed() -> None:
     missing = [str(p) for p in (SHARE / "config.ru", TEMPLATE_DB) if not p.exists()]
     if missing or not shutil.which("rackup"):

@@ -63,6 +63,13 @@ def test_update_replaces_snapshot_vanished_series_disappear() -> None:
     assert b"backup_ok" not in exp.render().text
 
 
+def test_body_for_gzip_first_request_encodes_plain_variant_too() -> None:
+    exp = _exposition()
+    r = exp.render()
+    body, _ctype, gz = exp.body_for("application/openmetrics-text; version=1.0.0", "gzip")  # nothing cached yet
+    assert gz and gzip.decompress(body) == r.openmetrics
+
+
 def test_body_for_picks_format_and_encoding_from_headers() -> None:
     exp = _exposition()
     r = exp.render()

@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.samples import Sample
-from agent.store import SeriesStore
+from agent.store import STALE_NAN, SeriesStore
 from rules.promql import (
     Element,
     PromQLError,
@@ -491,3 +493,43 @@ def test_prometheus_compat_2_sums_in_series_order_without_compensation() -> None
     assert values(compile_expr("sum(r)", prometheus_compat=2).eval(store, 1.0)) == {(): 0.6000000000000001}
     assert values(compile_expr("sum(r)").eval(store, 1.0)) == {(): 0.6}
     assert values(compile_expr("avg(r)").eval(store, 1.0)) == {(): 0.19999999999999998}  # 0.6 / 3
+
+
+def test_compiled_eval_internal_error_becomes_promql_error(caplog: pytest.LogCaptureFixture) -> None:
+    class BrokenStore(SeriesStore):
+        def series(self, name: str | None = None):  # type: ignore[no-untyped-def, override]
+            raise RuntimeError("disk on fire")
+
+    compiled = compile_expr("up")
+    for _ in range(3):
+        with pytest.raises(PromQLError, match="internal error: RuntimeError: disk on fire"):
+            compiled.eval(BrokenStore(), 1.0)
+    assert [r.levelname for r in caplog.records] == ["ERROR"]  # logged once, not per evaluation
+
+
+_TOKENS = ['x', 'y', '{', '}', '(', ')', '[5m]', '[1m:10s]', 'a="1"', 'a=~"1|2"', ',', '+', '-', '*', '/', '%', '^',
+           '==', '>', 'bool', 'and', 'or', 'unless', 'on(a)', 'ignoring(a)', 'group_left(b)', 'group_right', 'sum',
+           'by (a)', 'without (a)', 'rate', 'topk', 'count_values', '"v"', '1', '0', 'NaN', '0.5', 'offset 1m',
+           'histogram_quantile', 'label_replace', 'absent', 'scalar', 'vector', 'time()', 'clamp', 'round',
+           'quantile', 'avg_over_time', 'predict_linear', 'timestamp', 'changes', '@', 'stddev', 'atan2',
+           'rate(x[5m])', 'sum(x)', 'x{a="1"}', 'y[5m]', '# c\n']
+_FUZZ_STORE = store_with(*[
+    (n, {"a": a, "b": "q"}, [(t * 30.0, [1.0, 5.0, math.nan, STALE_NAN, 0.0][t % 5] if t % 7 else float(t))
+                             for t in range(40)])
+    for n in ("x", "y") for a in ("1", "2")])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_TOKENS), min_size=1, max_size=9))
+def test_compile_and_eval_random_token_soup_only_raise_promql_error(tokens: list[str]) -> None:
+    text = " ".join(tokens)
+    try:
+        compiled = compile_expr(text)
+    except PromQLError as e:
+        assert e.position is None or 0 <= e.position <= len(text)
+        return
+    for t in (0.0, 300.0, 1199.0):
+        try:
+            compiled.eval(_FUZZ_STORE, t)
+        except PromQLError as e:
+            assert not e.message.startswith("internal error"), e.message

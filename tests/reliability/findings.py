@@ -1,0 +1,81 @@
+"""Bugs the reliability fuzzing found in files other helpers own, reported to the lead.
+
+Each finding has a regression test marked `xfail(strict=True)` naming it: once the owner fixes the
+bug the test passes, strict xfail turns that into a failure, and the marker (and the matching
+`assume(not ...)` filter in the fuzz test, which keeps the rest of the input space fuzzed meanwhile)
+is removed.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+# F1 agent/yamlsrc.py load_yaml: `_Loader(text)` runs PyYAML's printable-character check in the
+# constructor, outside the try, so a control character (e.g. \x0b, \x1b) anywhere in a config or
+# rule file raises yaml.reader.ReaderError instead of YAMLSourceError -> load_config raises
+# ReaderError (not ConfigErrors), load_rule_files raises instead of collecting the error.
+F1 = "F1 agent/yamlsrc.py: non-printable character raises yaml.reader.ReaderError, not YAMLSourceError"
+
+# F2 agent/yamlsrc.py load_yaml: deeply nested flow collections (about 300 levels of `[`) raise
+# RecursionError out of PyYAML's recursive composer; not caught -> escapes load_config and
+# load_rule_files.
+F2 = "F2 agent/yamlsrc.py: ~300 nested '[' raise RecursionError, not YAMLSourceError"
+
+# F3 agent/yamlsrc.py (aliases) + agent/config.py / section parsers: a YAML alias bomb (9 levels of
+# 10x aliases) under `collectors:`, `checks:`, `global:`, `web:`, `tickets:` or `receiver:` hangs
+# load_config: the type error message formats the value with repr(), which expands 10^9 strings.
+F3 = "F3 agent/yamlsrc.py aliases: an alias bomb under a config section hangs load_config (repr of 10^9 strings)"
+
+
+def hits_f1(text: str | bytes) -> bool:
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return yaml.reader.Reader.NON_PRINTABLE.search(text) is not None
+
+# F4 rules/promql_eval.py (SubqueryNode.step_times): a subquery whose range/step ratio is huge
+# (`max_over_time(x[1y:1ms])`, 3*10^10 steps) is accepted by compile_expr and then builds a list of
+# every step time: evaluation never finishes (and exhausts memory) while holding store.lock, which
+# stalls every collector. Prometheus bounds this with query.max-samples.
+F4 = "F4 rules/promql_eval.py: subquery x[1y:1ms] evaluates forever (list of 3e10 step times) under store.lock"
+
+# F5 rules/templates.py Template.render ("never raises"): `{{ range 100000000 }}xx{{ end }}` and
+# `{{ printf "%.999999999f" 1.5 }}` raise MemoryError out of render (under a 1 GiB limit; without a
+# limit they allocate gigabytes), and `{{ printf "%0999999999d" 1 }}` returns a 1 GB annotation that
+# would go into tickets. Rendered output is not bounded.
+F5 = "F5 rules/templates.py: render output unbounded; huge range/printf raise MemoryError out of render"
+
+# F6 rules/promql_regex.py and rules/templates.py (reReplaceAll, match): RE2 patterns run on Python's
+# backtracking `re`. A rule regex with nested quantifiers such as `(a+)+` against an untrusted label
+# value ('a' * 30 + '!': a process name, a mount point, a textfile label) takes exponential time; the
+# evaluation holds store.lock, so all collection stalls. Prometheus' RE2 is linear-time.
+F6 = "F6 rules/promql_regex.py + templates.py: catastrophic backtracking on untrusted label values (RE2 is linear)"
+
+# F7 exporters/receiver.py WebhookServer.do_POST: `json.loads` of a deeply nested body (100,000 `[`,
+# well under max_body_bytes) raises RecursionError, which `except (ValueError, UnicodeDecodeError)`
+# does not catch: the handler thread dies and the connection is dropped without any HTTP answer
+# (Alertmanager sees a reset, not a 400).
+F7 = "F7 exporters/receiver.py: deeply nested JSON body raises RecursionError; connection dropped, no 400"
+
+# F8 exporters/tickets/redmine.py: answers of the wrong shape escape as KeyError / TypeError /
+# AttributeError instead of PermanentError, e.g. GET /users/current.json answering `{}` (KeyError
+# 'user' in _discover), `null` (TypeError), or /issues.json answering `[]` (`.get` on a list in find).
+# The outbox retries them as "unexpected" forever instead of dead-lettering with a clear message.
+F8 = "F8 exporters/tickets/redmine.py: wrong-shaped JSON answers raise KeyError/TypeError, not PermanentError"
+
+# F9 exporters/tickets/jira.py: `_search` and `_transition` call `.get` on whatever JSON came back:
+# a 200 with body `null` or `[]` raises AttributeError (jira.py _search `data.get("issues")`,
+# _transition `issue.get(...)`) instead of PermanentError.
+F9 = "F9 exporters/tickets/jira.py: 200 with `null`/list body raises AttributeError, not PermanentError"
+
+# F10 exporters/tickets/github.py find: `resp.json()` instead of http.json_body, so a 2xx whose body is
+# not JSON (b"\x00", an HTML error page from a proxy) raises requests.JSONDecodeError; and
+# `"pull_request" in issue` runs before the isinstance check, so `[1]` raises TypeError.
+F10 = "F10 exporters/tickets/github.py: non-JSON 2xx raises JSONDecodeError; `[1]` raises TypeError"
+
+# F11 exporters/tickets/http.py json_body: a deeply nested JSON answer ("[" * 100000) raises
+# RecursionError, which `except (ValueError, json.JSONDecodeError)` does not catch (all backends
+# using HttpClient.json).
+F11 = "F11 exporters/tickets/http.py: deeply nested JSON answer raises RecursionError, not PermanentError"

@@ -1,0 +1,347 @@
+"""The Alertmanager webhook receiver: config, payload validation, group → transitions, the HTTP endpoint."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.schema import MISSING, Errors
+from agent.yamlsrc import load_yaml
+from exporters.receiver import (
+    GROUP_ALERTNAME,
+    GroupTracker,
+    PayloadError,
+    Receiver,
+    ReceiverConfig,
+    WebhookServer,
+    load_groups,
+    parse_notification,
+    parse_receiver,
+    save_groups,
+)
+from rules.alerts import AlertState, AlertTransition, TransitionKind, fingerprint
+
+T = 1_700_000_000.0
+
+
+def am_alert(status: str = "firing", severity: str = "warning", instance: str = "a:9100", **labels: str) -> dict:
+    lab = {"alertname": "DiskFull", "severity": severity, "instance": instance, "job": "node"} | labels
+    return {"status": status, "labels": lab, "annotations": {"summary": f"disk full on {instance}"},
+            "startsAt": "2023-11-14T22:13:20.123456789Z",
+            "endsAt": "2023-11-14T22:23:20Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus:9090/graph", "fingerprint": f"fp-{instance}"}
+
+
+def payload(*alerts: dict, status: str | None = None, group_key: str = '{}:{alertname="DiskFull"}',
+            truncated: int = 0) -> dict:
+    firing = any(a["status"] == "firing" for a in alerts)
+    return {"version": "4", "groupKey": group_key, "truncatedAlerts": truncated,
+            "status": status or ("firing" if firing else "resolved"), "receiver": "hostwarden",
+            "groupLabels": {"alertname": "DiskFull"}, "commonLabels": {"alertname": "DiskFull", "job": "node"},
+            "commonAnnotations": {}, "externalURL": "http://alertmanager:9093", "alerts": list(alerts)}
+
+
+# -- config --------------------------------------------------------------------------------------------------
+def parse(text: str) -> tuple[Any, Errors]:
+    node = load_yaml(text, "/etc/hostwarden/hostwarden.yaml")
+    errors = Errors()
+    return parse_receiver(node, errors, node.loc, "/etc/hostwarden"), errors
+
+
+def test_parse_receiver_defaults_and_relative_web_config_resolved() -> None:
+    cfg, errors = parse("token_env: RECEIVER_TOKEN\nweb_config_file: web.yml\n")
+    assert not errors
+    assert cfg == ReceiverConfig(token_env="RECEIVER_TOKEN", web_config_file="/etc/hostwarden/web.yml")
+    assert (cfg.listen_address, cfg.path, cfg.auth, cfg.max_body_bytes) == ("127.0.0.1:9843", "/alerts", "bearer",
+                                                                          1 << 20)
+
+
+def test_parse_receiver_bearer_without_token_is_an_error_with_location() -> None:
+    cfg, errors = parse("listen_address: nope\npath: alerts\nmax_body_bytes: 10\n")
+    assert cfg is MISSING
+    text = "\n".join(str(i) for i in errors.issues)
+    assert "hostwarden.yaml:1:1" in text
+    for needle in ("expected HOST:PORT", "must start with '/'", "needs token_env or token_file",
+                   "max_body_bytes"):
+        assert needle in text
+
+
+def test_parse_receiver_auth_none_must_be_explicit_and_unknown_keys_reported() -> None:
+    cfg, errors = parse("auth: none\n")
+    assert not errors and cfg.auth == "none"
+    _cfg, errors = parse("auth: none\ntoken_env: X\ntokn_file: y\n")
+    text = "\n".join(str(i) for i in errors.issues)
+    assert "did you mean 'token_file'" in text and "auth: none ignores" not in text  # unknown key stops the build
+
+
+# -- payload -------------------------------------------------------------------------------------------------
+def test_parse_notification_accepts_alertmanager_payload() -> None:
+    n = parse_notification(payload(am_alert(), am_alert("resolved", instance="b:9100")))
+    assert n.group_key == '{}:{alertname="DiskFull"}' and n.receiver == "hostwarden" and n.status == "firing"
+    first, second = n.alerts
+    assert first.starts_at == pytest.approx(1700000000.123456) and first.ends_at is None
+    assert second.status == "resolved" and second.ends_at == pytest.approx(1700000600.0)
+    assert first.fingerprint == "fp-a:9100" and first.label("severity") == "warning"
+
+
+def test_parse_notification_lists_every_problem() -> None:
+    bad = {"version": "3", "groupKey": "", "status": "burning", "receiver": 5, "groupLabels": {"a": 1},
+           "truncatedAlerts": -1,
+           "alerts": [{"status": "firing", "labels": {}, "startsAt": "yesterday"}, "nope",
+                      {"status": "resolved", "labels": {"x": "y"}, "startsAt": "2023-11-14T22:13:20"}]}
+    with pytest.raises(PayloadError) as exc:
+        parse_notification(bad)
+    text = str(exc.value)
+    for needle in ('version: expected "4", got "3"', "groupKey: required", "receiver: required", "status: must be",
+                   "truncatedAlerts", "groupLabels: values must be strings", "alerts[0].labels: required",
+                   "alerts[0].startsAt: 'yesterday' is not an RFC 3339 time", "alerts[1]: expected an object",
+                   "alerts[2].startsAt: '2023-11-14T22:13:20' has no time zone"):
+        assert needle in text
+
+
+def test_parse_notification_rejects_non_object_and_empty_alerts() -> None:
+    with pytest.raises(PayloadError, match="expected a JSON object"):
+        parse_notification([1, 2])
+    with pytest.raises(PayloadError, match="alerts: required non-empty array"):
+        parse_notification(payload() | {"alerts": []})
+
+
+# -- groups -> transitions ----------------------------------------------------------------------------------------
+def observe(tracker: GroupTracker, doc: dict, now: float = T) -> tuple[list[AlertTransition], str]:
+    return tracker.observe(parse_notification(doc), now)
+
+
+def test_group_tracker_one_incident_per_group_fires_escalates_and_resolves() -> None:
+    tr = GroupTracker()
+    ts, note = observe(tr, payload(am_alert()))
+    assert [t.kind for t in ts] == [TransitionKind.FIRING] and note == ""
+    alert = ts[0].alert
+    fp = alert.fingerprint
+    assert alert.rule == "DiskFull" and alert.state is AlertState.FIRING and alert.value == 1.0
+    assert dict(alert.identity) == {"alertname": "DiskFull", "am_group_key": '{}:{alertname="DiskFull"}',
+                                    "am_receiver": "hostwarden"}
+    assert fp == fingerprint("DiskFull", alert.identity)
+
+    # a second member joins with a higher severity: the same incident escalates
+    ts, note = observe(tr, payload(am_alert(), am_alert(severity="critical", instance="b:9100")), T + 60)
+    assert [(t.kind, t.previous_severity, t.alert.severity) for t in ts] == [
+        (TransitionKind.ESCALATED, "warning", "critical")]
+    assert ts[0].alert.fingerprint == fp and ts[0].alert.value == 2.0
+    assert note == "+ firing: alertname=DiskFull, instance=b:9100, job=node, severity=critical"
+    assert dict(ts[0].alert.labels) == {"alertname": "DiskFull", "job": "node"}  # common to the members
+
+    # the same state again: nothing
+    assert observe(tr, payload(am_alert(), am_alert(severity="critical", instance="b:9100")), T + 120) == ([], "")
+
+    # the critical one resolves: de-escalation, the incident stays open
+    ts, note = observe(tr, payload(am_alert(), am_alert("resolved", severity="critical", instance="b:9100")), T + 180)
+    assert [t.kind for t in ts] == [TransitionKind.DEESCALATED] and note.startswith("- resolved: ")
+
+    # the group resolves
+    ts, _ = observe(tr, payload(am_alert("resolved")), T + 240)
+    assert [t.kind for t in ts] == [TransitionKind.RESOLVED]
+    assert ts[0].alert.fingerprint == fp and ts[0].alert.state is AlertState.INACTIVE
+    assert ts[0].alert.resolved_at == pytest.approx(1700000600.0)
+    assert tr.groups == {}
+
+
+def test_group_tracker_member_gone_from_group_counts_as_resolved_unless_truncated() -> None:
+    tr = GroupTracker()
+    observe(tr, payload(am_alert(), am_alert(instance="b:9100")))
+    ts, note = observe(tr, payload(am_alert(instance="b:9100"), truncated=3), T + 60)
+    assert ts == [] and note == ""  # a truncated list says nothing about the unlisted member
+    ts, note = observe(tr, payload(am_alert(instance="b:9100")), T + 120)
+    assert ts == [] and "- resolved: fp-a:9100" in note
+    ts, _ = observe(tr, payload(am_alert("resolved", instance="b:9100"), status="resolved"), T + 180)
+    assert [t.kind for t in ts] == [TransitionKind.RESOLVED]
+
+
+def test_group_tracker_different_groups_and_receivers_are_different_incidents() -> None:
+    tr = GroupTracker()
+    a, _ = observe(tr, payload(am_alert()))
+    b, _ = observe(tr, payload(am_alert(), group_key='{}/{team="db"}:{alertname="DiskFull"}'))
+    other = payload(am_alert()) | {"receiver": "other"}
+    c, _ = observe(tr, other)
+    fps = {t[0].alert.fingerprint for t in (a, b, c)}
+    assert len(fps) == 3
+
+
+def test_group_tracker_without_alertname_grouping_uses_group_alertname() -> None:
+    doc = payload(am_alert(), am_alert(alertname="Other", instance="b:9100")) | {"groupLabels": {"job": "node"}}
+    ts, _ = observe(GroupTracker(), doc)
+    assert ts[0].alert.rule == GROUP_ALERTNAME
+    assert "firing: alertname=DiskFull" in ts[0].alert.annotation("alerts")
+
+
+def test_group_tracker_resolution_for_unknown_group_is_still_reported() -> None:
+    ts, _ = observe(GroupTracker(), payload(am_alert("resolved")))
+    assert [t.kind for t in ts] == [TransitionKind.RESOLVED]  # the incident manager ignores it if nothing is open
+
+
+def test_group_state_round_trips_through_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "receiver-groups.json")
+    tr = GroupTracker()
+    observe(tr, payload(am_alert(), am_alert(severity="critical", instance="b:9100")))
+    save_groups(path, tr.groups)
+    again = GroupTracker(groups=load_groups(path))
+    assert again.groups == tr.groups
+    assert observe(again, payload(am_alert(), am_alert(severity="critical", instance="b:9100")), T + 60) == ([], "")
+    (tmp_path / "bad.json").write_text("{not json")
+    assert load_groups(str(tmp_path / "bad.json")) == {}
+    assert load_groups(str(tmp_path / "missing.json")) == {}
+
+
+class RecordingIncidents:
+    """Collects what the receiver hands to the incident manager (the unit under test is the receiver)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.handled: list[tuple[list[AlertTransition], float]] = []
+        self.fail = fail
+
+    def handle(self, transitions: list[AlertTransition], now: float) -> None:
+        if self.fail:
+            raise RuntimeError("state database is read-only")
+        self.handled.append((transitions, now))
+
+
+def test_receiver_failed_handling_keeps_group_state_for_the_retry(tmp_path: Path) -> None:
+    incidents = RecordingIncidents(fail=True)
+    rec = Receiver(incidents, state_path=str(tmp_path / "g.json"))
+    n = parse_notification(payload(am_alert()))
+    with pytest.raises(RuntimeError):
+        rec.handle(n, T)
+    assert rec.tracker.groups == {}
+    incidents.fail = False
+    assert rec.handle(n, T + 30) == 1  # Alertmanager's retry produces the FIRING again
+    assert [t.kind for t in incidents.handled[0][0]] == [TransitionKind.FIRING]
+    assert json.loads((tmp_path / "g.json").read_text()) == rec.tracker.groups
+
+
+# -- the HTTP endpoint ----------------------------------------------------------------------------------------------
+TOKEN = "s3cret-receiver-token"
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[WebhookServer, RecordingIncidents]]:
+    incidents = RecordingIncidents()
+    rec = Receiver(incidents, state_path=None)
+    cfg = ReceiverConfig(listen_address="127.0.0.1:0", token_env="X", max_body_bytes=4096)
+    srv = WebhookServer(cfg, rec.handle, token=TOKEN, clock=lambda: T)
+    srv.start()
+    yield srv, incidents
+    srv.stop()
+
+
+def post(srv: WebhookServer, body: bytes, *, token: str | None = TOKEN, ctype: str = "application/json",
+         path: str = "/alerts", method: str = "POST") -> tuple[int, dict]:
+    host, port = srv.address
+    req = urllib.request.Request(f"http://{host}:{port}{path}", data=body, method=method)
+    req.add_header("Content-Type", ctype)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def test_webhook_server_accepts_valid_notification(server: tuple[WebhookServer, RecordingIncidents]) -> None:
+    srv, incidents = server
+    status, doc = post(srv, json.dumps(payload(am_alert())).encode())
+    assert (status, doc) == (200, {"status": "ok", "transitions": 1})
+    (transitions, now), = incidents.handled
+    assert now == T and transitions[0].kind is TransitionKind.FIRING
+
+
+@pytest.mark.parametrize(("token", "status"), [(None, 401), ("wrong", 401), ("", 401), (TOKEN + "x", 401)])
+def test_webhook_server_rejects_missing_or_wrong_token(server: tuple[WebhookServer, RecordingIncidents],
+                                                       token: str | None, status: int) -> None:
+    srv, incidents = server
+    got, doc = post(srv, json.dumps(payload(am_alert())).encode(), token=token)
+    assert got == status and "bearer token" in doc["error"]
+    assert incidents.handled == []
+
+
+def test_webhook_server_rejects_bad_requests_with_clear_answers(server: tuple[WebhookServer,
+                                                                              RecordingIncidents]) -> None:
+    srv, incidents = server
+    assert post(srv, b"x" * 5000)[0] == 413
+    assert post(srv, b"{}", ctype="text/plain")[0] == 415
+    status, doc = post(srv, b"{not json")
+    assert status == 400 and doc["error"] == "invalid JSON"
+    status, doc = post(srv, json.dumps({"version": "4"}).encode())
+    assert status == 400 and "groupKey: required non-empty string" in doc["problems"]
+    assert post(srv, b"{}", path="/other")[0] == 404
+    assert post(srv, b"{}", method="PUT")[0] == 405
+    assert incidents.handled == []
+
+
+def test_webhook_server_answers_500_when_handling_fails_so_alertmanager_retries() -> None:
+    rec = Receiver(RecordingIncidents(fail=True), state_path=None)
+    srv = WebhookServer(ReceiverConfig(listen_address="127.0.0.1:0", auth="none"), rec.handle, token=None)
+    srv.start()
+    try:
+        status, _ = post(srv, json.dumps(payload(am_alert())).encode(), token=None)
+        assert status == 500
+    finally:
+        srv.stop()
+
+
+def test_webhook_server_handles_concurrent_notifications_of_one_group_once(
+        server: tuple[WebhookServer, RecordingIncidents]) -> None:
+    srv, incidents = server
+    body = json.dumps(payload(am_alert())).encode()
+    threads = [threading.Thread(target=post, args=(srv, body)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    kinds = [t.kind for batch, _ in incidents.handled for t in batch]
+    assert kinds == [TransitionKind.FIRING]
+
+
+def test_receiver_with_real_incident_manager_one_incident_per_group(tmp_path: Path) -> None:
+    from agent.incidents import IncidentManager
+    from agent.state import StateDB
+    from exporters.tickets.config import parse_tickets
+
+    errors = Errors()
+    node = load_yaml("backends: [{name: ops, type: local}]\nupdate_interval: 0s\n", str(tmp_path / "c.yaml"))
+    tickets = parse_tickets(node, errors, node.loc, str(tmp_path))
+    assert not errors.issues
+    state = StateDB(str(tmp_path / "state.db"))
+    try:
+        incidents = IncidentManager(tickets, state=state, hostname="receiver1", external_labels={})
+        rec = Receiver(incidents, state_path=str(tmp_path / "groups.json"))
+        for i, doc in enumerate([
+            payload(am_alert()),
+            payload(am_alert()),  # Alertmanager's repeat: nothing new
+            payload(am_alert(), am_alert(severity="critical", instance="b:9100")),
+            payload(am_alert("resolved"), am_alert("resolved", severity="critical", instance="b:9100")),
+        ]):
+            rec.handle(parse_notification(doc), T + 60 * i)
+        rows = state.query("SELECT fingerprint, rule, status, severity FROM incidents")
+        assert [tuple(r) for r in rows] == [(rows[0]["fingerprint"], "DiskFull", "resolved", "critical")]
+        ops = [r["op"] for r in state.query("SELECT op FROM outbox ORDER BY id")]
+        assert ops == ["open", "update", "resolve"]
+    finally:
+        state.close()
+
+
+def test_receiver_documented_example_is_valid() -> None:
+    from tests.support.doc_examples import DOC, yaml_blocks
+
+    doc = load_yaml(yaml_blocks("Receiver mode")[0], str(DOC))
+    errors = Errors()
+    cfg = parse_receiver(doc["receiver"], errors, doc.value_loc("receiver"), str(DOC.parent))
+    assert not errors.issues
+    assert cfg.listen_address == "0.0.0.0:9843" and cfg.token_file == "receiver-token"
+    assert cfg.web_config_file == str(DOC.parent / "web.yml")
