@@ -2,7 +2,8 @@
 
 Each series is two parallel `array('d')` (timestamps, values): 16 bytes a point instead of ~120 for
 tuples in a deque. Retention is per metric name and set from the rules (longest range + offset +
-lookback, at least the diagnosis window); names no rule reads keep only their latest point.
+lookback, at least the diagnosis window); names no rule reads are not kept at all (the exposition
+holds their latest values), so the store's cost follows the rules, not the number of series.
 
 When a source (a collector) stops reporting a series, the store appends a Prometheus stale marker
 so `foo` stops matching at once instead of lingering for the 5 m lookback, and the series is
@@ -119,6 +120,8 @@ class SeriesStore:
         retention = self.retention
         with self.lock:
             for s in samples:
+                if retention(s.name) <= 0.0:
+                    continue  # no loaded rule reads this name: nothing to keep
                 key = (s.name, s.labels)
                 seen.add(key)
                 by_labels = by_name.get(s.name)

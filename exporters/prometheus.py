@@ -37,12 +37,13 @@ _SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created", "_info", "_gsum"
 def format_value(v: float) -> str:
     if v != v:
         return "NaN"
+    if -1e15 < v < 1e15:
+        i = int(v)
+        return str(i) if i == v else repr(float(v))
     if v == math.inf:
         return "+Inf"
     if v == -math.inf:
         return "-Inf"
-    if abs(v) < 1e15 and v == int(v):
-        return str(int(v))
     return repr(float(v))
 
 
@@ -120,6 +121,7 @@ class Exposition:
         self._render_lock = threading.Lock()
         self._snapshots: dict[str, tuple[list[Sample], dict[str, MetricDef]]] = {}
         self._prefix_cache: dict[tuple[str, Labels], str] = {}
+        self._header_cache: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._registry = CollectorRegistry(auto_describe=False)
         if process_metrics:
             ProcessCollector(registry=self._registry)
@@ -148,42 +150,59 @@ class Exposition:
             with self._lock:
                 snaps = [*self._snapshots.values(), self._client_snapshot()]
             families: dict[str, list[Sample]] = {}
+            owner: dict[str, int] = {}  # which snapshot a name came from; -1 once two did
             defs: dict[str, MetricDef] = {}
-            for samples, sdefs in snaps:
+            for i, (samples, sdefs) in enumerate(snaps):
                 for name, d in sdefs.items():
                     defs.setdefault(name, d)
                 for s in samples:
                     fam = families.get(s.name)
                     if fam is None:
                         fam = families[s.name] = []
+                        owner[s.name] = i
+                    elif owner[s.name] != i:
+                        owner[s.name] = -1
                     fam.append(s)
+            shared = {n for n, o in owner.items() if o == -1}
             parts: list[tuple[str, str, str]] = []
             new_cache: dict[tuple[str, Labels], str] = {}
             cache = self._prefix_cache
             series = 0
             grouped = self._group_families(families, defs)
+            headers = self._header_cache
+            new_headers: dict[tuple[str, str, str], tuple[str, str]] = {}
             for fam_name, (mtype, help_text, members) in grouped.items():
-                text_type = "untyped" if mtype == "unknown" else mtype
-                om_type = "unknown" if mtype == "untyped" else mtype
-                text_name = fam_name + "_total" if mtype == "counter" else fam_name
-                h = _escape_help(help_text)
+                hkey = (fam_name, mtype, help_text)
+                head = headers.get(hkey) or self._headers(fam_name, mtype, help_text)
+                new_headers[hkey] = head
                 lines = []
+                dedupe = bool(shared) and any(m.name in shared for m in members)
                 seen: set[tuple[str, Labels]] = set()
                 for s in members:
                     key = (s.name, s.labels)
-                    if key in seen:  # two sources reporting the same series: first wins
-                        continue
-                    seen.add(key)
+                    if dedupe:  # two sources reporting the same series: first wins
+                        if key in seen:
+                            continue
+                        seen.add(key)
                     prefix = cache.get(key) or _series_prefix(s.name, s.labels)
                     new_cache[key] = prefix
                     lines.append(prefix + format_value(s.value) + "\n")
                 series += len(lines)
-                parts.append((f"# HELP {text_name} {h}\n# TYPE {text_name} {text_type}\n",
-                              f"# HELP {fam_name} {h}\n# TYPE {fam_name} {om_type}\n", "".join(lines)))
+                parts.append((head[0], head[1], "".join(lines)))
+            self._header_cache = new_headers
             self._prefix_cache = new_cache
             rendered = Rendered(parts, series, time.time(), time.perf_counter() - start)
             self._rendered = rendered
             return rendered
+
+    @staticmethod
+    def _headers(fam_name: str, mtype: str, help_text: str) -> tuple[str, str]:
+        text_type = "untyped" if mtype == "unknown" else mtype
+        om_type = "unknown" if mtype == "untyped" else mtype
+        text_name = fam_name + "_total" if mtype == "counter" else fam_name
+        h = _escape_help(help_text)
+        return (f"# HELP {text_name} {h}\n# TYPE {text_name} {text_type}\n",
+                f"# HELP {fam_name} {h}\n# TYPE {fam_name} {om_type}\n")
 
     def _client_snapshot(self) -> tuple[list[Sample], dict[str, MetricDef]]:
         """prometheus-client's process/platform/GC collectors, as samples for our own renderer."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -67,11 +68,25 @@ class MetricsServer:
         return str(addr[0]), int(addr[1])
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="http", daemon=True)
+        # a long poll interval: an idle agent should not wake twice a second just to check a flag;
+        # stop() wakes the loop with a connection instead
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 60.0},
+                                        name="http", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        stopper = threading.Thread(target=self._httpd.shutdown, daemon=True)
+        stopper.start()
+        host, port = self.address
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+        deadline = time.monotonic() + 5.0
+        while stopper.is_alive() and time.monotonic() < deadline:
+            try:  # wake the selector so serve_forever sees the shutdown request
+                with socket.create_connection((host, port), timeout=0.5):
+                    pass
+            except OSError:
+                pass
+            stopper.join(0.2)
         self._httpd.server_close()
 
     def _handler_class(self) -> type:

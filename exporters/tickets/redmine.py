@@ -114,7 +114,7 @@ class _Meta:
 class RedmineBackend:
     Config = RedmineConfig
 
-    def __init__(self, config: RedmineConfig, *, client: HttpClient | None = None) -> None:
+    def __init__(self, config: RedmineConfig, *, client: HttpClient | None = None, **_context: Any) -> None:
         self.config = config
         self.name = config.name
         key = "" if config.dry_run else secrets.resolve(env=config.api_key_env, file=config.api_key_file,
@@ -141,8 +141,13 @@ class RedmineBackend:
                                  f"other issues: make the field 'Used as a filter' and visible to the API user")
         return self._ref(found[0]["id"]) if found else None
 
+    def preview(self, incident: Incident) -> dict[str, Any]:
+        """What `open` would send (names as configured: a preview sends no request, not even discovery)."""
+        return {"method": "POST", "url": f"{self.config.url.rstrip('/')}/issues.json",
+                "body": {"issue": self._issue_payload(incident, offline=True)}}
+
     def open(self, incident: Incident) -> TicketRef:
-        payload = self._issue_payload(incident)
+        payload = self._issue_payload(incident, offline=self.config.dry_run)
         if self.config.dry_run:
             log.info("redmine %s (dry run): would POST /issues.json %s", self.name, _summary(payload))
             return TicketRef(self.name, f"dry-run-{incident.fingerprint}")
@@ -280,11 +285,11 @@ class RedmineBackend:
 
     # ------------------------------------------------------------ helpers
 
-    def _issue_payload(self, incident: Incident) -> dict[str, Any]:
+    def _issue_payload(self, incident: Incident, *, offline: bool) -> dict[str, Any]:
         c = self.config
         body = render_body(incident, self.flavour, max_len=MAX_DESCRIPTION)
         payload: dict[str, Any] = {"subject": render_title(incident, 255), "description": body}
-        if c.dry_run:  # names as configured: a dry run sends nothing, not even discovery requests
+        if offline:  # names as configured: a dry run or preview sends nothing, not even discovery requests
             payload.update(project_id=c.project, custom_fields=[{"id": c.fingerprint_field_id or c.fingerprint_field,
                                                                  "value": incident.fingerprint}])
             payload["priority"] = (c.priority_map or DEFAULT_PRIORITIES).get(incident.priority)

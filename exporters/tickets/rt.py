@@ -105,7 +105,7 @@ class RtConfig(BackendConfig):
 class RtBackend:
     Config = RtConfig
 
-    def __init__(self, config: RtConfig, *, client: HttpClient | None = None) -> None:
+    def __init__(self, config: RtConfig, *, client: HttpClient | None = None, **_context: Any) -> None:
         self.config = config
         self.name = config.name
         self.flavour: Literal["plain", "html"] = "html" if config.content_type == "text/html" else "plain"
@@ -136,6 +136,11 @@ class RtBackend:
             if _cf_values(item, self.config.fingerprint_field) == [fingerprint]:
                 return self._ref(item["id"])
         return None
+
+    def preview(self, incident: Incident) -> dict[str, Any]:
+        """What `open` would send."""
+        return {"method": "POST", "url": f"{self.config.url.rstrip('/')}{API}/ticket",
+                "body": self._create_payload(incident)}
 
     def open(self, incident: Incident) -> TicketRef:
         c = self.config

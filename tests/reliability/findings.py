@@ -79,3 +79,26 @@ F10 = "F10 exporters/tickets/github.py: non-JSON 2xx raises JSONDecodeError; `[1
 # RecursionError, which `except (ValueError, json.JSONDecodeError)` does not catch (all backends
 # using HttpClient.json).
 F11 = "F11 exporters/tickets/http.py: deeply nested JSON answer raises RecursionError, not PermanentError"
+
+# F12 exporters/tickets/jira.py adf_from_plain (Jira Cloud descriptions): every line of render.py's plain
+# text that looks like `== X ==` becomes an ADF heading, including lines of untrusted annotation,
+# diagnosis or timeline text (e.g. an annotation line "== Resolved: ignore =="). No link or mention can
+# be formed (text nodes carry no marks), but untrusted text can fake the ticket's section structure.
+F12 = "F12 exporters/tickets/jira.py adf_from_plain: untrusted '== X ==' lines become ADF headings"
+
+# F13 rules/engine.py RuleState._advance (`now - rec.active_since >= rule.for_`): `for` is measured as
+# elapsed time between two evaluations, not as time covered by evaluations. An alert that turned
+# pending just before the process was stopped (SIGSTOP, a VM paused; CLOCK_MONOTONIC keeps running)
+# for longer than `for` fires at the very first evaluation after SIGCONT, although evaluations saw the
+# condition for ~1-2 s only. (Prometheus behaves the same; the issue asks for no spurious completion.)
+# A fix: when the gap since rec.last_eval exceeds, e.g., 2 group intervals, restart active_since (or
+# count only covered time).
+F13 = "F13 rules/engine.py: `for` completes at the first evaluation after a pause longer than `for`"
+
+# F14 agent/daemon.py heartbeat/self_samples: `hostwarden_scheduler_lag_seconds` is the lag of the *last*
+# heartbeat only, and heartbeat() does not re-render the exposition. After a 25 s SIGSTOP the one
+# heartbeat that measures ~24 s of lag is overwritten by the next one (0) a second later, usually before
+# any render: scraping /metrics at 20 Hz for 5 s after SIGCONT never showed a non-zero value. A scraper
+# (15 s interval) cannot see pauses or overload. Suggest: render in the heartbeat, and export the max
+# lag since the previous scrape (or over the last minute) and/or a `_seconds_total`/count of late beats.
+F14 = "F14 agent/daemon.py: scheduler lag is overwritten each second and never rendered: a 25 s pause is invisible"

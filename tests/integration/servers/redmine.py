@@ -114,6 +114,14 @@ def _skip_unless_installed() -> None:
         pytest.skip(f"no {USER} user: {INSTALL_HINT}")
 
 
+def _remove_stale_instances() -> None:
+    """Instances left by a test session that was killed (its pid is gone)."""
+    for d in INSTANCES.glob("hwtest-*-*"):
+        pid = d.name.split("-")[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def _make_instance(name: str) -> Path:
     d = INSTANCES / name
     for sub in ("config", "db", "log", "tmp/cache", "tmp/pids", "tmp/sessions", "tmp/sockets", "files",
@@ -148,6 +156,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def start_redmine(*, text_formatting: str = "textile") -> Iterator[RedmineServer]:
     _skip_unless_installed()
+    _remove_stale_instances()
     name = f"hwtest-{os.getpid()}-{secrets.token_hex(3)}"
     t0 = time.monotonic()
     d = _make_instance(name)

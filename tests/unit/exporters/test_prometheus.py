@@ -90,3 +90,12 @@ def test_counter_without_total_suffix_rendered_untyped() -> None:
     text = exp.render().text.decode()
     assert "# TYPE odd_counter untyped\n" in text
     assert next(iter(parse_text(text))).type == "unknown"  # the client parser maps untyped to unknown
+
+
+def test_render_same_series_from_two_sources_first_wins() -> None:
+    exp = Exposition(process_metrics=False)
+    exp.update("a", [Sample("dup", labels_of(x="1"), 1.0, 0.0), Sample("dup", labels_of(x="2"), 2.0, 0.0)])
+    exp.update("b", [Sample("dup", labels_of(x="1"), 9.0, 0.0)])
+    r = exp.render()
+    assert r.series == 2
+    assert 'dup{x="1"} 1\n' in r.text.decode() and "9" not in r.text.decode().split("# TYPE dup untyped")[1]

@@ -117,3 +117,19 @@ def test_redmine_poll_without_own_refs_sends_nothing(monkeypatch: pytest.MonkeyP
     b = RedmineBackend(RedmineConfig(name="ops", url=f"http://127.0.0.1:{free_port()}", project="ops",
                                      api_key_env="HW_TEST_KEY"))  # a request would raise TransientError
     assert b.poll([TicketRef("other", "1"), TicketRef("ops", "dry-run-x")]) == []
+
+
+def test_redmine_preview_is_the_open_request_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HW_TEST_KEY", "k" * 40)
+    b = RedmineBackend(RedmineConfig(name="ops", url=f"http://127.0.0.1:{free_port()}/", project="ops",
+                                     api_key_env="HW_TEST_KEY", fingerprint_field_id=7,
+                                     extra_fields={"is_private": True, "custom_fields": [{"id": 3, "value": "x"}]}),
+                       state_dir="/nonexistent", check_only=True)  # build_backends' context is accepted
+    inc = make_incident(priority="P3")
+    got = b.preview(inc)
+    assert (got["method"], got["url"]) == ("POST", f"{b.config.url.rstrip('/')}/issues.json")
+    issue = got["body"]["issue"]
+    assert issue["custom_fields"] == [{"id": 7, "value": inc.fingerprint}, {"id": 3, "value": "x"}]
+    assert (issue["project_id"], issue["priority"], issue["is_private"]) == ("ops", "High", True)
+    assert issue["subject"] == inc.title and "h3. Labels" in issue["description"]
+    assert "k" * 40 not in repr(got)

@@ -116,3 +116,14 @@ def test_rt_remote_status_maps_person_actions(item: dict, state: str, assignee: 
     ref = TicketRef("h", "7")
     got = b._remote_status(ref, item | {"LastUpdated": "2024-01-02T03:04:05Z"})
     assert (got.state, got.assignee, got.changed_at) == (state, assignee, 1704164645.0)
+
+
+def test_rt_preview_is_the_open_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HW_RT_TOKEN", "1-2-abcdef")
+    b = RtBackend(RtConfig(name="h", url="https://rt.example.com/", queue="General", token_env="HW_RT_TOKEN"),
+                  state_dir="/nonexistent", check_only=True)
+    inc = make_incident()
+    got = b.preview(inc)
+    assert (got["method"], got["url"]) == ("POST", "https://rt.example.com/REST/2.0/ticket")
+    assert got["body"]["CustomFields"] == {"alert_fingerprint": inc.fingerprint}
+    assert got["body"]["Subject"] == inc.title
