@@ -244,7 +244,9 @@ class Agent:
                                    args=[group.name], id=f"rules:{group.name}")
         self.scheduler.add_job(self._guard(self.incident_tick), "interval", seconds=INCIDENT_TICK_SECONDS,
                                id="incidents")
-        self.scheduler.add_job(self._guard(self.heartbeat), "interval", seconds=HEARTBEAT_SECONDS, id="heartbeat")
+        wd = self.notifier.watchdog_interval()  # half of WatchdogSec when systemd asks for pings
+        beat = min(HEARTBEAT_SECONDS, wd) if wd else HEARTBEAT_SECONDS
+        self.scheduler.add_job(self._guard(self.heartbeat), "interval", seconds=beat, id="heartbeat")
 
     def _guard(self, fn: Callable[..., None]) -> Callable[..., None]:
         def run(*args: Any) -> None:
@@ -332,7 +334,9 @@ class Agent:
     def heartbeat(self) -> None:
         mono = time.monotonic()
         if self._last_heartbeat_mono is not None:
-            self._lag = max(0.0, mono - self._last_heartbeat_mono - HEARTBEAT_SECONDS)
+            job = self.scheduler.get_job("heartbeat")
+            period = job.trigger.interval.total_seconds() if job is not None else HEARTBEAT_SECONDS
+            self._lag = max(0.0, mono - self._last_heartbeat_mono - period)
         self._last_heartbeat_mono = mono
         self._heartbeats += 1
         if self._freeze_after and self._heartbeats >= self._freeze_after:

@@ -25,7 +25,6 @@ import http.client
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -110,7 +109,7 @@ def scrape_loop(port: int, n: int, *, gzip_ok: bool = True) -> tuple[list[float]
 
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 def measure(name: str, proc: subprocess.Popen, port: int, scrapes: int, idle: float, cycle_s: float | None) -> Result:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.agent import start_agent, write_config
+from tests.support.agent import start_agent, wait_for, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -107,9 +107,10 @@ def test_agent_frozen_scheduler_stops_watchdog_but_process_lives(tmp_path: Path,
                         env={"NOTIFY_SOCKET": notify.name,
                              "HOSTWARDEN_DEBUG_FREEZE_SCHEDULER_AFTER": str(freeze_after)})
     try:
-        notify.receive_until(lambda r: _count(r, "WATCHDOG=1") >= freeze_after - 1, timeout=30)
-        # The heartbeat runs every second: four silent seconds are four missed pings.
-        deadline = time.monotonic() + 4.0
+        notify.receive_until(lambda r: _count(r, "WATCHDOG=1") >= freeze_after - 1, timeout=60)
+        wait_for(lambda: "freezing the scheduler" in agent.log_text(), 30, what="the scheduler to freeze")
+        # The heartbeat runs every 5 s: eleven silent seconds are two missed pings.
+        deadline = time.monotonic() + 11.0
         while time.monotonic() < deadline:
             notify.sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:

@@ -102,3 +102,12 @@ F13 = "F13 rules/engine.py: `for` completes at the first evaluation after a paus
 # (15 s interval) cannot see pauses or overload. Suggest: render in the heartbeat, and export the max
 # lag since the previous scrape (or over the last minute) and/or a `_seconds_total`/count of late beats.
 F14 = "F14 agent/daemon.py: scheduler lag is overwritten each second and never rendered: a 25 s pause is invisible"
+
+# F15 exporters/tickets/webhook.py (_post error messages) + agent/outbox.py (last_error): the webhook
+# backend puts the start of the answer body into its TransientError/PermanentError message without
+# redaction (HttpClient in http.py redacts; webhook.py does not), and the outbox stores that message
+# verbatim in state.db `outbox.last_error` (shown by `hostwarden tickets outbox`). A proxy that echoes the
+# Authorization header in a 500 puts the planted token into state.db; the log line is redacted by the
+# logging filter only. Fix: redact in webhook.py (agent.secrets.redact) and, as defence in depth, in
+# the outbox before persisting any error text.
+F15 = "F15 webhook.py + agent/outbox.py: echoed token stored unredacted in state.db outbox.last_error"

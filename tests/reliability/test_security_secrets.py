@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.reliability.agentprobe import record
+from tests.reliability.findings import F15
 from tests.support.agent import run_cli, start_agent, wait_for, write_config
 
 pytestmark = pytest.mark.integration
@@ -155,6 +156,7 @@ def test_secret_planted_not_in_ticket_payloads_only_in_auth_header(outputs: Outp
     assert doc["operation"] == "open" and doc["incident"]["alertname"] == "LeakTest"
 
 
+@pytest.mark.xfail(strict=True, reason=F15)
 def test_secret_planted_not_in_state_files(outputs: Outputs) -> None:
     files = [p for p in outputs.state_dir.rglob("*") if p.is_file()]
     assert any(p.name == "state.db" for p in files)
@@ -165,6 +167,27 @@ def test_secret_planted_not_in_state_files(outputs: Outputs) -> None:
 def test_state_files_created_by_agent_mode_0600(outputs: Outputs) -> None:
     files = [p for p in outputs.state_dir.rglob("*") if p.is_file()]
     modes = {str(p.relative_to(outputs.state_dir)): stat.S_IMODE(os.stat(p).st_mode) for p in files}
-    record("file-modes", files=modes)
+    record("file-modes", files={k: oct(m) for k, m in modes.items()},
+           state_dir=oct(stat.S_IMODE(os.stat(outputs.state_dir).st_mode)))
     assert modes and all(m & 0o077 == 0 for m in modes.values()), {k: oct(m) for k, m in modes.items()}
-    assert stat.S_IMODE(os.stat(outputs.state_dir).st_mode) & 0o077 == 0
+    assert stat.S_IMODE(os.stat(outputs.state_dir).st_mode) & 0o007 == 0  # no access for others
+
+
+def test_state_files_with_local_ticket_store_mode_0600(tmp_path: Path) -> None:
+    """The default `local` backend keeps its own SQLite store next to the state database: 0600 too."""
+    tf = tmp_path / "textfile"
+    tf.mkdir()
+    (tf / "x.prom").write_text("local_metric 1\n")
+    (tmp_path / "rules.yaml").write_text("groups:\n  - name: l\n    interval: 1s\n    rules:\n"
+                                         "      - alert: LocalTicket\n        expr: local_metric > 0\n")
+    agent = start_agent(write_config(tmp_path, f"collectors:\n  textfile: {{directory: {tf}}}\n"
+                                               "rule_files: [rules.yaml]\n"))
+    try:
+        wait_for(lambda: "local ticket #1 opened" in agent.log_text(), 30, what="a local ticket")
+    finally:
+        assert agent.stop() == 0
+    files = [p for p in (tmp_path / "state").rglob("*") if p.is_file()]
+    modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in files}
+    record("file-modes-local", files={k: oct(m) for k, m in modes.items()})
+    assert len(modes) >= 2, modes  # the state database and the local ticket store
+    assert all(m & 0o077 == 0 for m in modes.values()), {k: oct(m) for k, m in modes.items()}
