@@ -50,6 +50,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.error("%s", issue)
         print(f"hostwarden: {len(e.issues)} configuration problem(s) in {path}; not starting", file=sys.stderr)
         return 2
+    from agent.outbox import BackendInitError
+    from agent.secrets import SecretError
+    from agent.sqlitefile import SchemaTooNew
+
     try:
         agent = Agent(config, groups, listen_address=args.listen_address, web_config_file=args.web_config_file,
                       drain_timeout=args.drain_timeout)
@@ -57,6 +61,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         for issue in e.issues:
             log.error("%s", issue)
         return 2
+    except (BackendInitError, SecretError) as e:  # e.g. a token's environment variable is not set
+        log.error("cannot start: %s", e)
+        return 2
+    except SchemaTooNew as e:
+        log.error("cannot start: %s", e)
+        return 1
     except OSError as e:
         log.error("cannot start: %s", e)
         return 1

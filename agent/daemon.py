@@ -75,6 +75,12 @@ SELF_METRICS = metric_defs(
 )
 
 
+def _self_metrics() -> dict[str, MetricDef]:
+    from agent.incidents import INCIDENT_METRICS
+
+    return {**SELF_METRICS, **INCIDENT_METRICS}
+
+
 @dataclass
 class CollectorRun:
     success: bool = True
@@ -173,6 +179,9 @@ class Agent:
             notifier = Notifier(unset_environment=True)  # plugins must not inherit NOTIFY_SOCKET
         self.notifier = notifier
         self.server: MetricsServer | None = None
+        self.receiver_server: Any = None
+        self.receiver: Any = None
+        self._metric_defs = _self_metrics()
         self.security = None
         if self.web_config_file:  # validated before anything starts: file:line errors, exit 2
             from agent.webconfig import load_web_config
@@ -203,7 +212,7 @@ class Agent:
         diagnose = Diagnoser(self.store, check_results=self._check_results)
         self.incidents = IncidentManager(self.tickets_config, state=self.state, hostname=config.hostname,
                                          external_labels=config.external_labels, diagnose=diagnose)
-        self.outbox = OutboxWorker(self.state, self.backends)
+        self.outbox = OutboxWorker(self.state, self.backends, poll_interval=float(self.tickets_config.poll_interval))
 
     def _build_checks(self, config: AgentConfig) -> Any | None:
         checks = [c for c in config.checks if getattr(c, "enabled", True)]
@@ -380,7 +389,7 @@ class Agent:
             samples += self.incidents.self_samples(now)
         except Exception:
             log.exception("incident self-metrics failed")
-        self.exposition.update("agent", samples, SELF_METRICS)
+        self.exposition.update("agent", samples, self._metric_defs)
         self.exposition.render()
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -397,6 +406,12 @@ class Agent:
         for group in self.rules.groups:
             self.evaluate_group(group.name)
         self.outbox.start()
+        if self.config.receiver is not None:  # Alertmanager webhook receiver inside `run`
+            from exporters.receiver import start_receiver
+
+            self.receiver_server, self.receiver = start_receiver(
+                self.config.receiver, self.incidents, state_dir=self.config.state_dir, wake=self.outbox.wake,
+                lock=self._lock)
         self._ready = True
         host, port = self.server.address
         log.info("hostwarden %s listening on %s:%d (%d collectors, %d checks, %d rule groups)", __version__, host,
@@ -440,8 +455,12 @@ class Agent:
                 self.incidents = IncidentManager(self.tickets_config, state=self.state, hostname=config.hostname,
                                                  external_labels=config.external_labels,
                                                  diagnose=Diagnoser(self.store, check_results=self._check_results))
-                self.outbox = OutboxWorker(self.state, self.backends)
+                self.outbox = OutboxWorker(self.state, self.backends,
+                                           poll_interval=float(self.tickets_config.poll_interval))
                 self.outbox.start()
+                if self.receiver is not None:  # the receiver feeds the new incident manager from now on
+                    self.receiver.incidents = self.incidents
+                    self.receiver.wake = self.outbox.wake
                 now = self.clock.now()
                 for gone in old_collectors - set(self.collectors):
                     self.store.forget_source(gone, now)
@@ -484,6 +503,8 @@ class Agent:
             pass
         if self.server is not None:
             self.server.stop()
+        if self.receiver_server is not None:
+            self.receiver_server.stop()
         self.outbox.stop(drain_timeout=self.drain_timeout)
         if self.checks is not None:
             self.checks.close()

@@ -105,6 +105,10 @@ def _config_of(backend: Any) -> Any:
 
 
 class OutboxWorker:
+    """`clock`: monotonic seconds for backoff, Retry-After, rate limits and polling (never persisted);
+    `wall`: the timestamps written for people (`tickets outbox`). `sleep` is accepted for the agent's
+    contract; waiting is done on an Event so `wake()` and `stop()` cut it short."""
+
     def __init__(self, state: StateDB, backends: dict[str, TicketBackend], *,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  wall: Callable[[], float] = time.time, poll_interval: float = 300.0,

@@ -7,7 +7,7 @@ tickets:
       type: alertmanager
       urls: ["https://am-1.example.com:9093", "https://am-2.example.com:9093"]   # or url: one instance
       resend_interval: 1m                # re-send of every firing incident; endsAt = now + 4 x this
-      generator_url: "http://{host}:9842/"   # optional: each alert's generatorURL ({host} = the incident's host)
+      generator_url: "http://{host}:19842/"   # optional: each alert's generatorURL ({host} = the incident's host)
       extra_labels: {source: hostwarden}
       token_env: AM_TOKEN                # optional bearer token (or basic: user + password_env/_file)
 ```
@@ -19,8 +19,9 @@ of a cluster gets every alert (as Prometheus sends to all; Alertmanager's gossip
 one member accepting is a success.
 
 Alertmanager resolves an alert whose `endsAt` passed, so a firing incident must be re-sent: the agent calls
-`resend(now, firing)` periodically, which re-posts (throttled to `resend_interval`) every firing incident
-this backend holds, with `endsAt = now + 4 x resend_interval` (Prometheus' lease). Resolve posts
+`resend(now, firing)` periodically, which re-posts (throttled to `resend_interval`, from a thread of its
+own so the caller never waits on the network) every firing incident this backend holds, with
+`endsAt = now + 4 x resend_interval` (Prometheus' lease). Resolve posts
 `endsAt` = the resolution time. An escalation that changes `severity` changes the label set: the old
 alert is ended in the same post. `find` answers None: Alertmanager deduplicates by labels itself.
 """
@@ -124,6 +125,7 @@ class AlertmanagerBackend:
         self._sent: dict[str, dict[str, str]] = {}  # fingerprint -> label set last posted while firing
         self._last_resend = float("-inf")
         self._resend_failing = False
+        self._resend_thread: threading.Thread | None = None
 
     # -- TicketBackend --------------------------------------------------------------------------------
     def find(self, fingerprint: str) -> TicketRef | None:
@@ -161,7 +163,23 @@ class AlertmanagerBackend:
                 or (i.ticket_ref is not None and i.ticket_ref.backend == self.name and i.resolved_at is None)]
         if not mine:
             return
+        if self._resend_thread is not None and self._resend_thread.is_alive():
+            log.debug("alertmanager %s: the previous re-send is still running; skipped", self.name)
+            return
         alerts = [self.alert(i, ends_at=now + LEASE_FACTOR * float(self.config.resend_interval)) for i in mine]
+        # posted by a thread of its own: the caller (the agent's incident job) never waits on the network
+        self._resend_thread = threading.Thread(target=self._resend_post, args=(mine, alerts), daemon=True,
+                                               name=f"alertmanager-resend-{self.name}")
+        self._resend_thread.start()
+
+    def wait_resend(self, timeout: float) -> bool:
+        """Wait for a re-send in flight (tests, shutdown); True when none is running any more."""
+        t = self._resend_thread
+        if t is not None:
+            t.join(timeout)
+        return t is None or not t.is_alive()
+
+    def _resend_post(self, mine: list[Incident], alerts: list[dict[str, Any]]) -> None:
         try:
             self._post(self._resend_clients, alerts, what=f"re-send of {len(alerts)} alert(s)")
         except (TransientError, PermanentError) as e:

@@ -91,7 +91,7 @@ class EmailBackend:
         self.config = config
         self.name = config.name
         self._password: str | None = None
-        if config.password_env or config.password_file:
+        if (config.password_env or config.password_file) and not config.dry_run:
             self._password = resolve(env=config.password_env, file=config.password_file,
                                      what=f"tickets backend {config.name}: password")
         self._domain = header_text(config.message_id_domain or config.from_address.rpartition("@")[2]

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from exporters.tickets.base import PermanentError, TicketRef, TransientError
-from exporters.tickets.github import GitHubBackend, GitHubConfig, marker
+from exporters.tickets.github import MAX_BODY, GitHubBackend, GitHubConfig, marker
+from exporters.tickets.render import render_body, render_event
 from tests.contract.fake_github import FakeGitHub
 from tests.contract.incidents import HOSTILE, make_incident, resolved
 
@@ -42,19 +43,18 @@ def test_github_lifecycle_open_find_update_resolve_reopen_sends_documented_reque
     assert create.headers["authorization"] == f"Bearer {TOKEN}"
     assert create.headers["accept"] == "application/vnd.github+json"
     assert create.headers["x-github-api-version"] == "2022-11-28"
-    assert set(create.body) == {"title", "body", "labels", "assignees", "milestone"}
-    assert create.body["title"] == "FilesystemAlmostFull on web1 /srv"
-    assert create.body["labels"] == [label, "hostwarden", "priority/high"]
-    assert create.body["assignees"] == ["oncall"] and create.body["milestone"] == 3
-    assert create.body["body"].endswith(marker(inc.fingerprint) + "\n")
-    assert f"`{inc.fingerprint}`" in create.body["body"]
+    assert create.body == {
+        "title": "FilesystemAlmostFull on web1 /srv",
+        "body": render_body(inc, "markdown", max_len=MAX_BODY - 100) + "\n" + marker(inc.fingerprint) + "\n",
+        "labels": [label, "hostwarden", "priority/high"], "assignees": ["oncall"], "milestone": 3}
 
     assert b.find(inc.fingerprint) == ref
     listing = gh.calls("GET", r"/repos/acme/ops/issues")[-1]
     assert listing.q("state") == "all" and listing.q("labels") == label and listing.q("per_page") == "50"
 
     b.update(ref, inc, "escalated: warning -> critical")
-    assert "escalated: warning -> critical" in gh.comments[1][0]["body"]
+    comment = gh.calls("POST", r"/repos/acme/ops/issues/1/comments")[0]
+    assert comment.body == {"body": render_event(inc, "escalated: warning -> critical", "markdown")}
 
     b.resolve(ref, resolved(inc))
     patch = gh.calls("PATCH", r"/repos/acme/ops/issues/1")[0]
@@ -118,6 +118,7 @@ def strip_code(markdown: str) -> str:
 @pytest.mark.parametrize(("status", "headers", "error", "retry"), [
     (401, {}, PermanentError, None),
     (404, {}, PermanentError, None),
+    (409, {}, PermanentError, None),
     (410, {}, PermanentError, None),
     (422, {}, PermanentError, None),
     (429, {"retry-after": "30"}, TransientError, 30.0),

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from exporters.tickets.base import PermanentError, TicketRef, TransientError
-from exporters.tickets.jira import JiraBackend, JiraConfig
+from exporters.tickets.jira import JiraBackend, JiraConfig, adf_from_plain
+from exporters.tickets.render import render_event
 from tests.contract.fake_jira import FakeJira
 from tests.contract.incidents import HOSTILE, make_incident, resolved
 
@@ -78,9 +79,10 @@ def test_jira_lifecycle_sends_documented_requests(jira: FakeJira) -> None:
 
     assert b.find(inc.fingerprint) == ref
     b.update(ref, inc, "escalated: warning -> critical")
-    assert len(jira.comments["OPS-1"]) == 1
-    comment = jira.comments["OPS-1"][0]
-    assert "escalated: warning -> critical" in (" ".join(texts(comment)) if v == "3" else comment)
+    comment = jira.calls("POST", rf"/rest/api/{v}/issue/OPS-1/comment")[0].body
+    event = "escalated: warning -> critical"
+    assert comment == {"body": adf_from_plain(render_event(inc, event, "plain")) if v == "3"
+                       else render_event(inc, event, "jira_wiki")}
 
     b.resolve(ref, resolved(inc))
     assert jira.calls("POST", rf"/rest/api/{v}/issue/OPS-1/transitions")[0].body == {"transition": {"id": "31"}}

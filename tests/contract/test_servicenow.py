@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from exporters.tickets.base import PermanentError, TicketRef, TransientError
+from exporters.tickets.render import render_body, render_event
 from exporters.tickets.servicenow import ServiceNowBackend, ServiceNowConfig
 from tests.contract.fake_servicenow import FakeServiceNow
 from tests.contract.incidents import HOSTILE, make_incident, resolved
@@ -54,18 +55,19 @@ def test_servicenow_lifecycle_sends_documented_requests(sn: FakeServiceNow) -> N
     assert body["correlation_id"] == inc.fingerprint and body["correlation_display"] == "hostwarden"
     assert (body["urgency"], body["impact"]) == ("1", "2")  # P2
     assert body["category"] == "hardware" and body["assignment_group"] == "Linux Ops"
-    assert body["description"].startswith("== Alert ==")
+    assert body["description"] == render_body(inc, "plain", max_len=3900)
 
     assert b.find(inc.fingerprint) == ref
     b.update(ref, inc, "escalated: warning -> critical")
     upd = sn.calls("PATCH", PATH + f"/{sys_id}")[0]
-    assert set(upd.body) == {"work_notes", "urgency", "impact"}
-    assert "escalated: warning -> critical" in upd.body["work_notes"]
+    assert upd.body == {"work_notes": render_event(inc, "escalated: warning -> critical", "plain"),
+                        "urgency": "1", "impact": "2"}
 
     b.resolve(ref, resolved(inc))
     res = sn.calls("PATCH", PATH + f"/{sys_id}")[-1].body
-    assert res["state"] == "6" and res["close_code"] == "Solution provided"
-    assert res["close_notes"] == "Resolved by hostwarden: the alert no longer fires."
+    assert res == {"state": "6", "close_code": "Solution provided",
+                   "close_notes": "Resolved by hostwarden: the alert no longer fires.",
+                   "work_notes": render_event(resolved(inc), "Resolved: the alert no longer fires.", "plain")}
     assert sn.records[sys_id]["active"] == "false"
     assert b.find(inc.fingerprint) is None  # resolved: not adopted by a new incident
 
@@ -92,7 +94,7 @@ def test_servicenow_unknown_close_code_is_refused_permanently(sn: FakeServiceNow
     b = backend(sn, close_code="Solved (Permanently)")  # a pre-Utah choice this instance does not have
     inc = make_incident()
     ref = b.open(inc)
-    with pytest.raises(PermanentError, match="403.*mandatory"):
+    with pytest.raises(PermanentError, match=r"403.*mandatory"):
         b.resolve(ref, resolved(inc))
 
 
@@ -159,7 +161,7 @@ def test_servicenow_unknown_extra_field_is_permanent(sn: FakeServiceNow) -> None
 
 def test_servicenow_wrong_password_is_permanent(sn: FakeServiceNow, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SN_PASSWORD", "wrong-password")
-    with pytest.raises(PermanentError, match="401.*User Not Authenticated") as exc:
+    with pytest.raises(PermanentError, match=r"401.*User Not Authenticated") as exc:
         backend(sn).find("0123456789abcdef")
     assert "wrong-password" not in str(exc.value)
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from exporters.tickets.base import PermanentError, TicketRef, TransientError
+from exporters.tickets.render import render_body, render_event
 from exporters.tickets.zammad import ZammadBackend, ZammadConfig
 from tests.contract.fake_zammad import FakeZammad
 from tests.contract.incidents import HOSTILE, make_incident, resolved
@@ -44,16 +45,16 @@ def test_zammad_lifecycle_sends_documented_requests(zm: FakeZammad) -> None:
     assert create["title"] == "FilesystemAlmostFull on web1 /srv"
     assert create["group"] == "Ops" and create["customer_id"] == "guess:monitoring@example.com"
     assert create["tags"] == f"{inc.fingerprint},hostwarden" and create["priority"] == "3 high"
-    art = create["article"]
-    assert {k: art[k] for k in ("subject", "content_type", "type", "internal")} == {
-        "subject": "FilesystemAlmostFull on web1 /srv", "content_type": "text/html", "type": "note", "internal": True}
-    assert art["body"].startswith("<h3>Alert</h3>")
+    assert create["article"] == {"subject": "FilesystemAlmostFull on web1 /srv", "content_type": "text/html",
+                                 "type": "note", "internal": True, "body": render_body(inc, "html", max_len=100_000)}
     assert zm.tags[1] == [inc.fingerprint, "hostwarden"]  # tagged in the same request: never untagged
 
     assert b.find(inc.fingerprint) == ref
     b.update(ref, inc, "escalated: warning -> critical")
     note = zm.calls("POST", r"/api/v1/ticket_articles")[0].body
-    assert note["ticket_id"] == 1 and note["type"] == "note" and note["internal"] is True
+    assert note == {"ticket_id": 1, "subject": "FilesystemAlmostFull on web1 /srv", "content_type": "text/html",
+                    "type": "note", "internal": True,
+                    "body": render_event(inc, "escalated: warning -> critical", "html")}
     assert "escalated: warning -&gt; critical" in note["body"]
     assert zm.calls("PUT", r"/api/v1/tickets/1")[0].body == {"priority": "3 high"}
 
@@ -98,6 +99,7 @@ def test_zammad_resolve_with_on_resolve_comment_keeps_state(zm: FakeZammad) -> N
     (401, {}, PermanentError, None),
     (403, {}, PermanentError, None),
     (404, {}, PermanentError, None),
+    (409, {}, PermanentError, None),
     (422, {}, PermanentError, None),
     (429, {"Retry-After": "12"}, TransientError, 12.0),
     (500, {}, TransientError, None),
@@ -116,7 +118,7 @@ def test_zammad_error_statuses_map_to_retry_decision(zm: FakeZammad, status: int
 
 
 def test_zammad_unknown_group_is_permanent(zm: FakeZammad) -> None:
-    with pytest.raises(PermanentError, match="422.*group"):
+    with pytest.raises(PermanentError, match=r"422.*group"):
         backend(zm, group="Nope").open(make_incident())
 
 

@@ -4,6 +4,7 @@ offline security exposure stays low, and the settings the agent relies on are th
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -46,11 +47,18 @@ def directives(text: str) -> dict[str, list[str]]:
     return out
 
 
+def our_findings(output: str) -> list[str]:
+    """verify also loads every installed unit; other packages' warnings (e.g. request-tracker5.service's
+    dependencies on mysql/apache2, installed by the RT test setup) are not about our unit."""
+    return [line for line in output.splitlines()
+            if line.strip() and not re.match(r"^/(lib|usr/lib|etc)/systemd/system/(?!hostwarden)", line)]
+
+
 def test_unit_file_systemd_analyze_verify_no_warnings(tmp_path: Path) -> None:
     res = subprocess.run([systemd_analyze(), "verify", str(unit_with_existing_binary(tmp_path))],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    assert (res.stdout + res.stderr).strip() == ""
+    assert our_findings(res.stdout + res.stderr) == []
 
 
 def test_unit_file_as_installed_verifies_no_warnings(tmp_path: Path) -> None:
@@ -62,7 +70,7 @@ def test_unit_file_as_installed_verifies_no_warnings(tmp_path: Path) -> None:
     out.write_text(install.render_unit(UNIT.read_text(), venv))
     res = subprocess.run([systemd_analyze(), "verify", str(out)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    assert (res.stdout + res.stderr).strip() == ""
+    assert our_findings(res.stdout + res.stderr) == []
 
 
 def test_unit_file_missing_binary_verify_reports_it(tmp_path: Path) -> None:

@@ -111,3 +111,24 @@ F14 = "F14 agent/daemon.py: scheduler lag is overwritten each second and never r
 # logging filter only. Fix: redact in webhook.py (agent.secrets.redact) and, as defence in depth, in
 # the outbox before persisting any error text.
 F15 = "F15 webhook.py + agent/outbox.py: echoed token stored unredacted in state.db outbox.last_error"
+
+# F16 rules/templates.py `_and` / `_or` with no argument: `{{ and }}` and `{{ or }}` pass parse_template
+# (Go rejects them at exec time: "wrong number of args for and: want at least 1 got 0") and then raise
+# IndexError (`xs[-1]`) out of Template.render, which promises never to raise (it catches TypeError,
+# ValueError... not IndexError). In the daemon the rule then fails every evaluation ("internal error").
+F16 = "F16 rules/templates.py: `{{ and }}` / `{{ or }}` raise IndexError out of render (never-raises contract)"
+
+
+def hits_f16(template: str) -> bool:
+    import re
+
+    return re.search(r"\b(and|or)\s*(-?\}\}|\)|\|)", template) is not None
+
+# F17 collectors/checks.py CheckRunner.collect + agent/daemon.py check_tick: collect() starts the due
+# checks and then *waits* for them until the soonest deadline (+ grace) before returning, and the
+# `checks` job (1 s, max_instances=1, coalesced) cannot start the next due checks meanwhile. A check
+# that hangs until its timeout therefore holds back every other check: with a plugin hanging 1 s every
+# 2 s, a 1 s-interval check ran 12 times in ~17.5 s with gaps above 2 s. With the default 10 s timeout a
+# hung check would stretch every other check's interval to ~10 s. Suggest: collect() starts due checks
+# and returns the latest results without waiting (results published as runs finish).
+F17 = "F17 collectors/checks.py: collect() waits for started runs, so a hanging check delays all other checks"

@@ -30,6 +30,7 @@ import pytest
 
 from collectors.filesystem import FilesystemCollector, FilesystemConfig
 from tests.reliability.agentprobe import Scrape, Scraper, named, parse_exposition, percentile, record, value
+from tests.reliability.findings import F17
 from tests.support.agent import AgentProcess, start_agent, write_config
 
 pytestmark = pytest.mark.integration
@@ -63,6 +64,7 @@ class Run:
     rss_start: int
     rss_peak: int
     leftover_plugins: list[int]
+    good_max_gap: float = 0.0
     exit_code: int = -1
     log: str = ""
     textfile_states: dict[str, int] = field(default_factory=dict)
@@ -100,7 +102,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     tf_file = tf / "rewritten.prom"
     tf_file.write_bytes(_textfile(1))
     counter = d / "good-runs"
-    good = _script(d / "good", f"open({str(counter)!r}, 'a').write('x')\nprint('OK - fine | v=1')\n")
+    good = _script(d / "good", f"import time\nopen({str(counter)!r}, 'a').write(f'{{time.time()}}\\n')\n"
+                               "print('OK - fine | v=1')\n")
     hang = _script(d / "hang", "import time\nprint('starting', flush=True)\ntime.sleep(100000)\n")
     spew = _script(d / "spew", "import sys\nprint('OK - spewing')\n"
                                f"sys.stderr.buffer.write(b'e' * {SPEW_STDERR})\n"
@@ -145,7 +148,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     final_series = parse_exposition(agent.scrape())
     leftovers = [p.pid for p in psutil.process_iter(["cmdline", "status"])
                  if str(hang) in " ".join(p.info["cmdline"] or []) and p.info["status"] != psutil.STATUS_ZOMBIE]
-    result = Run(agent=agent, scrapes=scrapes, good_runs=len(counter.read_text()) if counter.exists() else 0,
+    good_times = [float(x) for x in counter.read_text().split()] if counter.exists() else []
+    result = Run(agent=agent, scrapes=scrapes, good_runs=len(good_times),
+                 good_max_gap=max((b - a for a, b in zip(good_times, good_times[1:], strict=False)), default=0.0),
                  rewrites=rewrites[0], final=final_series, rss_start=rss_start, rss_peak=rss_peak,
                  leftover_plugins=leftovers)
     states: dict[str, int] = {}
@@ -160,6 +165,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     ok = [s for s in scrapes if s.status == 200]
     record("collector-faults", seconds=RUN_SECONDS, scrapes=len(scrapes), scrape_errors=len(scrapes) - len(ok),
            scrape_p99_ms=round(percentile([s.seconds for s in ok], 99) * 1000, 1), good_runs=result.good_runs,
+           good_max_gap_s=round(result.good_max_gap, 2),
            textfile_rewrites=result.rewrites, textfile_states=states,
            rss_start_mib=round(rss_start / 2**20, 1), rss_peak_mib=round(rss_peak / 2**20, 1),
            hang_plugin_timeouts=value(final_series, "hostwarden_check_timeouts_total", check="hang-plugin"),
@@ -175,15 +181,22 @@ def test_faults_every_scrape_answered_while_checks_hang_and_spew(run: Run) -> No
     assert run.exit_code == 0, run.log[-2000:]
 
 
-def test_faults_good_checks_keep_running_on_schedule(run: Run) -> None:
-    # interval 1 s over the run (+ the start and the 2.5 s tail): no run is held up by the hung ones
-    assert run.good_runs >= RUN_SECONDS - 2
+def test_faults_good_checks_keep_running(run: Run) -> None:
+    # interval 1 s; a hung check may hold the runner's collect() up to its timeout + grace (1.25 s): F17
+    assert run.good_runs >= RUN_SECONDS / 2.5
+    assert run.good_max_gap < 1 + 1.25 + 1.5
     assert value(run.final, "hostwarden_check_up", check="good", type="nagios") == 1
     assert value(run.final, "hostwarden_check_up", check="tcp-ok", type="tcp") == 1
     stamps = sorted({value(s.series, "hostwarden_check_last_run_timestamp_seconds", check="tcp-ok")
                      for s in run.scrapes} - {None})
-    assert len(stamps) >= RUN_SECONDS - 2
-    assert max(b - a for a, b in zip(stamps, stamps[1:], strict=False)) < 2.5
+    assert len(stamps) >= RUN_SECONDS / 2.5
+    assert max(b - a for a, b in zip(stamps, stamps[1:], strict=False)) < 1 + 1.25 + 1.5
+
+
+@pytest.mark.xfail(strict=True, reason=F17)
+def test_faults_good_check_holds_its_1s_interval_next_to_hung_checks(run: Run) -> None:
+    assert run.good_runs >= RUN_SECONDS - 1
+    assert run.good_max_gap < 1.6
 
 
 def test_faults_hung_plugin_timed_out_and_process_group_killed(run: Run) -> None:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from agent.samples import Sample
@@ -30,7 +30,7 @@ from collectors.textfile import TextfileCollector, TextfileConfig, TextfileError
 from rules.promql import PromQLError, compile_expr
 from rules.promql_functions import SUPPORTED_FUNCTIONS
 from rules.templates import FUNCTIONS, Template, TemplateData, TemplateError, parse_template
-from tests.reliability.findings import F4, F5, F6
+from tests.reliability.findings import F4, F5, F6, F16, hits_f16
 from tests.reliability.fuzzing import TRICKY_STRINGS, budget
 from tests.support.agent import ROOT
 
@@ -88,6 +88,7 @@ promql_junk = st.text(alphabet=st.sampled_from(list("xyz_{}[]()=~!\"',:+-*/^%<>@
 @pytest.fixture(scope="module")
 def store() -> SeriesStore:
     s = SeriesStore()
+    s.set_retention({}, all_names=3600.0)  # keep every name (the store drops names no rule reads)
     for i in range(40):
         t = NOW - 600 + i * 15
         samples = [Sample("x", (("a", "1"), ("job", "j")), float(i), t),
@@ -131,8 +132,9 @@ def _eval_in_subprocess(expr: str, series_label: str, timeout: float) -> str:
     code = ("import sys\n"
             "from agent.samples import Sample\nfrom agent.store import SeriesStore\n"
             "from rules.promql import compile_expr\n"
-            "s = SeriesStore(); t = 1_700_000_000.0\n"
+            "s = SeriesStore(); s.set_retention({}, all_names=3600.0); t = 1_700_000_000.0\n"
             "s.append('x', [Sample('x', (('a', sys.argv[2]),), 1.0, t - 5)], t - 5)\n"
+            "assert s.series_count() == 1\n"
             "compile_expr(sys.argv[1]).eval(s, t); print('done')\n")
     try:
         res = subprocess.run([sys.executable, "-c", code, expr, series_label], capture_output=True, text=True,
@@ -195,6 +197,7 @@ template_data = st.builds(
 @budget(500)
 @given(text=st.one_of(templates, st.text(max_size=40)), data=template_data)
 def test_templates_parse_only_template_error_render_never_raises(text: str, data: TemplateData) -> None:
+    assume(not hits_f16(text))  # F16: reported, see its regression test
     try:
         tpl = parse_template(text)
     except TemplateError as e:
@@ -219,6 +222,13 @@ def _render_in_subprocess(text: str, timeout: float) -> str:
     except subprocess.TimeoutExpired:
         return "hang"
     return res.stdout.strip()
+
+
+@pytest.mark.xfail(strict=True, raises=IndexError, reason=F16)
+@pytest.mark.parametrize("text", ["{{ and }}", "{{ or }}", "{{ $x := or }}{{ $x }}"])
+def test_templates_and_or_without_arguments_render_error_text(text: str) -> None:
+    out = parse_template(text).render(TemplateData(labels={}, value=1.0, external_labels={}, external_url=""))
+    assert out.startswith("<error expanding template")
 
 
 @pytest.mark.xfail(strict=True, reason=F5)

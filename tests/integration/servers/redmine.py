@@ -16,7 +16,6 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.integration.servers.procutil import die_with_parent, stop
 from tests.support.agent import free_port
 
 SHARE = Path("/usr/share/redmine")
@@ -144,16 +144,6 @@ def _env(name: str) -> dict[str, str]:
             "REDMINE_INSTANCE": name, "RAILS_LOG_TO_STDOUT": ""}
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
 def start_redmine(*, text_formatting: str = "textile") -> Iterator[RedmineServer]:
     _skip_unless_installed()
     _remove_stale_instances()
@@ -177,7 +167,8 @@ def start_redmine(*, text_formatting: str = "textile") -> Iterator[RedmineServer
             proc = subprocess.Popen(
                 ["rackup", "-r", "webrick", "-s", "webrick", "-E", "production", "-o", "127.0.0.1", "-p", str(port)],
                 cwd=SHARE, env=env, user=USER, group=USER, extra_groups=[], stdout=logf, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True)
+                stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=die_with_parent)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -200,7 +191,7 @@ def start_redmine(*, text_formatting: str = "textile") -> Iterator[RedmineServer
             instance_dir=d, log_path=log_path, startup_seconds=time.monotonic() - t1, setup_seconds=setup_seconds)
     finally:
         if proc is not None:
-            _stop(proc)
+            stop(proc)
         shutil.rmtree(d, ignore_errors=True)
 
 

@@ -16,7 +16,6 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.integration.servers.procutil import die_with_parent, stop
 from tests.support.agent import free_port
 
 RT_SERVER = Path("/usr/share/request-tracker5/libexec/rt-server")
@@ -151,20 +151,14 @@ def _skip_unless_installed() -> None:
         pytest.skip(f"no {USER} user: {INSTALL_HINT}")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
 def start_rt() -> Iterator[RtServer]:
     _skip_unless_installed()
     t0 = time.monotonic()
-    d = Path(tempfile.mkdtemp(prefix="hostwarden-rt-"))
+    for stale in Path(tempfile.gettempdir()).glob("hostwarden-rt-*-*"):  # left by a killed test session
+        pid = stale.name.split("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
+    d = Path(tempfile.mkdtemp(prefix=f"hostwarden-rt-{os.getpid()}-"))
     proc: subprocess.Popen[bytes] | None = None
     try:
         port = free_port()
@@ -199,7 +193,8 @@ def start_rt() -> Iterator[RtServer]:
                 [str(RT_SERVER), "--server", "Starlet", "--host", "127.0.0.1", "--port", str(port),
                  "--max-workers", "2"],
                 cwd=d, env=env, user=USER, group=USER, extra_groups=[], stdout=logf, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True)
+                stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=die_with_parent)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -222,7 +217,7 @@ def start_rt() -> Iterator[RtServer]:
                        startup_seconds=time.monotonic() - t1, setup_seconds=setup_seconds)
     finally:
         if proc is not None:
-            _stop(proc)
+            stop(proc)
         shutil.rmtree(d, ignore_errors=True)
 
 

@@ -61,5 +61,24 @@ def test_resend_is_throttled_to_the_interval_and_only_for_own_incidents(caplog: 
     caplog.clear()
     for now in (1000.0, 1010.0, 1059.0, 1060.0, 1200.0):
         b.resend(now, [mine, theirs])
+        assert b.wait_resend(5)
     sends = [r.getMessage() for r in caplog.records if "would POST" in r.getMessage()]
     assert sends == ["alertmanager am (dry run): would POST 1 alert(s) to /api/v2/alerts (re-send of 1 alert(s))"] * 3
+
+
+def test_resend_does_not_wait_for_an_unreachable_alertmanager() -> None:
+    import socket
+    import time
+
+    with socket.socket() as listener:  # accepts connections, never answers: the worst case for a caller
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        b = backend(url=f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=0.5)
+        inc = make_incident()
+        ref_inc = with_ref(inc, dataclasses.replace(b._ref(inc), backend="am"))
+        start = time.monotonic()
+        b.resend(1000.0, [ref_inc])
+        b.resend(2000.0, [ref_inc])  # the first is still in flight: skipped, not queued
+        assert time.monotonic() - start < 0.5
+        assert not b.wait_resend(0.1)
+        assert b.wait_resend(10)

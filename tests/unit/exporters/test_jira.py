@@ -27,7 +27,8 @@ def test_adf_from_plain_makes_headings_and_code_blocks_only() -> None:
         {"type": "heading", "attrs": {"level": 3}, "content": [{"type": "text", "text": "Diagnosis"}]},
         {"type": "codeBlock", "content": [{"type": "text", "text": "[~admin] @here http://x"}]},
     ]}
-    assert adf_from_plain("\n\n")["content"] == [{"type": "paragraph", "content": [{"type": "text", "text": "(empty)"}]}]
+    empty = adf_from_plain("\n\n")["content"]
+    assert empty == [{"type": "paragraph", "content": [{"type": "text", "text": "(empty)"}]}]
 
 
 def test_bounded_shrinks_until_the_json_fits() -> None:
