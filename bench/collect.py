@@ -153,7 +153,7 @@ def checks_config(http_port: int, tcp_port: int, workdir: Path) -> str:
     for i in range(10):
         lines.append(f"  - {{name: file-{i}, type: file, path: '{workdir / 'backup.dump'}'}}")
     for i in range(5):
-        lines.append(f"  - {{name: proc-{i}, type: process, name_match: python3}}".replace("name_match", "pname"))
+        lines.append(f"  - {{name: proc-{i}, type: process, process: python3}}")
     for i in range(4):
         plugin = "/usr/lib/nagios/plugins/check_dummy"
         lines.append(f"  - {{name: nagios-{i}, type: nagios, command: [{plugin}, '0', 'fine']}}")
