@@ -29,13 +29,12 @@ import json
 import logging
 import os
 import signal
-import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 
 from agent.schema import MISSING, Errors, build
@@ -49,6 +48,7 @@ from exporters.amwebhook import (
     parse_notification,
     save_groups,
 )
+from exporters.web import HTTPService, set_nodelay
 from rules.alerts import fingerprint
 
 log = logging.getLogger(__name__)
@@ -102,17 +102,10 @@ def parse_receiver(node: Any, errors: Errors, loc: Loc, base_dir: str) -> Any:
 
 
 # -- HTTP endpoint --------------------------------------------------------------------------------------------
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, addr: tuple[str, int], handler: type, family: int) -> None:
-        self.address_family = family
-        super().__init__(addr, handler)
-
-
-class WebhookServer:
+class WebhookServer(HTTPService):
     """Accepts notifications on `path` and hands each valid one to `on_notification(notification, now)`."""
+
+    thread_name = "receiver-http"
 
     def __init__(self, config: ReceiverConfig, on_notification: Callable[[Notification, float], int], *,
                  token: str | None, listen_address: str | None = None,
@@ -123,28 +116,7 @@ class WebhookServer:
         self.on_notification = on_notification
         self._token = token.encode() if token else None
         self.clock = clock
-        addr = listen_address or config.listen_address
-        host, _, port = addr.rpartition(":")
-        host = host.strip("[]") or "0.0.0.0"
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._httpd = _Server((host, int(port)), self._handler_class(), family)
-        if ssl_context is not None:
-            self._httpd.socket = ssl_context.wrap_socket(self._httpd.socket, server_side=True)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def address(self) -> tuple[str, int]:
-        addr = self._httpd.server_address
-        return str(addr[0]), int(addr[1])
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="receiver-http", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().__init__(listen_address or config.listen_address, ssl_context=ssl_context)
 
     def authorized(self, header: str | None) -> bool:
         if self.config.auth == "none":
@@ -164,10 +136,7 @@ class WebhookServer:
 
             def setup(self) -> None:
                 super().setup()
-                try:  # headers and body go out in two writes: no Nagle/delayed-ACK stall between them
-                    self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                except OSError:
-                    pass
+                set_nodelay(self.connection)  # headers and body go out in two writes
 
             def log_message(self, format: str, *args: Any) -> None:
                 return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -38,29 +39,29 @@ class _Server(ThreadingHTTPServer):
         super().__init__(addr, handler)
 
 
-class MetricsServer:
-    def __init__(self, exposition: Exposition, listen_address: str, *, telemetry_path: str = "/metrics",
-                 security: Security | None = None, max_requests: int = 40,
-                 on_reload: Callable[[], bool] | None = None,
-                 ready: Callable[[], bool] | None = None) -> None:
-        self.exposition = exposition
-        self.telemetry_path = telemetry_path
-        self.security = security
-        self.on_reload = on_reload
-        self.ready = ready or (lambda: True)
-        self._slots = threading.BoundedSemaphore(max(1, max_requests))
+class HTTPService:
+    """A threaded HTTP(S) server's lifecycle, shared by /metrics and the Alertmanager receiver.
+
+    Binds at construction (a taken port fails early), serves from a daemon thread without waking to
+    poll a flag (stop() wakes the loop with a connection), and does the TLS handshake in the request's
+    thread under its timeout, so a client that connects and never says hello blocks nobody.
+    Subclasses implement `_handler_class()`.
+    """
+
+    thread_name = "http"
+
+    def __init__(self, listen_address: str, *, ssl_context: ssl.SSLContext | None = None) -> None:
         host, _, port = listen_address.rpartition(":")
         host = host.strip("[]") or "0.0.0.0"
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._httpd = _Server((host, int(port)), self._handler_class(), family)
-        if security is not None:
-            ctx = security.ssl_context()
-            if ctx is not None:
-                # the handshake runs in the request thread (under its timeout), not in the accept loop:
-                # a client that connects and never says hello must not block every other scrape
-                self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True,
-                                                     do_handshake_on_connect=False)
+        if ssl_context is not None:
+            self._httpd.socket = ssl_context.wrap_socket(self._httpd.socket, server_side=True,
+                                                         do_handshake_on_connect=False)
         self._thread: threading.Thread | None = None
+
+    def _handler_class(self) -> type:
+        raise NotImplementedError
 
     @property
     def address(self) -> tuple[str, int]:
@@ -68,10 +69,8 @@ class MetricsServer:
         return str(addr[0]), int(addr[1])
 
     def start(self) -> None:
-        # a long poll interval: an idle agent should not wake twice a second just to check a flag;
-        # stop() wakes the loop with a connection instead
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 60.0},
-                                        name="http", daemon=True)
+                                        name=self.thread_name, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -89,6 +88,28 @@ class MetricsServer:
             stopper.join(0.2)
         self._httpd.server_close()
 
+
+def set_nodelay(connection: socket.socket) -> None:
+    """Headers and body leave in one segment anyway; no Nagle delay on keep-alive connections."""
+    try:
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+
+
+class MetricsServer(HTTPService):
+    def __init__(self, exposition: Exposition, listen_address: str, *, telemetry_path: str = "/metrics",
+                 security: Security | None = None, max_requests: int = 40,
+                 on_reload: Callable[[], bool] | None = None,
+                 ready: Callable[[], bool] | None = None) -> None:
+        self.exposition = exposition
+        self.telemetry_path = telemetry_path
+        self.security = security
+        self.on_reload = on_reload
+        self.ready = ready or (lambda: True)
+        self._slots = threading.BoundedSemaphore(max(1, max_requests))
+        super().__init__(listen_address, ssl_context=security.ssl_context() if security is not None else None)
+
     def _handler_class(self) -> type:
         server = self
 
@@ -99,10 +120,7 @@ class MetricsServer:
 
             def setup(self) -> None:
                 super().setup()
-                try:
-                    self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                except OSError:
-                    pass
+                set_nodelay(self.connection)
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
