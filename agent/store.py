@@ -89,6 +89,9 @@ class SeriesStore:
         self._by_name: dict[str, dict[Labels, Series]] = {}
         self._retention: dict[str, float] = {}
         self._by_source: dict[str, set[tuple[str, Labels]]] = {}
+        # postings: name -> (label, value) -> series having it, in creation order (the inverted index
+        # that lets `foo{shard="3"}` touch the series of shard 3 instead of every `foo`)
+        self._postings: dict[str, dict[tuple[str, str], dict[Labels, Series]]] = {}
         self._retention_cache: dict[str, float] = {}
         self._last_sweep = float("-inf")
         self._memory: tuple[float, int] = (float("-inf"), 0)
@@ -125,11 +128,9 @@ class SeriesStore:
                 key = (s.name, s.labels)
                 seen.add(key)
                 by_labels = by_name.get(s.name)
-                if by_labels is None:
-                    by_labels = by_name[s.name] = {}
-                series = by_labels.get(s.labels)
+                series = by_labels.get(s.labels) if by_labels is not None else None
                 if series is None:
-                    series = by_labels[s.labels] = Series(s.name, s.labels)
+                    series = self._create(s.name, s.labels)
                 series.append(s.timestamp, s.value)
                 ts = series.ts
                 if len(ts) > 1 and ts[0] < now - retention(s.name):
@@ -141,9 +142,7 @@ class SeriesStore:
                 if series is None:
                     continue
                 if retention(name) <= 0:  # no rule looks back at it: gone at once
-                    del by_labels[labels]
-                    if not by_labels:
-                        del by_name[name]
+                    self._drop(name, labels)
                 else:
                     series.append(now, STALE_NAN)
             self._by_source[source] = seen
@@ -155,12 +154,35 @@ class SeriesStore:
     def load_series(self, name: str, labels: Labels, points: Iterable[tuple[float, float]]) -> Series:
         """Add points to one series without snapshot/staleness bookkeeping or trimming (rule unit tests)."""
         with self.lock:
-            series = self._by_name.setdefault(name, {}).get(labels)
+            series = self._by_name.get(name, {}).get(labels)
             if series is None:
-                series = self._by_name[name][labels] = Series(name, labels)
+                series = self._create(name, labels)
             for t, v in points:
                 series.append(t, v)
             return series
+
+    def _create(self, name: str, labels: Labels) -> Series:
+        series = Series(name, labels)
+        self._by_name.setdefault(name, {})[labels] = series
+        postings = self._postings.setdefault(name, {})
+        for item in labels:
+            postings.setdefault(item, {})[labels] = series
+        return series
+
+    def _drop(self, name: str, labels: Labels) -> None:
+        by_labels = self._by_name.get(name)
+        if by_labels is None or by_labels.pop(labels, None) is None:
+            return
+        postings = self._postings.get(name, {})
+        for item in labels:
+            plist = postings.get(item)
+            if plist is not None:
+                plist.pop(labels, None)
+                if not plist:
+                    del postings[item]
+        if not by_labels:
+            del self._by_name[name]
+            self._postings.pop(name, None)
 
     def forget_source(self, source: str, now: float) -> None:
         """A collector removed by a reload: mark its series stale."""
@@ -183,9 +205,7 @@ class SeriesStore:
                 if last != last and is_stale(last) and series.ts[-1] < now - keep:
                     dead.append(labels)
             for labels in dead:
-                del by_labels[labels]
-            if not by_labels:
-                del self._by_name[name]
+                self._drop(name, labels)
 
     # -- reading ---------------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -199,6 +219,24 @@ class SeriesStore:
             return
         for by_labels in list(self._by_name.values()):
             yield from list(by_labels.values())
+
+    def series_matching(self, name: str, equal: tuple[tuple[str, str], ...]) -> list[Series]:
+        """Series of `name` having every (label, value) of `equal`, in creation order, via the postings."""
+        if not equal:
+            return list(self._by_name.get(name, {}).values())
+        postings = self._postings.get(name)
+        if not postings:
+            return []
+        lists = []
+        for item in equal:
+            plist = postings.get(item)
+            if plist is None:
+                return []
+            lists.append(plist)
+        smallest = min(lists, key=len)
+        if len(lists) == 1:
+            return list(smallest.values())
+        return [s for labels, s in smallest.items() if all(item in labels for item in equal)]
 
     def get(self, name: str, labels: Labels) -> Series | None:
         return self._by_name.get(name, {}).get(labels)

@@ -114,6 +114,7 @@ def wait_quiet(seconds: float = 5) -> None:
 
 
 def hostwarden_chain(workdir: Path, interval: float, for_: str) -> float:
+    workdir.mkdir(parents=True, exist_ok=True)
     rules = workdir / "rules.yaml"
     rules.write_text("groups:\n  - name: detect\n    rules:\n      - alert: BenchCpuBusy\n"
                      "        expr: hostwarden_cpu_usage_ratio{cpu=\"all\"}\n"
@@ -157,6 +158,7 @@ def prometheus_chain(workdir: Path, *, interval: str, rate_window: str, fn: str,
     am = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
     if not (ne and prom and am):
         raise RuntimeError("needs Debian's prometheus, prometheus-alertmanager and prometheus-node-exporter")
+    workdir.mkdir(parents=True, exist_ok=True)
     Receiver.first, Receiver.count = None, 0
     recv = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     recv.daemon_threads = True

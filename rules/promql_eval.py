@@ -157,6 +157,10 @@ class VectorSelectorNode(Node):
         if self.name is not None:
             if checks and not all(c(self.name) for c in checks):
                 return []
+            pred = self.predicate
+            if pred is not None and pred.equal:  # the store's postings narrow by the equality matchers
+                series = store.series_matching(self.name, pred.equal)
+                return [s for s in series if pred(s.labels)] if pred.others else series
             series = list(store.series(self.name))
         else:
             series = [s for n in store.names() if all(c(n) for c in checks) for s in store.series(n)]

@@ -62,3 +62,21 @@ def test_out_of_order_point_ignored_same_timestamp_overwrites() -> None:
     store = SeriesStore()
     s = store.load_series("m", (), [(10, 1.0), (5, 9.0), (10, 2.0)])
     assert list(s.ts) == [10] and list(s.vals) == [2.0]
+
+
+def test_series_matching_uses_postings_and_follows_removals() -> None:
+    store = SeriesStore()
+    store.set_retention({"m": 0.0}, all_names=0.0)
+    store.set_retention({"m": 60.0})
+    snap = [Sample("m", labels_of(dev=d, host=h), 1.0, 10) for d in ("a", "b") for h in ("x", "y")]
+    store.append("c", snap, 10)
+    got = store.series_matching("m", (("dev", "a"),))
+    assert [s.labels for s in got] == [labels_of(dev="a", host="x"), labels_of(dev="a", host="y")]
+    assert [s.labels for s in store.series_matching("m", (("dev", "b"), ("host", "y")))] == [
+        labels_of(dev="b", host="y")]
+    assert store.series_matching("m", (("dev", "zzz"),)) == []
+    assert len(store.series_matching("m", ())) == 4
+    store.append("c", snap[:1], 20)  # three vanish: stale now, dropped by the sweep once out of retention
+    store.append("c", snap[:1], 200)
+    assert [s.labels for s in store.series_matching("m", (("host", "y"),))] == []
+    assert [s.labels for s in store.series_matching("m", (("dev", "a"),))] == [labels_of(dev="a", host="x")]
