@@ -372,7 +372,7 @@ class Agent:
             Sample("hostwarden_clock_wall_offset_seconds", (), self.clock.wall_offset(), now),
             Sample("hostwarden_start_time_seconds", (), self.started_at, now),
         ]
-        r = self.exposition.current()
+        r = self.exposition.last_rendered()
         out.append(Sample("hostwarden_exposition_series", (), float(r.series), now))
         out.append(Sample("hostwarden_exposition_render_duration_seconds", (), r.render_seconds, now))
         for name, run in sorted(self._runs.items()):
@@ -383,14 +383,14 @@ class Agent:
         return out
 
     def render(self) -> None:
+        """Refresh the agent's own snapshot; the exposition renders on the next scrape."""
         now = self.clock.now()
         samples = self.self_samples(now)
         try:
             samples += self.incidents.self_samples(now)
         except Exception:
             log.exception("incident self-metrics failed")
-        self.exposition.update("agent", samples, self._metric_defs)
-        self.exposition.render()
+        self.exposition.update("agent", samples, self._metric_defs)  # rendered on the next scrape
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:

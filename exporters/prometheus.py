@@ -1,9 +1,10 @@
-"""Prometheus exposition: rendered once per collection cycle, served from memory.
+"""Prometheus exposition: rendered at most once per collection cycle, served from memory.
 
 Collection is decoupled from scrapes: each source (a collector, the check runner, the rule
 manager, the agent itself) hands over a complete snapshot; `render()` turns all snapshots into
-the text format (0.0.4) and OpenMetrics 1.0 bytes, plain and gzip, and a scrape only picks the
-cached bytes matching its Accept/Accept-Encoding headers. A vanished series disappears with the
+the text format (0.0.4) and OpenMetrics 1.0 bytes, plain and gzip, when the first scrape after a
+change asks for them; every other scrape picks the cached bytes matching its Accept/Accept-Encoding
+headers. A vanished series disappears with the
 next snapshot of its source (client_python's "fresh families every scrape" idea).
 
 The per-series prefix `name{labels} ` is cached between renders, so a render costs one string
@@ -128,16 +129,19 @@ class Exposition:
             PlatformCollector(registry=self._registry)
             GCCollector(registry=self._registry)
         self._rendered = Rendered([], 0, 0.0, 0.0)
+        self._dirty = True
 
     # -- input ------------------------------------------------------------------------------------
     def update(self, source: str, samples: Iterable[Sample], defs: dict[str, MetricDef] | None = None) -> None:
         snap = (list(samples), dict(defs or {}))
         with self._lock:
             self._snapshots[source] = snap
+            self._dirty = True
 
     def remove(self, source: str) -> None:
         with self._lock:
             self._snapshots.pop(source, None)
+            self._dirty = True
 
     def sources(self) -> list[str]:
         with self._lock:
@@ -148,7 +152,9 @@ class Exposition:
         start = time.perf_counter()
         with self._render_lock:
             with self._lock:
-                snaps = [*self._snapshots.values(), self._client_snapshot()]
+                snaps = list(self._snapshots.values())
+                self._dirty = False  # an update from here on makes the next scrape render again
+            snaps.append(self._client_snapshot())
             families: dict[str, list[Sample]] = {}
             owner: dict[str, int] = {}  # which snapshot a name came from; -1 once two did
             defs: dict[str, MetricDef] = {}
@@ -247,12 +253,22 @@ class Exposition:
                 out[fam_name] = (mtype, help_text or name.replace("_", " "), list(families[name]))
         return out
 
+    def last_rendered(self) -> Rendered:
+        """The last render, without rendering (for self-metrics about rendering)."""
+        return self._rendered
+
     def current(self) -> Rendered:
+        """The exposition of the latest snapshots: rendered at most once per change, on first demand.
+
+        Collection never waits for this and a scrape never waits for a collector; a cycle nobody
+        scrapes costs no rendering (Prometheus at 15 s over a 10 s cycle skips every third)."""
+        if self._dirty:
+            return self.render()
         return self._rendered
 
     def body_for(self, accept: str, accept_encoding: str) -> tuple[bytes, str, bool]:
         """(body, content type, gzipped) for a scrape's headers; rendering is never done here."""
-        r = self._rendered
+        r = self.current()
         om = "application/openmetrics-text" in (accept or "")
         gz = "gzip" in (accept_encoding or "")
         if om:
