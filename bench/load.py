@@ -52,18 +52,23 @@ TIME_LIMIT_SECONDS = 900
 
 
 def textfile(series: int, cycle: int) -> str:
+    """`series` series: 3/4 gauges `load_series{shard,i}`, 1/4 counters `load_requests_total{shard,i}`
+    (each family written contiguously, as the text format requires); values move with `cycle`."""
     per = math.ceil(series / SHARDS)
-    lines = ["# HELP load_series Synthetic series for the load benchmark.", "# TYPE load_series gauge",
-             "# HELP load_requests_total Synthetic counter.", "# TYPE load_requests_total counter"]
+    gauges: list[str] = []
+    counters: list[str] = []
     n = 0
     for shard in range(SHARDS):
         for i in range(per):
             if n >= series:
                 break
-            name = "load_series" if i % 4 else "load_requests_total"
-            value = (shard * 7 + i * 13 + cycle) % 100 if name == "load_series" else 1000 * cycle + shard + i
-            lines.append(f'{name}{{shard="{shard}",i="{i}"}} {value}')
+            if i % 4:
+                gauges.append(f'load_series{{shard="{shard}",i="{i}"}} {(shard * 7 + i * 13 + cycle) % 100}')
+            else:
+                counters.append(f'load_requests_total{{shard="{shard}",i="{i}"}} {1000 * cycle + shard + i}')
             n += 1
+    lines = ["# HELP load_series Synthetic series for the load benchmark.", "# TYPE load_series gauge", *gauges,
+             "# HELP load_requests_total Synthetic counter.", "# TYPE load_requests_total counter", *counters]
     return "\n".join(lines) + "\n"
 
 

@@ -132,3 +132,11 @@ def hits_f16(template: str) -> bool:
 # hung check would stretch every other check's interval to ~10 s. Suggest: collect() starts due checks
 # and returns the latest results without waiting (results published as runs finish).
 F17 = "F17 collectors/checks.py: collect() waits for started runs, so a hanging check delays all other checks"
+
+# F18 collectors/checks.py CheckRunner.close + collectors/check_nagios.py: on SIGTERM the agent exits
+# while a plugin run is in flight; the plugin runs in its own session (start_new_session) and nobody
+# kills its process group, so it is orphaned and keeps running (a plugin sleeping forever stayed alive
+# after `hostwarden run` exited 0). Under systemd's default KillMode=control-group the cgroup is killed;
+# elsewhere (containers, `hostwarden run` by hand, KillMode=process) plugins leak. Suggest: close() kills
+# the process groups of runs in flight (check_nagios keeps the Popen of its current run).
+F18 = "F18 collectors/checks.py + check_nagios.py: a plugin in flight at shutdown is orphaned, not killed"

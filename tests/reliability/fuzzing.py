@@ -95,5 +95,5 @@ def mutate(text: str) -> st.SearchStrategy[str]:
                 out = out[:p] + ch + out[p + 1:]
         return out
 
-    op = st.tuples(st.integers(0, 2), st.integers(0, 10**6), st.sampled_from(list(alphabet) + [": ", "\n  ", "- "]))
+    op = st.tuples(st.integers(0, 2), st.integers(0, 10**6), st.sampled_from([*list(alphabet), ": ", "\n  ", "- "]))
     return st.lists(op, min_size=1, max_size=6).map(apply)

@@ -9,6 +9,7 @@ show the jump would have mattered (the counterfactual), so the assertions are no
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -198,7 +199,7 @@ def test_clock_jumps_back_and_forth_never_goes_backwards_and_follows_wall_once_a
             seen.append(clock.now())
         fake_time.jump_wall(jump)
         seen.append(clock.now())
-    assert all(b >= a for a, b in zip(seen, seen[1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(seen))
     # every value advanced with the monotonic clock: 25 s of elapsed time in total, jumps excluded
     assert seen[-1] - seen[0] == pytest.approx(25.0, abs=1.0)
     # the wall clock is back within a second of the agent's clock: it is followed exactly again
@@ -239,4 +240,4 @@ def test_clock_concurrent_callers_each_see_non_decreasing_values(fake_time: Fake
         t.join(30)
     assert all(len(v) > 0 for v in per_thread)
     for values in per_thread:
-        assert all(b >= a for a, b in zip(values, values[1:], strict=False))
+        assert all(b >= a for a, b in itertools.pairwise(values))

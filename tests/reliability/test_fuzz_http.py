@@ -1,7 +1,8 @@
 """Fuzzed HTTP input: the receiver's webhook JSON, and ticket backends' HTTP answers.
 
-- The Alertmanager webhook receiver (exporters/receiver.WebhookServer on 127.0.0.1) answers every request: 200 for a valid v4 payload, 4xx with a JSON error otherwise —
-  never 5xx, never a dropped connection.
+- The Alertmanager webhook receiver (exporters/receiver.WebhookServer on 127.0.0.1) answers every
+  request: 200 for a valid v4 payload, 4xx with a JSON error otherwise; never 5xx, never a dropped
+  connection.
 - Backends talking HTTP (exporters/tickets/http.HttpClient, webhook, redmine, jira, github) against a
   local server answering malformed JSON, wrong types, odd statuses and headers, huge bodies: each
   operation returns or raises TransientError / PermanentError, nothing else.

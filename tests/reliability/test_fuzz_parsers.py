@@ -67,7 +67,7 @@ def _compose(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     return st.one_of(
         st.tuples(inner, st.sampled_from(OPS), st.booleans(), matching, inner).map(
             lambda b: f"{b[0]} {b[1]}{' bool' if b[2] else ''}{b[3]}{b[4]}"),
-        st.tuples(st.sampled_from(sorted(SUPPORTED_FUNCTIONS) + ["holt_winters", "nope", "sort_by_label"]),
+        st.tuples(st.sampled_from([*sorted(SUPPORTED_FUNCTIONS), "holt_winters", "nope", "sort_by_label"]),
                   st.lists(inner, max_size=4)).map(lambda c: f"{c[0]}({', '.join(c[1])})"),
         st.tuples(st.sampled_from(AGGS), grouping, st.lists(inner, min_size=1, max_size=2)).map(
             lambda a: f"{a[0]}{a[1]}({', '.join(a[2])})"),
@@ -158,7 +158,7 @@ def test_promql_regex_matcher_on_untrusted_label_value_bounded_time() -> None:
 TEMPLATE_ARGS = ["$value", "$labels", "$labels.a", ".Labels.a", ".Value", "$externalLabels.host", "$externalURL",
                  '"s"', '"%d"', '"%.2f"', '"%v %s"', "1", "-1.5", "1e308", "0", "true", "nil", "$", ".", "$x",
                  '"(a|b)"', '"1h"', '"x"']
-tpl_funcs = st.sampled_from(sorted(FUNCTIONS) + ["query", "nope", "html"])
+tpl_funcs = st.sampled_from([*sorted(FUNCTIONS), "query", "nope", "html"])
 tpl_command = st.one_of(
     st.sampled_from(TEMPLATE_ARGS),
     st.tuples(tpl_funcs, st.lists(st.sampled_from(TEMPLATE_ARGS), max_size=3)).map(lambda c: " ".join([c[0], *c[1]])),
@@ -249,7 +249,7 @@ tf_labels = st.lists(st.tuples(st.sampled_from(["a", "le", "quantile", "__x", "b
                                st.one_of(st.text(max_size=6), st.sampled_from(['\\"', "\\\\", "\\n", "+Inf"]))),
                      max_size=3).map(lambda ls: "{" + ",".join(f'{k}="{v}"' for k, v in ls) + "}" if ls else "")
 tf_line = st.one_of(
-    st.tuples(st.sampled_from(TF_NAMES), tf_labels, st.sampled_from(NUMBERS + ["+Inf", "abc", ""]),
+    st.tuples(st.sampled_from(TF_NAMES), tf_labels, st.sampled_from([*NUMBERS, "+Inf", "abc", ""]),
               st.sampled_from(["", " 1700000000000", " x"])).map(lambda p: f"{p[0]}{p[1]} {p[2]}{p[3]}"),
     st.tuples(st.sampled_from(TF_NAMES), st.sampled_from(["counter", "gauge", "histogram", "summary", "untyped",
                                                           "info", "bogus", ""])).map(lambda p: f"# TYPE {p[0]} {p[1]}"),
@@ -304,7 +304,7 @@ def test_textfile_collector_fuzzed_directory_never_raises_flags_errors(textfile_
 # -- Nagios plugin output -------------------------------------------------------------------------------------
 perf_item = st.tuples(
     st.one_of(st.sampled_from(["load1", "'a b'", "'it''s'", "'", "=", "''", "time"]), st.text(max_size=6)),
-    st.sampled_from(NUMBERS + ["U", "", "1,5", "12abc"]),
+    st.sampled_from([*NUMBERS, "U", "", "1,5", "12abc"]),
     st.sampled_from(["", "s", "ms", "%", "KB", "MiB", "c", "B", "weird", ";;"]),
     st.lists(st.sampled_from(["", "1", "10:20", "@5", "~:4", "x", "1e400"]), max_size=4),
 ).map(lambda p: f"{p[0]}={p[1]}{p[2]}" + "".join(";" + x for x in p[3]))

@@ -34,7 +34,8 @@ def test_plugin_arguments_never_interpreted_by_a_shell(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     args = ["$(touch " + str(marker) + ")", "; touch " + str(marker), "`id`", "&&", "|", "*", "$HOME", "'\"'"]
     # hex: the output's `|` would start perfdata
-    echo = _script(tmp_path / "echo_args", "import sys\nprint('OK - ' + ' '.join(a.encode().hex() for a in sys.argv[1:]))\n")
+    echo = _script(tmp_path / "echo_args",
+                   "import sys\nprint('OK - ' + ' '.join(a.encode().hex() for a in sys.argv[1:]))\n")
     result, _ = _run(NagiosConfig(name="argv", type="nagios", command=[str(echo), *args], timeout=10))
     assert result.ok
     assert result.message == "OK - " + " ".join(a.encode().hex() for a in args)
