@@ -112,17 +112,27 @@ F14 = "F14 agent/daemon.py: scheduler lag is overwritten each second and never r
 # the outbox before persisting any error text.
 F15 = "F15 webhook.py + agent/outbox.py: echoed token stored unredacted in state.db outbox.last_error"
 
-# F16 rules/templates.py `_and` / `_or` with no argument: `{{ and }}` and `{{ or }}` pass parse_template
-# (Go rejects them at exec time: "wrong number of args for and: want at least 1 got 0") and then raise
-# IndexError (`xs[-1]`) out of Template.render, which promises never to raise (it catches TypeError,
-# ValueError... not IndexError). In the daemon the rule then fails every evaluation ("internal error").
-F16 = "F16 rules/templates.py: `{{ and }}` / `{{ or }}` raise IndexError out of render (never-raises contract)"
+# F16 rules/templates.py Template.render ("never raises") lets exceptions of template functions other than
+# TypeError/ValueError/... escape: `{{ and }}` / `{{ or }}` (no argument: IndexError in `_and`/`_or`, Go
+# rejects them at exec time), `{{ reReplaceAll $labels.a $value $value }}` (AttributeError: float has no
+# `replace`), `{{ stripPort 1 }}` / `{{ stripDomain 1 }}` (AttributeError on int). In the daemon the rule
+# then fails every evaluation ("internal error") instead of rendering `<error expanding template: ...>`.
+F16 = "F16 rules/templates.py: IndexError/AttributeError escape render ({{ and }}, reReplaceAll/stripPort on numbers)"
+F16_FUNCTIONS = frozenset({"_and", "_or", "_re_replace_all", "_strip_port", "_strip_domain"})
 
 
-def hits_f16(template: str) -> bool:
-    import re
+def raised_in(exc: BaseException, path_suffix: str, functions: frozenset[str]) -> bool:
+    """Whether `exc` was raised inside one of `functions` of the file ending in `path_suffix` (a known finding)."""
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb
+        tb = tb.tb_next
+    if last is None:
+        return False
+    code = last.tb_frame.f_code
+    return code.co_filename.endswith(path_suffix) and code.co_name in functions
 
-    return re.search(r"\b(and|or)\s*(-?\}\}|\)|\|)", template) is not None
 
 # F17 collectors/checks.py CheckRunner.collect + agent/daemon.py check_tick: collect() starts the due
 # checks and then *waits* for them until the soonest deadline (+ grace) before returning, and the

@@ -24,6 +24,7 @@ from agent.store import SeriesStore
 from rules.alerts import AlertTransition, TransitionKind
 from rules.loader import load_rule_files
 from rules.manager import RuleManager
+from tests.reliability.agentprobe import record
 
 HOURS = 3600.0
 STEP = 10.0  # seconds between evaluations (the rule group's interval)
@@ -239,5 +240,6 @@ def test_clock_concurrent_callers_each_see_non_decreasing_values(fake_time: Fake
     for t in threads:
         t.join(30)
     assert all(len(v) > 0 for v in per_thread)
+    record("clock-threads", threads=len(per_thread), calls=sum(map(len, per_thread)), wall_steps=2_000)
     for values in per_thread:
         assert all(b >= a for a, b in itertools.pairwise(values))
