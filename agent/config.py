@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import paths
-from agent.schema import MISSING, ConfigErrors, Duration, Errors, Regex, build, did_you_mean
+from agent.schema import MISSING, ConfigErrors, Duration, Errors, Regex, build, did_you_mean, short
 from agent.yamlsrc import Loc, LocDict, YAMLSourceError, load_yaml_file
 
 DEFAULT_PORT = 19842
@@ -123,7 +123,7 @@ def _parse_collectors(node: Any, errors: Errors, loc: Loc, state_dir: str) -> di
     if node is None:
         node = {}
     if not isinstance(node, dict):
-        errors.add(loc, f"collectors: expected a mapping of collector name to options, got {node!r}")
+        errors.add(loc, f"collectors: expected a mapping of collector name to options, got {short(node)}")
         node = {}
     for name, opts in node.items():
         kloc = node.key_loc(name) if isinstance(node, LocDict) else loc

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 CHECK_TICK_SECONDS = 1.0
 HEARTBEAT_SECONDS = 5.0  # WATCHDOG=1 at most every 5 s (WatchdogSec=30s wants one every 15 s)
 INCIDENT_TICK_SECONDS = 10.0
+LAG_WINDOW_SECONDS = 60.0
 DEFAULT_DRAIN_SECONDS = 10.0
 
 SELF_METRICS = metric_defs(
@@ -58,7 +59,7 @@ SELF_METRICS = metric_defs(
     MetricDef("hostwarden_collector_failures_total", "counter", "Collector runs that raised an exception.",
               ("collector",)),
     MetricDef("hostwarden_scheduler_lag_seconds", "gauge",
-              "How late the scheduler's heartbeat ran compared to its schedule (last heartbeat)."),
+              "How late the scheduler's heartbeat ran compared to its schedule (largest of the last minute)."),
     MetricDef("hostwarden_last_successful_cycle_timestamp_seconds", "gauge",
               "Unix time of the last collection cycle in which every collector succeeded."),
     MetricDef("hostwarden_config_last_reload_successful", "gauge",
@@ -166,6 +167,7 @@ class Agent:
         self._runs: dict[str, CollectorRun] = {}
         self._last_good_cycle = 0.0
         self._lag = 0.0
+        self._lags: list[tuple[float, float]] = []
         self._last_heartbeat_mono: float | None = None
         self._reload_ok = 1.0
         self._reload_ok_at = time.time()
@@ -345,7 +347,11 @@ class Agent:
         if self._last_heartbeat_mono is not None:
             job = self.scheduler.get_job("heartbeat")
             period = job.trigger.interval.total_seconds() if job is not None else HEARTBEAT_SECONDS
-            self._lag = max(0.0, mono - self._last_heartbeat_mono - period)
+            lag = max(0.0, mono - self._last_heartbeat_mono - period)
+            # the gauge is the largest lag of the last minute: a late run must stay visible to scrapes
+            # even when the next (on-time) heartbeat follows a moment later
+            self._lags = [(t, v) for t, v in self._lags if mono - t < LAG_WINDOW_SECONDS] + [(mono, lag)]
+            self._lag = max(v for _t, v in self._lags)
         self._last_heartbeat_mono = mono
         self._heartbeats += 1
         if self._freeze_after and self._heartbeats >= self._freeze_after:
@@ -354,6 +360,7 @@ class Agent:
                 time.sleep(0.2)
             return
         self.notifier.watchdog()
+        self.render()  # the lag (e.g. after the process was stopped) must reach the next scrape
         if self._reload_requested.is_set():
             self._reload_requested.clear()
             self.reload()

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.incidents import apply_remote_statuses
+from agent.secrets import redact
 from agent.state import StateDB, incident_from_dict
 from exporters.tickets.base import (
     Incident,
@@ -339,6 +340,7 @@ class OutboxWorker:
                           (incident_id, wall, f"ticket {ref.id} in {ref.backend}" + (f" {ref.url}" if ref.url else "")))
 
     def _transient(self, b: _Backend, row: sqlite3.Row, now: float, error: str, retry_after: float | None) -> None:
+        error = redact(error)  # a server may echo our credentials in its error body: never store them
         rid, op = int(row["id"]), row["op"]
         self.state.stats.count(b.name, op, "transient")
         attempts = int(row["attempts"]) + 1
@@ -359,6 +361,7 @@ class OutboxWorker:
             b.failing_since_error = error
 
     def _dead(self, b: _Backend, row: sqlite3.Row, error: str) -> None:
+        error = redact(error)
         rid = int(row["id"])
         b.due.pop(rid, None)
         with self.state.tx() as c:

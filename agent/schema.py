@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+import reprlib
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -28,6 +29,14 @@ from agent.units import parse_duration
 from agent.yamlsrc import Loc, LocDict, LocList
 
 T = TypeVar("T")
+
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict, _REPR.maxlevel = 80, 80, 5, 5, 2
+
+
+def short(value: Any) -> str:
+    """A bounded repr for messages: a value may be huge (or an alias bomb)."""
+    return _REPR.repr(value)
 
 
 class Duration(float):
@@ -112,13 +121,13 @@ def convert(tp: Any, value: Any, loc: Loc, errors: Errors, path: str) -> Any:
             out = convert(a, value, loc, trial, path)
             if not trial:
                 return out
-        errors.add(loc, f"{where}expected {' or '.join(_type_name(a) for a in non_none)}, got {value!r}")
+        errors.add(loc, f"{where}expected {' or '.join(_type_name(a) for a in non_none)}, got {short(value)}")
         return _MISSING
     if origin is typing.Literal:
         allowed = typing.get_args(tp)
         if value in allowed:
             return value
-        errors.add(loc, f"{where}must be one of {', '.join(map(repr, allowed))}, got {value!r}"
+        errors.add(loc, f"{where}must be one of {', '.join(map(repr, allowed))}, got {short(value)}"
                    + did_you_mean(str(value), map(str, allowed)))
         return _MISSING
     if tp is Any:
@@ -131,39 +140,39 @@ def convert(tp: Any, value: Any, loc: Loc, errors: Errors, path: str) -> Any:
             return _MISSING
     if tp is Regex:
         if not isinstance(value, str):
-            errors.add(loc, f"{where}expected a regular expression string, got {value!r}")
+            errors.add(loc, f"{where}expected a regular expression string, got {short(value)}")
             return _MISSING
         try:
             re.compile(value)
         except re.error as e:
-            errors.add(loc, f"{where}invalid regular expression {value!r}: {e}")
+            errors.add(loc, f"{where}invalid regular expression {short(value)}: {e}")
             return _MISSING
         return Regex(value)
     if tp is bool:
         if isinstance(value, bool):
             return value
-        errors.add(loc, f"{where}expected true or false, got {value!r}")
+        errors.add(loc, f"{where}expected true or false, got {short(value)}")
         return _MISSING
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        errors.add(loc, f"{where}expected an integer, got {value!r}")
+        errors.add(loc, f"{where}expected an integer, got {short(value)}")
         return _MISSING
     if tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-        errors.add(loc, f"{where}expected a number, got {value!r}")
+        errors.add(loc, f"{where}expected a number, got {short(value)}")
         return _MISSING
     if tp is str:
         if isinstance(value, str):
             return value
         if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)  # port numbers, versions: accept and stringify
-        errors.add(loc, f"{where}expected a string, got {value!r}")
+        errors.add(loc, f"{where}expected a string, got {short(value)}")
         return _MISSING
     if origin in (list, tuple):
         if not isinstance(value, list):
-            errors.add(loc, f"{where}expected a list, got {value!r}")
+            errors.add(loc, f"{where}expected a list, got {short(value)}")
             return _MISSING
         (item_tp, *_rest) = typing.get_args(tp) or (Any,)
         out = []
@@ -177,7 +186,7 @@ def convert(tp: Any, value: Any, loc: Loc, errors: Errors, path: str) -> Any:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            errors.add(loc, f"{where}expected a mapping, got {value!r}")
+            errors.add(loc, f"{where}expected a mapping, got {short(value)}")
             return _MISSING
         _key_tp, val_tp = typing.get_args(tp) or (str, Any)
         out_d = {}
@@ -203,7 +212,7 @@ def build(cls: type[T], node: Any, errors: Errors, *, loc: Loc, path: str = "",
         node = LocDict()
         node.loc, node.key_locs, node.value_locs = loc, {}, {}
     if not isinstance(node, dict):
-        errors.add(loc, f"{path + ': ' if path else ''}expected a mapping, got {node!r}")
+        errors.add(loc, f"{path + ': ' if path else ''}expected a mapping, got {short(node)}")
         return _MISSING
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
@@ -255,7 +264,7 @@ def build_tagged(registry: Mapping[str, Callable[[], type]], node: Any, errors: 
                  path: str, tag: str = "type") -> Any:
     """Build one item of a list whose `type:` picks the dataclass (checks, ticket backends)."""
     if not isinstance(node, dict):
-        errors.add(loc, f"{path}: expected a mapping, got {node!r}")
+        errors.add(loc, f"{path}: expected a mapping, got {short(node)}")
         return _MISSING
     kind = node.get(tag)
     nloc = getattr(node, "loc", loc)

@@ -103,12 +103,20 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
+MAX_EXPANDED_NODES = 1_000_000  # a config is thousands of values; an alias bomb is billions
+
+
 def load_yaml(text: str, filename: str = "<string>") -> Any:
-    """Parse one YAML document; raise YAMLSourceError with file:line:col on any syntax problem."""
-    loader = _Loader(text)
-    loader.filename = filename
+    """Parse one YAML document; raise YAMLSourceError with file:line:col on any problem.
+
+    Non-printable characters, nesting too deep for the parser, and alias bombs (a document whose
+    aliases expand to more than MAX_EXPANDED_NODES values) are errors like any syntax error.
+    """
+    loader = None
     try:
-        return loader.get_single_data()
+        loader = _Loader(text)  # PyYAML checks for non-printable characters here already
+        loader.filename = filename
+        data = loader.get_single_data()
     except YAMLSourceError:
         raise
     except yaml.MarkedYAMLError as e:
@@ -117,10 +125,49 @@ def load_yaml(text: str, filename: str = "<string>") -> Any:
         if e.context:
             problem = f"{e.context}: {problem}" if e.problem else e.context
         raise YAMLSourceError(_loc(filename, mark), f"YAML syntax error: {problem}") from None
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        raise YAMLSourceError(Loc(filename, line, col),
+                              f"YAML error: {e.reason} character #x{e.character:04x} is not allowed") from None
     except yaml.YAMLError as e:
         raise YAMLSourceError(Loc(filename, 1, 1), f"YAML error: {e}") from None
+    except RecursionError:
+        raise YAMLSourceError(Loc(filename, 1, 1), "YAML error: nesting too deep") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+    _check_expansion(data, filename)
+    return data
+
+
+def _check_expansion(data: Any, filename: str) -> None:
+    """Count the values the document expands to, each shared (aliased) node once per use, memoised."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        if not isinstance(node, dict | list):
+            return 1
+        got = sizes.get(id(node))
+        if got is None:
+            sizes[id(node)] = 1  # a recursive alias counts once
+            children = node.values() if isinstance(node, dict) else node
+            got = 1
+            for child in children:
+                got += size(child)
+                if got > MAX_EXPANDED_NODES:
+                    break
+            sizes[id(node)] = got
+        return got
+
+    try:
+        total = size(data)
+    except RecursionError:
+        raise YAMLSourceError(Loc(filename, 1, 1), "YAML error: nesting too deep") from None
+    if total > MAX_EXPANDED_NODES:
+        raise YAMLSourceError(getattr(data, "loc", Loc(filename, 1, 1)),
+                              f"YAML error: the document expands to more than {MAX_EXPANDED_NODES:,} values "
+                              "through aliases (an alias bomb?)")
 
 
 def load_yaml_file(path: str) -> Any:

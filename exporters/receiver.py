@@ -203,6 +203,9 @@ class WebhookServer(HTTPService):
                 raw = self.rfile.read(length)
                 try:
                     doc = json.loads(raw)
+                except RecursionError:
+                    self._reply(400, {"error": "invalid JSON", "problems": ["nesting too deep"]})
+                    return
                 except (ValueError, UnicodeDecodeError) as e:
                     self._reply(400, {"error": "invalid JSON", "problems": [str(e)[:200]]})
                     return

@@ -142,6 +142,9 @@ class HttpClient:
 def json_body(resp: requests.Response, client: HttpClient | None = None) -> Any:
     try:
         return resp.json()
+    except RecursionError:
+        text = f"{resp.request.method} {resp.url}: HTTP {resp.status_code}: JSON nested too deep{_snippet(resp)}"
+        raise PermanentError(client.redact(text) if client else secrets.redact(text)) from None
     except (ValueError, json.JSONDecodeError):
         text = f"{resp.request.method} {resp.url}: HTTP {resp.status_code}: expected JSON, got " \
                f"{resp.headers.get('Content-Type', 'no content type')}{_snippet(resp)}"

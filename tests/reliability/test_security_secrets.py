@@ -24,7 +24,6 @@ from typing import Any
 import pytest
 
 from tests.reliability.agentprobe import record
-from tests.reliability.findings import F15
 from tests.support.agent import run_cli, start_agent, wait_for, write_config
 
 pytestmark = pytest.mark.integration
@@ -156,7 +155,6 @@ def test_secret_planted_not_in_ticket_payloads_only_in_auth_header(outputs: Outp
     assert doc["operation"] == "open" and doc["incident"]["alertname"] == "LeakTest"
 
 
-@pytest.mark.xfail(strict=True, reason=F15)
 def test_secret_planted_not_in_state_files(outputs: Outputs) -> None:
     files = [p for p in outputs.state_dir.rglob("*") if p.is_file()]
     assert any(p.name == "state.db" for p in files)
