@@ -167,6 +167,18 @@ class RuleState:
         return [self.snapshot(r) for r in self.alerts.values() if r.state is not AlertState.INACTIVE]
 
     # -- one evaluation --------------------------------------------------------------------------
+    def discount(self, unobserved: float) -> None:
+        """Evaluations stopped for `unobserved` seconds (the process was stopped, the machine suspended):
+        nothing was observed then, so that stretch does not count toward `for` (a pending alert does not
+        fire at the first evaluation after the pause just because the clock moved on)."""
+        if unobserved <= 0:
+            return
+        for rec in self.alerts.values():
+            if rec.state is AlertState.PENDING:
+                rec.active_since += unobserved
+            if rec.critical_since is not None:
+                rec.critical_since += unobserved
+
     def step(self, now: float, observations: list[Observation]) -> list[AlertTransition]:
         out: list[AlertTransition] = []
         seen: set[Labels] = set()

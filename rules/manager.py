@@ -146,6 +146,12 @@ class RuleManager:
         out, self._orphans = self._orphans, []
         stats = self._stats.setdefault(group.name, GroupStats())
         start = time.perf_counter()
+        gap = now - stats.last_evaluation if stats.last_evaluation else 0.0
+        if gap > 2 * group.interval:  # evaluations were missed: that time was not observed
+            for rule in group.rules:
+                state = self._states.get(id(rule))
+                if state is not None:
+                    state.discount(gap - group.interval)
         try:
             with store.lock:
                 for rule in group.rules:

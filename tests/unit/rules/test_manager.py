@@ -251,3 +251,30 @@ groups:
     got = sorted((a.rule, a.label("room"), a.severity, a.label("severity", "-")) for a in m.active_alerts())
     assert got == [("NoSeverity", "a", "warning", "-"), ("NoSeverity", "b", "warning", "-"),
                    ("Temp", "a", "critical", "critical"), ("Temp", "b", "warning", "warning")]
+
+
+PAUSE_RULES = """
+groups:
+  - name: p
+    interval: 10s
+    rules:
+      - alert: Always
+        expr: vector(1)
+        for: 1m
+"""
+
+
+@pytest.mark.parametrize(
+    ("times", "fires_at"),
+    [
+        ([0, 10, 20, 30, 40, 50, 60, 70], 60),  # regular evaluations: fires when `for` has elapsed
+        ([0, 10, 310, 320, 330, 340, 350, 360], 350),  # the 300 s stop counts as one interval (10 s)
+    ],
+)
+def test_manager_missed_evaluations_not_counted_toward_for(tmp_path, times: list[int], fires_at: int) -> None:
+    mgr = RuleManager(load(tmp_path, PAUSE_RULES), external_labels={"host": "h"})
+    group = mgr.groups[0]
+    store = SeriesStore()
+    fired = [t for t in times
+             if any(tr.kind is TransitionKind.FIRING for tr in mgr.evaluate(group, store, float(t)))]
+    assert fired == [fires_at]
