@@ -78,13 +78,26 @@ def find_executable(command: str, path: str) -> str:
     return command
 
 
-def run_plugin(argv: list[str], env: dict[str, str], deadline: float, *, max_output: int) -> PluginRun:
-    """Run argv until it exits or the monotonic deadline passes (then kill its process group)."""
+def run_plugin(argv: list[str], env: dict[str, str], deadline: float, *, max_output: int,
+               running: set[subprocess.Popen] | None = None) -> PluginRun:
+    """Run argv until it exits or the monotonic deadline passes (then kill its process group).
+
+    `running`, when given, holds the process while it runs, so its owner can kill it on shutdown."""
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env=env, cwd="/", close_fds=True, start_new_session=True)
     except OSError as e:
         raise PluginError(f"cannot run plugin {argv[0]}: {e.strerror or e}") from None
+    if running is not None:
+        running.add(proc)
+    try:
+        return _collect(proc, deadline, max_output)
+    finally:
+        if running is not None:
+            running.discard(proc)
+
+
+def _collect(proc: subprocess.Popen, deadline: float, max_output: int) -> PluginRun:
     assert proc.stdout is not None and proc.stderr is not None
     out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
     caps = {out_fd: max_output, err_fd: STDERR_CAP}
@@ -155,6 +168,7 @@ class NagiosCheck:
 
     def __init__(self, config: NagiosConfig) -> None:
         self.config = config
+        self._running: set[subprocess.Popen] = set()  # plugins in flight, killed by abort() on shutdown
 
     def environment(self) -> dict[str, str]:
         env = {"PATH": self.config.path, "LANG": "C", "LC_ALL": "C"}
@@ -164,11 +178,18 @@ class NagiosCheck:
         env.update(self.config.env)
         return env
 
+    def abort(self) -> None:
+        """Shutdown: kill the process group of a plugin still running (it runs in its own session and
+        would otherwise outlive the agent)."""
+        for proc in list(self._running):
+            _kill_group(proc)
+
     def run(self, deadline: float) -> CheckResult:
         cfg = self.config
         try:
             exe = find_executable(cfg.command[0], cfg.path)
-            run = run_plugin([exe, *cfg.command[1:]], self.environment(), deadline, max_output=cfg.max_output_bytes)
+            run = run_plugin([exe, *cfg.command[1:]], self.environment(), deadline, max_output=cfg.max_output_bytes,
+                             running=self._running)
         except PluginError as e:
             return CheckResult.failed(str(e), status=Status.UNKNOWN)
         if run.returncode is None:

@@ -317,6 +317,12 @@ class CheckRunner:
         with self._cond:
             states = list(self._states.values())
         for st in states:
+            abort = getattr(st.check, "abort", None)
+            if callable(abort) and st.thread is not None:  # a run in flight: end its child processes
+                try:
+                    abort()
+                except Exception as e:
+                    log.debug("check %s: abort failed: %s", st.config.name, e)
             closer = getattr(st.check, "close", None)
             if callable(closer) and st.thread is None:
                 try:
