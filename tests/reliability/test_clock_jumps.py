@@ -140,13 +140,15 @@ def test_rules_for_window_wall_jump_fires_after_exactly_for_monotonic(fake_time:
 
 
 @pytest.mark.parametrize("jump", [3 * HOURS, -3 * HOURS], ids=["forward-3h", "back-3h"])
-def test_rules_for_window_raw_wall_clock_counterfactual_misfires(fake_time: FakeTime, rules_path: Path,
+def test_rules_for_window_raw_wall_clock_counterfactual(fake_time: FakeTime, rules_path: Path,
                                                                  jump: float) -> None:
-    """Without AgentClock the same jump completes `for` early (forward) or stalls it past the run (back)."""
+    """Without AgentClock a backward jump stalls `for` past the run. A forward jump looks to the rule manager
+    like evaluations missed during a pause, which it does not count toward `for` (F13): it fires on time
+    even on the raw wall clock (the jump counts as one evaluation interval)."""
     harness = Harness(rules_path, fake_time.time)
     fired_after, ran = _run_for_scenario(fake_time, harness, jump)
     if jump > 0:
-        assert fired_after is not None and fired_after < FOR
+        assert fired_after is not None and FOR - 2 * STEP <= fired_after <= FOR + 2 * STEP
     else:
         assert fired_after is None and ran >= 2 * FOR - STEP
 
