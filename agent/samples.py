@@ -25,6 +25,14 @@ def labels_dict(labels: Labels) -> dict[str, str]:
     return dict(labels)
 
 
+def label_value(labels: Labels, key: str, default: str = "") -> str:
+    """The value of `key` in a label tuple (a linear scan: label sets are small), or `default`."""
+    for k, v in labels:
+        if k == key:
+            return v
+    return default
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     """One observation of one series. `timestamp` is Unix seconds (wall clock) of the collection."""
@@ -35,10 +43,7 @@ class Sample:
     timestamp: float
 
     def label(self, key: str, default: str = "") -> str:
-        for k, v in self.labels:
-            if k == key:
-                return v
-        return default
+        return label_value(self.labels, key, default)
 
 
 @dataclass(frozen=True, slots=True)

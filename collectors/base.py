@@ -22,11 +22,11 @@ as untyped.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
+from agent.registry import Registry
 from agent.samples import MetricDef, Sample
 from agent.schema import Duration
 
@@ -45,8 +45,6 @@ class Collector(Protocol):
     def collect(self, now: float) -> Iterable[Sample]: ...
 
 
-_REGISTRY: dict[str, type] = {}
-
 # Every module that registers a collector; imported on first use of the registry.
 ALL_MODULES: tuple[str, ...] = (
     "collectors.cpu",
@@ -64,33 +62,10 @@ DEFAULT_ENABLED: tuple[str, ...] = (
     "cpu", "memory", "filesystem", "diskio", "network", "load", "uptime", "textfile",
 )
 
-_loaded = False
-
-
-def register(name: str) -> Any:
-    def deco(cls: type) -> type:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"collector {name!r} registered twice ({_REGISTRY[name].__module__}, {cls.__module__})")
-        if not hasattr(cls, "Config"):
-            raise TypeError(f"collector {name!r} has no Config dataclass")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def load_all() -> dict[str, type]:
-    global _loaded
-    if not _loaded:
-        for mod in ALL_MODULES:
-            importlib.import_module(mod)
-        _loaded = True
-    return _REGISTRY
-
-
-def registry() -> dict[str, type]:
-    return load_all()
+_REGISTRY = Registry("collector", ALL_MODULES, "name")
+register = _REGISTRY.register
+load_all = _REGISTRY.classes
+registry = _REGISTRY.classes
 
 
 class CollectorClass(Protocol):

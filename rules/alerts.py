@@ -10,7 +10,7 @@ import enum
 import hashlib
 from dataclasses import dataclass, field
 
-from agent.samples import Labels
+from agent.samples import Labels, label_value
 
 
 class AlertState(enum.Enum):
@@ -63,16 +63,10 @@ class Alert:
         return fingerprint(self.rule, self.identity)
 
     def annotation(self, key: str, default: str = "") -> str:
-        for k, v in self.annotations:
-            if k == key:
-                return v
-        return default
+        return label_value(self.annotations, key, default)
 
     def label(self, key: str, default: str = "") -> str:
-        for k, v in self.labels:
-            if k == key:
-                return v
-        return default
+        return label_value(self.labels, key, default)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from dataclasses import dataclass
 
-from agent.samples import Labels
+from agent.samples import Labels, label_value
 
 NAME_LABEL = "__name__"
 
@@ -56,16 +56,10 @@ class Element:
 
     @property
     def metric_name(self) -> str | None:
-        for k, v in self.labels:
-            if k == NAME_LABEL:
-                return v
-        return None
+        return label_value(self.labels, NAME_LABEL) or None
 
     def label(self, key: str, default: str = "") -> str:
-        for k, v in self.labels:
-            if k == key:
-                return v
-        return default
+        return label_value(self.labels, key, default)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,11 @@ back off, order and rate-limit lives once, in agent/outbox.
 from __future__ import annotations
 
 import contextvars
-import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from agent.registry import Registry
 from agent.samples import Labels
 from agent.schema import Duration
 from rules.alerts import Alert
@@ -128,9 +128,7 @@ def reset_idempotency_key(token: contextvars.Token[str]) -> None:
     _IDEMPOTENCY_KEY.reset(token)
 
 
-_REGISTRY: dict[str, type] = {}
-
-# Every module that registers a backend (a module not present in this build is skipped).
+# Every module that registers a backend; imported on first use of the registry.
 ALL_MODULES: tuple[str, ...] = (
     "exporters.tickets.local",
     "exporters.tickets.webhook",
@@ -145,24 +143,6 @@ ALL_MODULES: tuple[str, ...] = (
 )
 
 
-def register(type_name: str) -> Any:
-    def deco(cls: type) -> type:
-        if type_name in _REGISTRY and _REGISTRY[type_name] is not cls:
-            raise ValueError(f"ticket backend {type_name!r} registered twice")
-        if not hasattr(cls, "Config"):
-            raise TypeError(f"ticket backend {type_name!r} has no Config dataclass")
-        cls.type_name = type_name
-        _REGISTRY[type_name] = cls
-        return cls
-
-    return deco
-
-
-def registry() -> dict[str, type]:
-    for mod in ALL_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
-    return _REGISTRY
+_REGISTRY = Registry("ticket backend", ALL_MODULES, "type_name")
+register = _REGISTRY.register
+registry = _REGISTRY.classes
