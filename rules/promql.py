@@ -27,6 +27,8 @@ from rules.promql_aggregate import AggregateNode
 from rules.promql_eval import (
     ARITHMETIC,
     COMPARISON,
+    MAX_SAMPLES,
+    MAX_SUBQUERY_STEPS,
     SET_OPERATORS,
     BinaryNode,
     LabelPredicate,
@@ -126,11 +128,15 @@ class Compiled:
 
 
 def compile_expr(text: str, *, lookback: float = 300.0, prometheus_compat: Literal[2, 3] = 3,
-                 subquery_step: float = 60.0) -> Compiled:
+                 subquery_step: float = 60.0, max_samples: int = MAX_SAMPLES,
+                 max_subquery_steps: int = MAX_SUBQUERY_STEPS) -> Compiled:
     """Parse and compile `text`; raises PromQLError (with position and feature) for anything unsupported.
 
     `lookback` is the instant-selector lookback delta (Prometheus' 5 m). `subquery_step` is the step
     of subqueries written without one (`x[1h:]`); Prometheus uses the global evaluation interval.
+    Evaluation fails with a PromQLError, before allocating, when a subquery would evaluate more than
+    `max_subquery_steps` steps (nested subqueries multiply) or when the samples it holds would exceed
+    `max_samples` (Prometheus' query.max-samples).
     """
     try:
         ast = promql_parser.parse(text)
@@ -142,7 +148,9 @@ def compile_expr(text: str, *, lookback: float = 300.0, prometheus_compat: Liter
             feature = f"function {m.group(1)!r}"
             raise PromQLError(f"{feature} is not supported", position=position, feature=feature) from None
         raise PromQLError(f"parse error: {message}", position=position) from None
-    compiler = _Compiler(text, Options(lookback=lookback, v2=prometheus_compat == 2, subquery_step=subquery_step))
+    opts = Options(lookback=lookback, v2=prometheus_compat == 2, subquery_step=subquery_step,
+                   max_samples=max_samples, max_subquery_steps=max_subquery_steps)
+    compiler = _Compiler(text, opts)
     root = compiler.compile(ast, extra_lookback=0.0)
     return Compiled(text, root.type, compiler.selectors(), root)  # type: ignore[arg-type]
 
@@ -255,7 +263,7 @@ class _Compiler:
         offset = _seconds(node.offset)
         step = _seconds(node.step) if node.step is not None else self.opts.subquery_step
         inner = self.compile(node.expr, extra_lookback=extra + max(0.0, range_ + offset))
-        return SubqueryNode(inner, range_, step, offset, self.opts)
+        return SubqueryNode(inner, range_, step, offset, self.opts, " ".join(node.prettify().split()))
 
     # -- operators -------------------------------------------------------------------------------
     def _BinaryExpr(self, node: Any, extra: float) -> Node:
@@ -331,7 +339,7 @@ class _Compiler:
         if not valid_label_name(dst, v2=self.opts.v2):
             raise PromQLError(f"invalid destination label name in label_replace(): {dst}", position=position)
         try:
-            pattern = compile_regex(regex, v2=self.opts.v2)
+            pattern = compile_regex(regex, v2=self.opts.v2, alone=False)
         except ValueError as exc:
             raise PromQLError(f"invalid regular expression in label_replace(): {regex} ({exc})",
                               position=position) from None

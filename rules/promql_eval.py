@@ -17,18 +17,21 @@ import operator
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from agent.samples import Labels
 from agent.store import SeriesStore, is_stale
-from rules.promql_regex import compile_regex
+from rules.promql_regex import compile_matcher
 from rules.promql_types import NAME_LABEL, PromQLError, Sample, format_labels
 
 INF = math.inf
 NAN = math.nan
 LEGACY_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 MATCH_CACHE_MAX = 50_000
+MAX_SAMPLES = 50_000_000  # Prometheus' --query.max-samples default
+MAX_SUBQUERY_STEPS = 11_000  # Prometheus' points-per-series limit of a range query (/api/v1/query_range)
 
 RangeSeries = tuple[str | None, Labels, Any, Any]  # (name, labels, timestamps, values)
 
@@ -38,6 +41,36 @@ class Options:
     lookback: float = 300.0
     v2: bool = False  # Prometheus 2.x boundaries (what promtool 2.x implements)
     subquery_step: float = 60.0  # default step of `expr[5m:]` (Prometheus: the global evaluation interval)
+    max_samples: int = MAX_SAMPLES  # samples one evaluation may hold at once (Prometheus' query.max-samples)
+    max_subquery_steps: int = MAX_SUBQUERY_STEPS  # inner evaluations of subqueries, nested ones multiplied
+
+
+class Budget:
+    """What one evaluation holds: samples kept by subqueries (`held`), and the product of the step counts
+    of the enclosing subqueries (`step_factor`), so that nested subqueries are bounded as a whole."""
+
+    __slots__ = ("held", "max_samples", "step_factor")
+
+    def __init__(self, max_samples: int) -> None:
+        self.max_samples = max_samples
+        self.held = 0
+        self.step_factor = 1
+
+
+_BUDGET: ContextVar[Budget | None] = ContextVar("promql_budget", default=None)
+
+
+def too_many_samples(limit: int) -> PromQLError:
+    return PromQLError("query processing would load too many samples into memory in query execution "
+                       f"(more than the limit of {limit:,} samples)")
+
+
+def _count(n: int) -> str:
+    """3,600 or 3.15e10: exact below a million, 3 significant digits above."""
+    if n < 1_000_000:
+        return f"{n:,}"
+    mantissa, exponent = f"{n:.3g}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def get_label(labels: Labels, key: str) -> str:
@@ -112,10 +145,10 @@ def make_check(op: str, value: str, *, v2: bool) -> Check:
         return lambda s: s == value
     if op == "!=":
         return lambda s: s != value
-    rx = compile_regex(value, v2=v2)
+    matches = compile_matcher(value, v2=v2)
     if op == "=~":
-        return lambda s: rx.fullmatch(s) is not None
-    return lambda s: rx.fullmatch(s) is None
+        return matches
+    return lambda s: not matches(s)
 
 
 class LabelPredicate:
@@ -187,6 +220,9 @@ class VectorSelectorNode(Node):
             if v != v and is_stale(v):
                 continue
             append((s.name, s.labels, v))
+        held = _BUDGET.get()
+        if len(out) + (held.held if held is not None else 0) > self.opts.max_samples:
+            raise too_many_samples(self.opts.max_samples)
         return out
 
     def eval_with_ts(self, store: SeriesStore, t: float) -> list[tuple[str | None, Labels, float, float]]:
@@ -206,6 +242,9 @@ class VectorSelectorNode(Node):
             if v != v and is_stale(v):
                 continue
             out.append((s.name, s.labels, v, st))
+        held = _BUDGET.get()
+        if len(out) + (held.held if held is not None else 0) > self.opts.max_samples:
+            raise too_many_samples(self.opts.max_samples)
         return out
 
 
@@ -257,41 +296,85 @@ class MatrixSelectorNode(MatrixNode):
         end = ms_grid(t - self.offset)
         start = ms_grid(t - self.offset - self.range)
         closed = self.selector.opts.v2
+        budget = _BUDGET.get()
+        limit = self.selector.opts.max_samples - (budget.held if budget is not None else 0)
         for s in self.selector.select(store):
             w = window(s.ts, s.vals, start, end, closed)
             if w is not None:
+                if len(w[0]) > limit:  # one series' window at a time, as Prometheus' range functions
+                    raise too_many_samples(self.selector.opts.max_samples)
                 yield s.name, s.labels, w[0], w[1]
 
 
 class SubqueryNode(MatrixNode):
-    def __init__(self, inner: Node, range_: float, step: float, offset: float, opts: Options) -> None:
+    """`inner[range:step]`: the inner expression evaluated at each step, bounded by `Options.max_subquery_steps`
+    (nested subqueries multiply) and `Options.max_samples` (the points held) before anything is allocated."""
+
+    def __init__(self, inner: Node, range_: float, step: float, offset: float, opts: Options, text: str = "") -> None:
         self.inner = inner
         self.range = range_
         self.step = step
         self.offset = offset
         self.opts = opts
+        self.text = text or "subquery"
         self.multi_name = inner.multi_name
 
-    def step_times(self, t: float) -> list[float]:
+    def step_range(self, t: float) -> range:
+        """The step times in integer milliseconds (a lazy range: its length is known without allocating)."""
         step_ms = max(1, round(self.step * 1000))
         end_ms = round((t - self.offset) * 1000)
         first_ms = end_ms - round(self.range * 1000)
         start_ms = step_ms * (first_ms // step_ms)
         if start_ms < first_ms or (start_ms == first_ms and not self.opts.v2):
             start_ms += step_ms
-        return [ms / 1000 for ms in range(start_ms, end_ms + 1, step_ms)]
+        return range(start_ms, end_ms + 1, step_ms)
+
+    def step_times(self, t: float) -> list[float]:
+        return [ms / 1000 for ms in self.step_range(t)]
+
+    def _limit_steps(self, steps: int, outer: int) -> None:
+        limit = self.opts.max_subquery_steps
+        if steps * outer <= limit:
+            return
+        if outer == 1:
+            raise PromQLError(f"subquery {self.text} would evaluate {_count(steps)} steps, "
+                              f"more than the limit of {limit:,}")
+        raise PromQLError(f"subquery {self.text} would evaluate {_count(steps * outer)} steps ({_count(steps)} for "
+                          f"each of {_count(outer)} steps of the enclosing subqueries), "
+                          f"more than the limit of {limit:,}")
 
     def iter_series(self, store: SeriesStore, t: float) -> Iterator[RangeSeries]:
-        acc: dict[tuple[str | None, Labels], tuple[list[float], list[float]]] = {}
-        for ts in self.step_times(t):
-            for name, labels, v in self.inner.eval(store, ts):
-                entry = acc.get((name, labels))
-                if entry is None:
-                    entry = acc[(name, labels)] = ([], [])
-                entry[0].append(ts)
-                entry[1].append(v)
-        for (name, labels), (tss, vals) in acc.items():
-            yield name, labels, tss, vals
+        steps = self.step_range(t)
+        outer = _BUDGET.get()
+        self._limit_steps(len(steps), outer.step_factor if outer is not None else 1)
+        b = outer or Budget(self.opts.max_samples)
+        token = _BUDGET.set(b) if outer is None else None
+        held = 0
+        try:
+            acc: dict[tuple[str | None, Labels], tuple[list[float], list[float]]] = {}
+            b.step_factor *= max(1, len(steps))
+            try:
+                for ms in steps:
+                    ts = ms / 1000
+                    vec = self.inner.eval(store, ts)
+                    if b.held + len(vec) > b.max_samples:
+                        raise too_many_samples(b.max_samples)
+                    b.held += len(vec)
+                    held += len(vec)
+                    for name, labels, v in vec:
+                        entry = acc.get((name, labels))
+                        if entry is None:
+                            entry = acc[(name, labels)] = ([], [])
+                        entry[0].append(ts)
+                        entry[1].append(v)
+            finally:
+                b.step_factor //= max(1, len(steps))
+                if token is not None:
+                    _BUDGET.reset(token)
+            for (name, labels), (tss, vals) in acc.items():
+                yield name, labels, tss, vals
+        finally:
+            b.held -= held
 
 
 # -- operators -----------------------------------------------------------------------------------

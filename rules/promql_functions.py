@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import calendar
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from rules.promql_eval import (
     ms_grid,
     set_label,
 )
+from rules.promql_regex import RE2Regex
 from rules.promql_types import NAME_LABEL, PromQLError, Sample
 
 
@@ -473,26 +473,8 @@ def valid_label_name(name: str, *, v2: bool) -> bool:
     return bool(name)
 
 
-_GROUP_REF = re.compile(r"\$(?:\$|\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
-
-
-def expand_template(template: str, m: re.Match[str]) -> str:
-    """Go's Regexp.ExpandString: $1, ${1}, $name, ${name}, $$; unknown groups expand to ''."""
-
-    def ref(g: re.Match[str]) -> str:
-        name = g.group(1) or g.group(2)
-        if name is None:
-            return "$"
-        if name.isdigit():
-            idx = int(name)
-            return (m.group(idx) or "") if idx <= (m.re.groups or 0) else ""
-        return m.groupdict().get(name) or ""
-
-    return _GROUP_REF.sub(ref, template)
-
-
 class LabelReplaceNode(Node):
-    def __init__(self, inner: Node, dst: str, replacement: str, src: str, regex: re.Pattern[str]) -> None:
+    def __init__(self, inner: Node, dst: str, replacement: str, src: str, regex: RE2Regex) -> None:
         self.inner = inner
         self.dst = dst
         self.replacement = replacement
@@ -506,7 +488,7 @@ class LabelReplaceNode(Node):
             value = (name or "") if self.src == NAME_LABEL else get_label(labels, self.src)
             m = self.regex.fullmatch(value)
             if m is not None:
-                name, labels = set_label(name, labels, self.dst, expand_template(self.replacement, m))
+                name, labels = set_label(name, labels, self.dst, m.expand(self.replacement))
             out.append((name, labels, v))
         return check_unique(out)
 

@@ -12,20 +12,50 @@ else/end`, `with`, `range` (over maps in key order and lists); and the functions
 Parse errors (unknown function, unclosed action, `{{ end }}` without a block, `query`, ...) are
 raised at load time as TemplateError with a 0-based position. Rendering never raises: a failure
 renders as Prometheus does, `<error expanding template: ...>`, and is logged once per template.
+That includes a function called with the wrong number of arguments (Go's "wrong number of args for
+and: want at least 1 got 0"), a string function given a number ("error calling stripPort: wrong type
+for value; expected string; got int") and, as a last resort, any unexpected exception inside a
+function ("error calling NAME: ...").
+
+Label values are untrusted and a template runs on every evaluation, so rendering is bounded:
+- the output of one template (one annotation or label) is at most MAX_OUTPUT_CHARS (65,536)
+  characters: execution stops as soon as more has been produced (a `range` is not run to its end)
+  and the text is cut there, followed by `<error expanding template: output truncated at 65536
+  characters>`;
+- a function result (a string built by printf, reReplaceAll, ...) longer than MAX_OUTPUT_CHARS is an
+  error, so values cannot grow through variables or nested calls;
+- at most MAX_STEPS (10,000) steps run per render (each text, action or block executed and each
+  `range` iteration is one step; `range 100000000` stops there), beyond that the template is an error;
+- a printf width or precision above MAX_PRINTF_WIDTH (1,000) is not applied and Go's marker
+  `%!(BADWIDTH)` / `%!(BADPREC)` is written instead (as Go does for a width it cannot use);
+- `reReplaceAll` and `match` use RE2 (`rules.promql_regex.compile_re2`), linear in the text like
+  Prometheus' Go regexp, so a pattern such as `(a+)+$` cannot backtrack exponentially on a label value.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import inspect
 import logging
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from rules.promql_regex import RE2Regex, compile_re2
+
 log = logging.getLogger(__name__)
+
+MAX_OUTPUT_CHARS = 64 * 1024
+"""Most characters one render produces (and the longest string a function may return)."""
+MAX_STEPS = 10_000
+"""Most execution steps per render: texts, actions and blocks executed, plus `range` iterations."""
+MAX_PRINTF_WIDTH = 1_000
+"""Largest printf width or precision applied; above it Go's %!(BADWIDTH) / %!(BADPREC) is written."""
+TRUNCATED_MARKER = f"<error expanding template: output truncated at {MAX_OUTPUT_CHARS} characters>"
 
 
 class TemplateError(Exception):
@@ -35,8 +65,12 @@ class TemplateError(Exception):
         self.position = position
 
 
-class _ExecError(Exception):
-    pass
+class _ExecError(TemplateError):
+    """A template error found while rendering; render turns it into `<error expanding template: ...>`."""
+
+
+class _OutputLimit(Exception):
+    """Raised inside render once the output exceeds MAX_OUTPUT_CHARS: stops execution at once."""
 
 
 class _NoValue:
@@ -208,11 +242,37 @@ def go_title(s: Any) -> str:
     return "".join(out)
 
 
-_VERB = re.compile(r"%([-+# 0]*)(\d+|\*)?(?:\.(\d+|\*)?)?([a-zA-Z%])")
+_VERB = re.compile(r"%([-+# 0]*)(\d+|\*)?(?:(\.)(\d+|\*)?)?([a-zA-Z%])")
+_BAD_WIDTH, _BAD_PREC = "%!(BADWIDTH)", "%!(BADPREC)"
+
+
+def _int_arg(args: tuple[Any, ...], argi: int) -> tuple[int | None, int]:
+    """Go's intFromArg for `*`: the next argument if it is an int (consumed either way when present)."""
+    if argi >= len(args):
+        return None, argi
+    a = args[argi]
+    return (a if isinstance(a, int) and not isinstance(a, bool) else None), argi + 1
+
+
+def _width_or_prec(text: str | None, args: tuple[Any, ...], argi: int) -> tuple[int | None, bool, int]:
+    """(value or None, bad, next argi) of a width or precision: a literal, `*` or absent; bounded."""
+    if text is None:
+        return None, False, argi
+    if text == "*":
+        n, argi = _int_arg(args, argi)
+        if n is None:
+            return None, True, argi
+    else:
+        n = int(text) if len(text) <= 9 else MAX_PRINTF_WIDTH + 1
+    return (None, True, argi) if abs(n) > MAX_PRINTF_WIDTH else (n, False, argi)
 
 
 def go_sprintf(fmt: Any, *args: Any) -> str:
-    """Go's fmt.Sprintf for the verbs templates use (%v %s %d %f %e %g %q %x %t %%)."""
+    """Go's fmt.Sprintf for the verbs templates use (%v %s %d %f %e %g %q %x %t %%).
+
+    Widths and precisions (literal or `*`) above MAX_PRINTF_WIDTH are not applied: Go's `%!(BADWIDTH)` /
+    `%!(BADPREC)` is written before the value, which is formatted without them.
+    """
     if not isinstance(fmt, str):
         raise _ExecError(f"printf: format must be a string, got {go_str(fmt)}")
     out: list[str] = []
@@ -220,16 +280,27 @@ def go_sprintf(fmt: Any, *args: Any) -> str:
     for m in _VERB.finditer(fmt):
         out.append(fmt[pos:m.start()])
         pos = m.end()
-        flags, width, prec, verb = m.group(1), m.group(2), m.group(3), m.group(4)
+        flags, verb = m.group(1), m.group(5)
         if verb == "%":
             out.append("%")
             continue
+        width, bad_width, argi = _width_or_prec(m.group(2), args, argi)
+        if bad_width:
+            out.append(_BAD_WIDTH)
+        elif width is not None and width < 0:  # `*` with a negative argument: left-justify
+            flags, width = flags.replace("0", "") + "-", -width
+        prec, bad_prec, argi = _width_or_prec(m.group(4) if m.group(3) else None, args, argi)
+        if m.group(3) and m.group(4) is None:
+            prec = 0  # `%.f`: precision 0
+        if bad_prec or (prec is not None and prec < 0):
+            out.append(_BAD_PREC)
+            prec = None
         if argi >= len(args):
             out.append(f"%!{verb}(MISSING)")
             continue
         a = args[argi]
         argi += 1
-        spec = "%" + flags + (width or "") + (f".{prec}" if prec is not None else "")
+        spec = "%" + flags + ("" if width is None else str(width)) + ("" if prec is None else f".{prec}")
         out.append(_format_one(spec, verb, a))
     out.append(fmt[pos:])
     if argi < len(args):
@@ -238,6 +309,8 @@ def go_sprintf(fmt: Any, *args: Any) -> str:
 
 
 def _go_type(a: Any) -> str:
+    if a is None or a is NO_VALUE:
+        return "<nil>"
     if isinstance(a, bool):
         return "bool"
     if isinstance(a, int):
@@ -252,7 +325,7 @@ def _go_type(a: Any) -> str:
 
 
 def _format_one(spec: str, verb: str, a: Any) -> str:
-    bad = f"%!{verb}({_go_type(a)}={go_str(a)})"
+    bad = f"%!{verb}(<nil>)" if a is None else f"%!{verb}({_go_type(a)}={go_str(a)})"
     if verb == "v":
         s = go_str(a)
         return (spec[1:] and (("%" + spec[1:].replace("#", "") + "s") % s)) or s
@@ -297,7 +370,15 @@ def _go_sprint(args: tuple[Any, ...]) -> str:
     return "".join(out)
 
 
-def _strip_port(s: str) -> str:
+def _want_str(fn: str, v: Any) -> str:
+    """Go's argument check for a `string` parameter: no conversion of numbers or maps."""
+    if not isinstance(v, str):
+        raise _ExecError(f"error calling {fn}: wrong type for value; expected string; got {_go_type(v)}")
+    return v
+
+
+def _strip_port(s: Any) -> str:
+    s = _want_str("stripPort", s)
     if s.startswith("["):
         end = s.find("]")
         return s[1:end] if end > 0 else s
@@ -305,7 +386,8 @@ def _strip_port(s: str) -> str:
     return host if sep and ":" not in host else s
 
 
-def _strip_domain(s: str) -> str:
+def _strip_domain(s: Any) -> str:
+    s = _want_str("stripDomain", s)
     if s.startswith("["):
         return s
     host, sep, port = s.rpartition(":") if s.count(":") == 1 else (s, "", "")
@@ -366,44 +448,80 @@ def _index(coll: Any, *keys: Any) -> Any:
     return coll
 
 
-def _re_replace_all(pattern: str, repl: str, text: str) -> str:
+@functools.lru_cache(maxsize=256)
+def _compile_regex(pattern: str) -> tuple[RE2Regex | None, str | None]:
+    """(RE2 program, None) or (None, error); a bad pattern is cached too, not recompiled every evaluation."""
     try:
-        rx = re.compile(pattern)
-    except re.error as e:
-        raise _ExecError(f"error parsing regexp: {e}") from None
-    escaped = repl.replace("\\", "\\\\")
-    py_repl = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: "\\g<" + (m.group(1) or m.group(2)) + ">", escaped)
-    return rx.sub(py_repl, text)
+        return compile_re2(pattern), None
+    except ValueError as e:  # RegexError: RE2 (Go regexp syntax) rejects the pattern
+        return None, f"error parsing regexp: {e}"
 
 
-def _match(pattern: str, text: str) -> bool:
-    try:
-        return re.search(pattern, text) is not None
-    except re.error as e:
-        raise _ExecError(f"error parsing regexp: {e}") from None
+def _regex(pattern: str) -> RE2Regex:
+    """The RE2 program of a template regex: Go regexp syntax, unanchored, time linear in the text."""
+    rx, error = _compile_regex(pattern)
+    if rx is None:
+        raise _ExecError(error or "error parsing regexp")
+    return rx
 
 
-def _parse_duration(s: str) -> float:
+def _re_replace_all(pattern: Any, repl: Any, text: Any) -> str:
+    """Go's Regexp.ReplaceAllString on RE2: `repl` in Go's syntax (`$1`, `${1}`, `$name`, `${name}`, `$$`;
+    unknown groups expand to ''; a backslash is literal), an empty match right after a match is not
+    replaced. A result longer than MAX_OUTPUT_CHARS is an error, found before it is built."""
+    pattern = _want_str("reReplaceAll", pattern)
+    repl = _want_str("reReplaceAll", repl)
+    text = _want_str("reReplaceAll", text)
+    rx = _regex(pattern)
+    # at most len(text) + 1 matches, each expanding to at most len(repl) + one text per `$` reference
+    bound = len(text) + (len(text) + 1) * (len(repl) + repl.count("$") * len(text))
+    if bound > MAX_OUTPUT_CHARS:
+        matched = expanded = 0
+        for m in rx.finditer(text):  # the matches ReplaceAll replaces (Go's FindAll rule)
+            matched += len(m.group(0) or "")
+            expanded += len(m.expand(repl))
+            if expanded > MAX_OUTPUT_CHARS:  # the result holds every expansion: it can only be longer
+                break
+        if len(text) - matched + expanded > MAX_OUTPUT_CHARS:
+            raise _ExecError(f"error calling reReplaceAll: result exceeds the limit of {MAX_OUTPUT_CHARS} "
+                             "characters")
+    return rx.sub(repl, text)
+
+
+def _match(pattern: Any, text: Any) -> bool:
+    """Go's regexp.MatchString: whether the (unanchored) pattern matches anywhere in the text."""
+    return _regex(_want_str("match", pattern)).search(_want_str("match", text)) is not None
+
+
+def _parse_duration(s: Any) -> float:
     from agent.units import parse_duration
 
     try:
-        return parse_duration(s)
+        return parse_duration(_want_str("parseDuration", s))
     except ValueError as e:
         raise _ExecError(str(e)) from None
 
 
-def _and(*xs: Any) -> Any:
-    for x in xs:
-        if not truth(x):
-            return x
-    return xs[-1]
+def _and(x: Any, *xs: Any) -> Any:
+    """The first empty argument or the last one (Go's `and`; at least one argument)."""
+    for v in (x, *xs):
+        if not truth(v):
+            return v
+    return xs[-1] if xs else x
 
 
-def _or(*xs: Any) -> Any:
-    for x in xs:
-        if truth(x):
-            return x
-    return xs[-1]
+def _or(x: Any, *xs: Any) -> Any:
+    """The first non-empty argument or the last one (Go's `or`; at least one argument)."""
+    for v in (x, *xs):
+        if truth(v):
+            return v
+    return xs[-1] if xs else x
+
+
+def _len(a: Any) -> int:
+    if isinstance(a, str | list | tuple | Mapping):
+        return len(a)
+    raise _ExecError(f"error calling len: len of type {_go_type(a)}")
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -426,7 +544,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "and": _and,
     "or": _or,
     "not": lambda a: not truth(a),
-    "len": lambda a: len(a),
+    "len": _len,
     "index": _index,
     "reReplaceAll": _re_replace_all,
     "match": _match,
@@ -797,6 +915,68 @@ class _Root(dict):
     """The dot: field access on it is strict (a struct in Go), on maps lenient."""
 
 
+class _Run:
+    """The output and budgets of one render."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.size = 0
+        self.steps = 0
+
+    def emit(self, s: str) -> None:
+        self.out.append(s)
+        self.size += len(s)
+        if self.size > MAX_OUTPUT_CHARS:
+            raise _OutputLimit
+
+    def step(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise _ExecError(f"template exceeds {MAX_STEPS} execution steps (actions and range iterations)")
+
+
+def _arity(fn: Callable[..., Any]) -> tuple[int, bool]:
+    """(required positional arguments, variadic) of a template function, for Go's argument-count check."""
+    cached = _ARITY.get(fn)
+    if cached is None:
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):
+            cached = (0, True)
+        else:
+            required = sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                           and p.default is p.empty)
+            cached = (required, any(p.kind is p.VAR_POSITIONAL for p in params)
+                      or any(p.default is not p.empty for p in params))
+        _ARITY[fn] = cached
+    return cached
+
+
+_ARITY: dict[Callable[..., Any], tuple[int, bool]] = {}
+
+
+def _call(name: str, args: list[Any]) -> Any:
+    """Call template function `name`: Go's argument-count check, then any unexpected exception inside the
+    function becomes a template error naming it; a string result is bounded by MAX_OUTPUT_CHARS."""
+    fn = FUNCTIONS[name]
+    required, variadic = _arity(fn)
+    if len(args) < required or (not variadic and len(args) > required):
+        want = f"at least {required}" if variadic else str(required)
+        raise _ExecError(f"wrong number of args for {name}: want {want} got {len(args)}")
+    try:
+        result = fn(*args)
+    except _ExecError:
+        raise
+    except (RecursionError, MemoryError) as e:
+        raise _ExecError(f"error calling {name}: {type(e).__name__}") from None
+    except Exception as e:  # last resort: render never raises
+        raise _ExecError(f"error calling {name}: {type(e).__name__}: {e}") from None
+    if isinstance(result, str) and len(result) > MAX_OUTPUT_CHARS:
+        raise _ExecError(f"error calling {name}: result of {len(result)} characters exceeds the limit of "
+                         f"{MAX_OUTPUT_CHARS}")
+    return result
+
+
 def _field(obj: Any, name: str) -> Any:
     if isinstance(obj, _Root):
         if name not in obj:
@@ -822,6 +1002,7 @@ class Template:
         return all(isinstance(n, _Text) for n in self._nodes)
 
     def render(self, data: TemplateData) -> str:
+        """The expanded text; never raises (errors and exceeded limits render as `<error expanding ...>`)."""
         if not self._nodes:
             return ""
         if self.is_static:
@@ -830,48 +1011,63 @@ class Template:
                      ExternalURL=data.external_url)
         scope = _Scope(root, {"$": root, "$labels": root["Labels"], "$value": data.value,
                               "$externalLabels": root["ExternalLabels"], "$externalURL": data.external_url})
-        out: list[str] = []
+        run = _Run()
         try:
-            self._exec(self._nodes, root, scope, out)
-        except (_ExecError, TypeError, ValueError, OverflowError, ZeroDivisionError, RecursionError) as e:
-            msg = str(e)
-            if msg not in self._logged and len(self._logged) < 20:
-                self._logged.add(msg)
-                log.warning("template %r: %s", self.text[:80], msg)
-            return f"<error expanding template: {msg}>"
-        return "".join(out)
+            self._exec(self._nodes, root, scope, run)
+        except _OutputLimit:
+            self._log_once(f"output truncated at {MAX_OUTPUT_CHARS} characters")
+            return "".join(run.out)[:MAX_OUTPUT_CHARS] + TRUNCATED_MARKER
+        except (TemplateError, TypeError, ValueError, OverflowError, ZeroDivisionError) as e:
+            return self._error(str(e))
+        except (RecursionError, MemoryError) as e:
+            return self._error(f"{type(e).__name__} while executing the template")
+        except Exception as e:  # last resort: render never raises
+            return self._error(f"internal error: {type(e).__name__}: {e}")
+        return "".join(run.out)
 
-    def _exec(self, nodes: list[Any], dot: Any, scope: _Scope, out: list[str]) -> None:
+    def _error(self, msg: str) -> str:
+        self._log_once(msg)
+        return f"<error expanding template: {msg}>"
+
+    def _log_once(self, msg: str) -> None:
+        if msg not in self._logged and len(self._logged) < 20:
+            self._logged.add(msg)
+            log.warning("template %r: %s", self.text[:80], msg)
+
+    def _exec(self, nodes: list[Any], dot: Any, scope: _Scope, run: _Run) -> None:
         for n in nodes:
+            run.step()
             if isinstance(n, _Text):
-                out.append(n.text)
+                run.emit(n.text)
             elif isinstance(n, _Action):
                 v = self._pipe(n.pipe, dot, scope)
                 if not n.pipe.decls:
-                    out.append(go_str(v))
+                    run.emit(go_str(v))
             else:
-                self._block(n, dot, scope, out)
+                self._block(n, dot, scope, run)
 
-    def _block(self, b: _Block, dot: Any, scope: _Scope, out: list[str]) -> None:
+    @staticmethod
+    def _range_items(coll: Any) -> Iterator[tuple[Any, Any]]:
+        """(key, value) pairs of a range, lazily: `range 100000000` is never materialised."""
+        if isinstance(coll, Mapping):
+            return iter(sorted(coll.items()))
+        if isinstance(coll, list | tuple):
+            return enumerate(coll)
+        if isinstance(coll, int) and not isinstance(coll, bool):
+            return ((i, i) for i in range(coll))
+        if coll is None or coll is NO_VALUE:
+            return iter(())
+        raise _ExecError(f"range can't iterate over {go_str(coll)}")
+
+    def _block(self, b: _Block, dot: Any, scope: _Scope, run: _Run) -> None:
         scope.vars.append({})
         try:
             if b.kind == "range":
                 coll = self._pipe(b.pipe, dot, scope, declare=False)
-                pairs: list[tuple[Any, Any]]
-                if isinstance(coll, Mapping):
-                    pairs = sorted(coll.items())
-                elif isinstance(coll, list | tuple):
-                    pairs = list(enumerate(coll))
-                elif isinstance(coll, int) and not isinstance(coll, bool):
-                    pairs = [(i, i) for i in range(coll)]
-                elif coll is None or coll is NO_VALUE:
-                    pairs = []
-                else:
-                    raise _ExecError(f"range can't iterate over {go_str(coll)}")
-                if not pairs:
-                    self._exec(b.else_, dot, scope, out)
-                    return
-                for k, v in pairs:
+                empty = True
+                for k, v in self._range_items(coll):
+                    empty = False
+                    run.step()
                     frame: dict[str, Any] = {}
                     if len(b.pipe.decls) == 1:
                         frame[b.pipe.decls[0]] = v
@@ -879,15 +1075,17 @@ class Template:
                         frame[b.pipe.decls[0]], frame[b.pipe.decls[1]] = k, v
                     scope.vars.append(frame)
                     try:
-                        self._exec(b.body, v, scope, out)
+                        self._exec(b.body, v, scope, run)
                     finally:
                         scope.vars.pop()
+                if empty:
+                    self._exec(b.else_, dot, scope, run)
                 return
             v = self._pipe(b.pipe, dot, scope)
             if truth(v):
-                self._exec(b.body, v if b.kind == "with" else dot, scope, out)
+                self._exec(b.body, v if b.kind == "with" else dot, scope, run)
             else:
-                self._exec(b.else_, dot, scope, out)
+                self._exec(b.else_, dot, scope, run)
         finally:
             scope.vars.pop()
 
@@ -915,11 +1113,7 @@ class Template:
             args = [self._operand(a, dot, scope) for a in c.args[1:]]
             if piped:
                 args.append(prev)
-            fn = FUNCTIONS[head.value]
-            try:
-                return fn(*args)
-            except TypeError as e:
-                raise _ExecError(f"error calling {head.value}: wrong number or type of args ({e})") from None
+            return _call(head.value, args)
         if len(c.args) > 1 or piped:
             raise _ExecError(f"can't give argument to non-function {self._describe(head)}")
         return self._operand(head, dot, scope)
@@ -936,7 +1130,7 @@ class Template:
         if o.kind == "lit":
             return o.value
         if o.kind == "ident":
-            return FUNCTIONS[o.value]()
+            return _call(o.value, [])
         if o.kind == "pipe":
             return self._pipe(o.value, dot, scope)
         if o.kind == "var":
@@ -954,9 +1148,12 @@ def parse_template(text: str) -> Template:
     """Parse at load time; raises TemplateError(message, position) with a 0-based offset."""
     if "{{" not in text:
         return Template(text, [_Text(text)] if text else [])
-    nodes = _Parser(text, FUNCTIONS).parse()
-    # variables must be declared before use: check statically (Go does at parse time)
-    _check_vars(nodes, {"$", "$labels", "$value", "$externalLabels", "$externalURL"})
+    try:
+        nodes = _Parser(text, FUNCTIONS).parse()
+        # variables must be declared before use: check statically (Go does at parse time)
+        _check_vars(nodes, {"$", "$labels", "$value", "$externalLabels", "$externalURL"})
+    except RecursionError:
+        raise TemplateError("template nested too deeply", 0) from None
     return Template(text, nodes)
 
 

@@ -17,6 +17,7 @@ asserted (0.25 cores above the baseline) is a correctness check with a wide marg
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from pathlib import Path
@@ -132,7 +133,7 @@ def test_faults_four_backends_failing_outbox_holds_no_busy_loop_each_ticket_once
     assert all(n <= 4 for n in attempts.values()), attempts
     assert waiting_cores - idle_cores < 0.25, (idle_cores, waiting_cores)
     # Retry-After honoured: consecutive 429 attempts at least RETRY_AFTER_SECONDS apart
-    gaps = [b - a for a, b in zip(requests_429, requests_429[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(requests_429)]
     assert gaps and min(gaps) >= RETRY_AFTER_SECONDS - 0.1, gaps
     # delivered once: one ticket per backend (the slow one may see repeats, all with the same key)
     assert {f: len(k) for f, k in distinct.items()} == dict.fromkeys(FAULTS, 1)
