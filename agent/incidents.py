@@ -58,6 +58,9 @@ INCIDENT_METRICS = metric_defs(
     MetricDef("hostwarden_ticket_errors_total", "counter", "Ticket operations that failed (transient or permanent).",
               ("backend",)),
     MetricDef("hostwarden_state_write_errors_total", "counter", "Writes to the state database that failed."),
+    MetricDef("hostwarden_state_degraded", "gauge",
+              "1 while the state database runs on an in-memory copy (its file could not be opened or written: "
+              "read-only or full disk); decisions are not durable until it is 0 again."),
 )
 
 
@@ -78,6 +81,7 @@ class IncidentManager:
         self.diagnose = diagnose
         self.policy = config.policy()
         self._backlog: list[tuple[AlertTransition, float]] = []
+        self._logs: list[tuple[int, str, tuple[object, ...]]] = []  # decisions to log once committed
         self._new_storms: dict[int, float] = {}  # storm incidents created in the current handle() batch
 
     # -- public API ------------------------------------------------------------------------------------------
@@ -89,6 +93,7 @@ class IncidentManager:
         if not batch:
             return
         diagnoses = self._diagnose_new([t for t, _ in batch], now)
+        self._logs = []
         try:
             with self.state.tx() as c:
                 self._new_storms = {}
@@ -104,11 +109,13 @@ class IncidentManager:
             self._backlog = batch[-MAX_BACKLOG:]
             return
         self._backlog = []
+        self._emit_logs()
 
     def tick(self, now: float) -> None:
         """Send coalesced updates that are due, maintain storm tickets, record SLA breaches."""
         if self._backlog:
             self.handle([], now)
+        self._logs = []
         try:
             with self.state.tx() as c:
                 self._flush_due(c, now)
@@ -116,6 +123,17 @@ class IncidentManager:
                 self._check_sla(c, now)
         except sqlite3.Error:
             return
+        self._emit_logs()
+
+    def _log(self, level: int, msg: str, *args: object) -> None:
+        """Log a decision made inside a transaction: written once it is committed, so a transaction that
+        fails (disk full) and is retried logs nothing until it succeeds, and then once."""
+        self._logs.append((level, msg, args))
+
+    def _emit_logs(self) -> None:
+        logs, self._logs = self._logs, []
+        for level, msg, args in logs:
+            log.log(level, msg, *args)
 
     def firing_incidents(self) -> list[Incident]:
         """Snapshots of every open incident that has its own ticket (for backends that re-send while firing)."""
@@ -150,6 +168,7 @@ class IncidentManager:
             out.append(Sample("hostwarden_ticket_errors_total", labels_of(backend=name), float(errors.get(name, 0)),
                               now))
         out.append(Sample("hostwarden_state_write_errors_total", (), float(self.state.write_errors), now))
+        out.append(Sample("hostwarden_state_degraded", (), 1.0 if self.state.degraded else 0.0, now))
         return out
 
     def preview(self, alert: Alert, now: float) -> tuple[str | None, Incident]:
@@ -294,12 +313,13 @@ class IncidentManager:
                 self._event(c, storm["id"], t.at, "storm", text)  # listed in the storm ticket when it opens
             else:
                 self._note(c, storm, t.at, "storm", text, now)
-            log.info("incident %s (%s) joined storm incident %d", alert.fingerprint, alert.rule, storm["id"])
+            self._log(logging.INFO, "incident %s (%s) joined storm incident %d", alert.fingerprint, alert.rule,
+                      storm["id"])
             return
         if backend:
             self._enqueue(c, inc, "open", "", now)
-        log.info("incident %s opened: %s [%s, %s]%s", alert.fingerprint, inc["title"], alert.severity, priority,
-                 f" → {backend}" if backend else " (no ticket backend)")
+        self._log(logging.INFO, "incident %s opened: %s [%s, %s]%s", alert.fingerprint, inc["title"], alert.severity,
+                  priority, f" → {backend}" if backend else " (no ticket backend)")
 
     def _reopen(self, c: sqlite3.Connection, inc: dict[str, Any], t: AlertTransition, now: float,
                 diagnosis: str | None) -> None:
@@ -321,7 +341,7 @@ class IncidentManager:
         self._event(c, inc["id"], t.at, "reopened", text)
         if inc["backend"]:
             self._enqueue(c, inc, "reopen", text, now)
-        log.info("incident %s reopened (%d): %s", inc["fingerprint"], count, inc["title"])
+        self._log(logging.INFO, "incident %s reopened (%d): %s", inc["fingerprint"], count, inc["title"])
 
     def _severity_change(self, c: sqlite3.Connection, inc: dict[str, Any], t: AlertTransition, now: float) -> None:
         alert = t.alert
@@ -337,7 +357,7 @@ class IncidentManager:
             self._event(c, inc["id"], t.at, kind, text)  # recorded, not sent: flapping, or part of a storm ticket
             return
         self._note(c, inc, t.at, kind, text, now)
-        log.info("incident %s %s: %s → %s", inc["fingerprint"], kind, old, alert.severity)
+        self._log(logging.INFO, "incident %s %s: %s → %s", inc["fingerprint"], kind, old, alert.severity)
 
     def _resolve(self, c: sqlite3.Connection, inc: dict[str, Any], t: AlertTransition, now: float,
                  reason: str = "") -> None:
@@ -354,7 +374,8 @@ class IncidentManager:
         self._set(c, inc, status="resolved", resolved_at=end, alert=json.dumps(alert_to_dict(alert)),
                   pending_events="[]", last_update_at=now, muted=0, flapping=0)
         self._event(c, inc["id"], end, "resolved", text)
-        log.info("incident %s resolved after %s: %s", inc["fingerprint"], human_duration(duration), inc["title"])
+        self._log(logging.INFO, "incident %s resolved after %s: %s", inc["fingerprint"], human_duration(duration),
+                  inc["title"])
         if was_muted or inc["storm_id"] is not None or not inc["backend"]:
             return  # closed by a person (nothing more until it fires anew), or part of a storm ticket
         cfg = self.config.backend(inc["backend"])
@@ -410,9 +431,9 @@ class IncidentManager:
         inc = dict(c.execute("SELECT * FROM incidents WHERE id = ?", (cur.lastrowid,)).fetchone())
         self._event(c, inc["id"], t.at, "opened", alert.annotation("summary"))
         self._new_storms[inc["id"]] = now  # its open is queued at the end of the batch (handle)
-        log.warning("alert storm on backend %s: more than %d incidents within %s; further incidents are grouped in "
-                    "storm incident %d", backend, self.config.storm_threshold,
-                    format_duration(float(self.config.storm_window)), inc["id"])
+        self._log(logging.WARNING, "alert storm on backend %s: more than %d incidents within %s; further incidents "
+                  "are grouped in storm incident %d", backend, self.config.storm_threshold,
+                  format_duration(float(self.config.storm_window)), inc["id"])
 
     def _maintain_storms(self, c: sqlite3.Connection, now: float) -> None:
         storms = c.execute("SELECT * FROM incidents WHERE is_storm = 1 AND status = 'open'").fetchall()
@@ -469,14 +490,14 @@ class IncidentManager:
                 self._set(c, inc, ack_breached=1)
                 self._event(c, inc["id"], float(inc["ack_due"]), "sla_breach",
                             f"Not acknowledged within {human_duration(target.acknowledge)} ({inc['priority']})")
-                log.warning("incident %s: %s acknowledge target (%s) missed", inc["fingerprint"], inc["priority"],
-                            human_duration(target.acknowledge))
+                self._log(logging.WARNING, "incident %s: %s acknowledge target (%s) missed", inc["fingerprint"],
+                          inc["priority"], human_duration(target.acknowledge))
             if not inc["resolve_breached"] and inc["resolve_due"] < now:
                 self._set(c, inc, resolve_breached=1)
                 self._event(c, inc["id"], float(inc["resolve_due"]), "sla_breach",
                             f"Not resolved within {human_duration(target.resolve)} ({inc['priority']})")
-                log.warning("incident %s: %s resolve target (%s) missed", inc["fingerprint"], inc["priority"],
-                            human_duration(target.resolve))
+                self._log(logging.WARNING, "incident %s: %s resolve target (%s) missed", inc["fingerprint"],
+                          inc["priority"], human_duration(target.resolve))
 
     # -- rows, events, outbox ---------------------------------------------------------------------------------------
     @staticmethod

@@ -271,6 +271,7 @@ class OutboxWorker:
             return True
         incident = _with_ref(incident, ref)
         token = set_idempotency_key(row["idempotency_key"])
+        started = self.clock()
         try:
             if op == "open":
                 ref = self._open(b, incident, int(row["incident_id"]))
@@ -286,11 +287,11 @@ class OutboxWorker:
             self.state.stats.count(b.name, op, "permanent")
             self._dead(b, row, str(e))
             return False
-        except TransientError as e:
-            self._transient(b, row, now, str(e), e.retry_after)
+        except TransientError as e:  # backoff counts from the end of the attempt (a timeout can outlast a step)
+            self._transient(b, row, now + max(0.0, self.clock() - started), str(e), e.retry_after)
             return False
         except Exception as e:  # a bug or an unmapped library error: retry rather than lose the operation
-            self._transient(b, row, now, f"{type(e).__name__}: {e}", None)
+            self._transient(b, row, now + max(0.0, self.clock() - started), f"{type(e).__name__}: {e}", None)
             return False
         finally:
             reset_idempotency_key(token)

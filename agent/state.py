@@ -5,17 +5,23 @@ committed before anything acts on it: the incident manager commits the incident 
 rows in one transaction, and the outbox worker only ever reads committed rows. See
 docs/incidents.md ("Crash safety") for the ordering argument.
 
-When the file cannot be written (read-only file system, permissions) the agent keeps running on an
-in-memory copy (`degraded`), and says so loudly; a corrupt file is moved aside (agent/sqlitefile).
+When the file cannot be written (read-only file system, permissions, a full disk) the agent keeps running
+on an in-memory copy (`degraded`), and says so loudly; a corrupt file is moved aside (agent/sqlitefile).
+When the cause was a full disk, the file is tried again at most every RECOVER_EVERY seconds (at the start
+of a write transaction); once it can be written, the in-memory copy is written back to it (one SQLite
+backup, atomic) and the agent is durable again without a restart.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,6 +34,7 @@ from rules.alerts import Alert, AlertState
 log = logging.getLogger(__name__)
 
 WHAT = "state database"
+RECOVER_EVERY = 10.0  # seconds between attempts to leave the in-memory copy after a full disk
 
 # migrations[i] takes schema version i to i + 1 (PRAGMA user_version).
 MIGRATIONS: tuple[str, ...] = (
@@ -134,6 +141,7 @@ class StateDB:
         self.write_errors = 0
         self._last_write_error = ""
         self._saved_alert_rows: dict[str, str] | None = None
+        self._recover_at: float | None = None  # degraded by a full disk: when to try the file again (monotonic)
         if path == ":memory:":  # tests and previews: nothing survives, nothing is written to disk
             self._conn = sqlitefile.connect(":memory:")
             sqlitefile.migrate(self._conn, MIGRATIONS, what=WHAT, path=path)
@@ -143,39 +151,74 @@ class StateDB:
         except sqlitefile.SchemaTooNew:
             raise
         except (OSError, sqlite3.Error, sqlitefile.CorruptDatabase) as e:
-            log.error("%s %s cannot be written (%s): running on an in-memory copy; incidents and the outbox "
-                      "will NOT survive a restart until this is fixed", WHAT, path, e)
-            self.degraded = True
-            self._conn = sqlitefile.copy_to_memory(path, MIGRATIONS, what=WHAT)
+            self._degrade(e)
         if not self.degraded:
             try:
                 with self.tx() as c:
                     c.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             except sqlite3.OperationalError as e:  # a read-only file opens fine and fails on the first write
-                log.error("%s %s cannot be written (%s): running on an in-memory copy; incidents and the outbox "
-                          "will NOT survive a restart until this is fixed", WHAT, path, e)
                 self._conn.close()
-                self.degraded = True
-                self._conn = sqlitefile.copy_to_memory(path, MIGRATIONS, what=WHAT)
+                self._degrade(e)
+
+    def _degrade(self, e: BaseException) -> None:
+        recoverable = _disk_full(e) and not _wal_has_content(self.path)
+        until = f"there is space again (tried every {RECOVER_EVERY:g}s)" if recoverable else "this is fixed"
+        log.error("%s %s cannot be written (%s): running on an in-memory copy; incidents and the outbox "
+                  "will NOT survive a restart until %s", WHAT, self.path, e, until)
+        self.degraded = True
+        self.write_errors += 1
+        self._conn = sqlitefile.copy_to_memory(self.path, MIGRATIONS, what=WHAT)
+        if recoverable:
+            self._recover_at = time.monotonic() + RECOVER_EVERY
+
+    def _maybe_recover(self) -> None:
+        """Degraded by a full disk: write the in-memory copy back to the file once that works (call with the lock)."""
+        if self._recover_at is None or time.monotonic() < self._recover_at:
+            return
+        self._recover_at = time.monotonic() + RECOVER_EVERY
+        try:
+            conn = sqlitefile.open_database(self.path, MIGRATIONS, what=WHAT)
+        except (OSError, sqlite3.Error, sqlitefile.CorruptDatabase, sqlitefile.SchemaTooNew) as e:
+            log.debug("%s %s still cannot be written: %s", WHAT, self.path, e)
+            return
+        try:
+            self._conn.backup(conn)  # the file's content (copied at start) plus everything since: one transaction
+        except sqlite3.Error as e:
+            conn.close()
+            log.debug("%s %s: writing the in-memory copy back failed: %s", WHAT, self.path, e)
+            return
+        self._conn.close()
+        self._conn = conn
+        self.degraded = False
+        self._recover_at = None
+        self._saved_alert_rows = None
+        log.info("%s %s can be written again: the in-memory copy was written back; incidents and the outbox "
+                 "survive a restart again", WHAT, self.path)
 
     # -- transactions ---------------------------------------------------------------------------------
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE … COMMIT); committed (fsynced) when the block exits."""
         with self.lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            if self.degraded:
+                self._maybe_recover()
+            conn = self._conn
+            changes = conn.total_changes
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
-                self._conn.execute("COMMIT")
+                yield conn
+                conn.execute("COMMIT")
             except BaseException as e:
                 try:
-                    self._conn.execute("ROLLBACK")
+                    conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
                 if isinstance(e, sqlite3.OperationalError):
                     self._note_write_error(e)
                 raise
-        if self._last_write_error:
+            wrote = conn.total_changes != changes
+        # a transaction that changed nothing commits even on a full disk: only a real write says it is over
+        if self._last_write_error and wrote:
             log.info("%s writable again", WHAT)
             self._last_write_error = ""
 
@@ -235,6 +278,24 @@ class StateDB:
             except ValueError:
                 log.warning("%s: dropping an unreadable alert state row %s", WHAT, r["key"])
         return out
+
+
+def _disk_full(e: BaseException) -> bool:
+    """A full disk (or quota) — the cause that goes away by itself — as opposed to permissions, a read-only
+    file system or corruption. SQLite reports it as SQLITE_FULL, or SQLITE_IOERR_* when allocating -shm/-wal."""
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    name = getattr(e, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_FULL", "SQLITE_IOERR"))
+
+
+def _wal_has_content(path: str) -> bool:
+    """A -wal file with frames may hold commits the in-memory copy could not read (opened `immutable`):
+    writing the copy back would drop them, so such a file is left for a restart."""
+    try:
+        return os.path.getsize(path + "-wal") > 0
+    except OSError:
+        return False
 
 
 _IDENTITY_KEYS = ("group", "rule", "signature", "occurrence", "labels", "fingerprint")

@@ -110,7 +110,9 @@ def test_faults_four_backends_failing_outbox_holds_no_busy_loop_each_ticket_once
         for receiver in receivers.values():
             _heal(receiver)
         # the next attempt comes at the end of the current backoff step (at most 16 s after ~13 s of failures)
-        wait_for(lambda: all(r.distinct() for r in receivers.values()), 60, interval=0.5,
+        # (the slow receiver recorded tickets while the agent timed out: wait for the agent's own outbox too)
+        wait_for(lambda: all(r.distinct() for r in receivers.values()) and not any(
+                 named(parse_exposition(agent.scrape()), "hostwarden_outbox_pending").values()), 60, interval=0.5,
                  what="every ticket delivered once the backends are back")
         time.sleep(2.0)  # a straggling retry would show up as a second distinct open
         distinct = {f: [r.key for r in receivers[f].distinct() if r.op == "open"] for f in FAULTS}
