@@ -117,7 +117,8 @@ class AlertmanagerBackend:
 
         def clients() -> list[HttpClient]:
             return [HttpClient(u, timeout=config.timeout, verify=config.tls_verify, ca_file=config.ca_file,
-                               headers=headers, auth=auth, secret_headers=("Authorization",)) for u in config.targets]
+                               headers=headers, auth=auth, secret_headers=("Authorization",),
+                               name=f"alertmanager {config.name}") for u in config.targets]
 
         self._clients = clients()  # the outbox's thread
         self._resend_clients = clients()  # the scheduler's thread (a Session is not shared between threads)

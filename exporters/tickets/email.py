@@ -147,8 +147,8 @@ class EmailBackend:
                  reply_to_root: str | None) -> EmailMessage:
         msg = EmailMessage()
         msg["Subject"] = subject
-        msg["From"] = _address(self.config.from_address)
-        msg["To"] = [_address(a) for a in self.config.to]
+        msg["From"] = _address(self.config.from_address, self.name)
+        msg["To"] = [_address(a, self.name) for a in self.config.to]
         msg["Date"] = formatdate(localtime=False, usegmt=True)
         msg["Message-ID"] = message_id
         if reply_to_root:
@@ -182,18 +182,18 @@ class EmailBackend:
             smtp.ehlo()
             if cfg.security == "starttls":
                 if not smtp.has_extn("starttls"):
-                    raise PermanentError(f"{cfg.host}:{port} does not offer STARTTLS (security: starttls)")
+                    raise PermanentError(f"{cfg.name}: {cfg.host}:{port} does not offer STARTTLS (security: starttls)")
                 smtp.starttls(context=self._tls_context())
                 smtp.ehlo()
             if cfg.username:
                 if not smtp.has_extn("auth"):
-                    raise PermanentError(f"{cfg.host}:{port} offers no AUTH; a username is configured")
+                    raise PermanentError(f"{cfg.name}: {cfg.host}:{port} offers no AUTH; a username is configured")
                 try:
                     smtp.login(cfg.username, self._password or "")
                 except smtplib.SMTPResponseException:
                     raise
                 except smtplib.SMTPException as e:  # "No suitable authentication method found."
-                    raise PermanentError(f"{cfg.host}:{port}: {e}") from None
+                    raise PermanentError(f"{cfg.name}: {cfg.host}:{port}: {e}") from None
         except BaseException:
             _close(smtp)
             raise
@@ -228,12 +228,12 @@ class EmailBackend:
         log.info("%s: mailed %s (%s)", cfg.name, what, msg["Message-ID"])
 
 
-def _address(text: str) -> Address:
+def _address(text: str, backend: str) -> Address:
     clean = header_text(text, 320)
     try:
         return Address(addr_spec=clean)
     except (ValueError, IndexError) as e:
-        raise PermanentError(f"bad mail address {clean!r}: {e}") from None
+        raise PermanentError(f"{backend}: bad mail address {clean!r}: {e}") from None
 
 
 def _close(smtp: smtplib.SMTP) -> None:

@@ -54,7 +54,7 @@ from exporters.tickets.base import (
     TransientError,
     register,
 )
-from exporters.tickets.http import HttpClient, parse_retry_after
+from exporters.tickets.http import MAX_RETRY_AFTER, Doc, HttpClient, parse_retry_after
 from exporters.tickets.render import render_body, render_event, render_title
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ FIND_PAGES = 3
 PAGE_SIZE = 50
 API_VERSION = "2022-11-28"
 _WJ = "\u2060"  # WORD JOINER: invisible, breaks @mention and #123 autolinks
+_HEADER_INT = re.compile(r"[0-9]{1,12}")
 
 
 @dataclass(frozen=True)
@@ -117,18 +118,18 @@ class RateLimitedClient(HttpClient):
 
     def _observe(self, resp: requests.Response, *_args: Any, **_kw: Any) -> None:
         self._last = resp
-        remaining = resp.headers.get("x-ratelimit-remaining")
-        reset = resp.headers.get("x-ratelimit-reset")
-        if remaining is not None and remaining.isdigit():
+        remaining = resp.headers.get("x-ratelimit-remaining") or ""
+        reset = resp.headers.get("x-ratelimit-reset") or ""
+        if _HEADER_INT.fullmatch(remaining):
             self.remaining = int(remaining)
-        if reset is not None and reset.isdigit():
+        if _HEADER_INT.fullmatch(reset):
             self.reset_at = float(reset)
 
     def request(self, method: str, path: str, **kw: Any) -> requests.Response:
         now = self.clock()
         if self.remaining == 0 and self.reset_at is not None and self.reset_at > now:
-            raise TransientError(f"{method} {self.url(path)}: rate limit exhausted until the reset",
-                                 retry_after=self.reset_at - now)
+            raise TransientError(f"{self.where(method, self.url(path))}: rate limit exhausted until the reset",
+                                 retry_after=min(self.reset_at - now, MAX_RETRY_AFTER))
         self._last = None
         try:
             return super().request(method, path, **kw)
@@ -138,7 +139,7 @@ class RateLimitedClient(HttpClient):
                 raise
             retry = parse_retry_after(resp.headers.get("retry-after"), now)
             if retry is None and resp.headers.get("x-ratelimit-remaining") == "0" and self.reset_at is not None:
-                retry = max(1.0, self.reset_at - now)
+                retry = min(max(1.0, self.reset_at - now), MAX_RETRY_AFTER)
             if retry is None:
                 raise
             raise TransientError(f"{e} (rate limited)", retry_after=retry) from None
@@ -169,7 +170,8 @@ class GitHubBackend:
                        "X-GitHub-Api-Version": API_VERSION}
         self.client = client or RateLimitedClient(config.api_url, timeout=config.timeout, verify=config.tls_verify,
                                                   ca_file=config.ca_file, headers=headers,
-                                                  secret_headers=("Authorization",))
+                                                  secret_headers=("Authorization",),
+                                                  name=f"{config.flavor} {config.name}")
         self.base = f"/repos/{config.repo}"
         self._label_ids: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -189,14 +191,11 @@ class GitHubBackend:
             params["type"] = "issues"
         for page in range(1, FIND_PAGES + 1):
             resp = self.client.request("GET", f"{self.base}/issues", params={**params, "page": page})
-            items = resp.json() if resp.content else []
-            if not isinstance(items, list):
-                raise PermanentError(f"github {self.name}: issue list is not a JSON array")
+            items = self.client.decode(resp).objects(optional=True)
             for issue in items:
-                if "pull_request" in issue or not isinstance(issue, dict):
+                if issue.has("pull_request"):
                     continue
-                names = {lab.get("name") for lab in issue.get("labels", []) if isinstance(lab, dict)}
-                if label in names and issue.get("state") == "open":
+                if label in _label_names(issue) and issue.raw("state") == "open":
                     return self._ref(issue)
             if 'rel="next"' not in resp.headers.get("Link", "") or len(items) < PAGE_SIZE:
                 break
@@ -210,14 +209,11 @@ class GitHubBackend:
             return TicketRef(self.name, f"dry-run-{incident.fingerprint}")
         if self.config.flavor == "gitea":
             payload["labels"] = [self._gitea_label_id(name) for name in payload["labels"]]
-        issue = self.client.json("POST", f"{self.base}/issues", json_body=payload)
-        if not isinstance(issue, dict) or "number" not in issue:
-            raise PermanentError(f"github {self.name}: POST {self.base}/issues answered without an issue number")
-        names = {lab.get("name") for lab in issue.get("labels", []) if isinstance(lab, dict)}
-        if self.label(incident.fingerprint) not in names:
-            log.error("github %s: issue #%s was created without its fingerprint label (the token needs push "
-                      "access to set labels); hostwarden cannot find it again", self.name, issue["number"])
+        issue = self.client.doc("POST", f"{self.base}/issues", json_body=payload)
         ref = self._ref(issue)
+        if self.label(incident.fingerprint) not in _label_names(issue):
+            log.error("github %s: issue #%s was created without its fingerprint label (the token needs push "
+                      "access to set labels); hostwarden cannot find it again", self.name, ref.id)
         log.info("github %s: opened issue #%s for %s", self.name, ref.id, incident.fingerprint)
         return ref
 
@@ -243,14 +239,15 @@ class GitHubBackend:
             if ref.backend != self.name or not ref.id.isdigit():
                 continue
             try:
-                issue = self.client.json("GET", f"{self.base}/issues/{ref.id}")
+                resp = self.client.request("GET", f"{self.base}/issues/{ref.id}")
             except PermanentError as e:
                 if re.search(r"HTTP (404|410)\b", str(e)):
                     out.append(RemoteStatus(ref, "missing"))
                     continue
                 raise
-            assignees = [a.get("login", "") for a in issue.get("assignees") or [] if isinstance(a, dict)]
-            if issue.get("state") == "closed":
+            issue = self.client.decode(resp).obj()
+            assignees = [str(a.raw("login", "")) for a in issue.objects("assignees", optional=True)]
+            if issue.raw("state") == "closed":
                 state: Literal["open", "acknowledged", "resolved", "closed", "missing"] = "closed"
             elif set(assignees) - set(self.config.assignees):
                 state = "acknowledged"
@@ -296,22 +293,27 @@ class GitHubBackend:
             if name in self._label_ids:
                 return self._label_ids[name]
             for page in range(1, 21):
-                items = self.client.json("GET", f"{self.base}/labels", params={"limit": PAGE_SIZE, "page": page})
-                for lab in items if isinstance(items, list) else []:
-                    self._label_ids.setdefault(str(lab.get("name")), int(lab["id"]))
-                if name in self._label_ids or not isinstance(items, list) or len(items) < PAGE_SIZE:
+                items = self.client.doc("GET", f"{self.base}/labels", params={"limit": PAGE_SIZE, "page": page})
+                labels = items.objects(optional=True)
+                for lab in labels:
+                    self._label_ids.setdefault(str(lab.raw("name")), lab.get("id", int))
+                if name in self._label_ids or len(labels) < PAGE_SIZE:
                     break
             if name not in self._label_ids:
-                lab = self.client.json("POST", f"{self.base}/labels",
-                                       json_body={"name": name, "color": "#" + self.config.label_color})
-                self._label_ids[name] = int(lab["id"])
+                created = self.client.doc("POST", f"{self.base}/labels",
+                                          json_body={"name": name, "color": "#" + self.config.label_color})
+                self._label_ids[name] = created.get("id", int)
             return self._label_ids[name]
 
-    def _ref(self, issue: dict[str, Any]) -> TicketRef:
-        return TicketRef(self.name, str(issue["number"]), str(issue.get("html_url", "")))
+    def _ref(self, issue: Doc) -> TicketRef:
+        return TicketRef(self.name, issue.id("number"), issue.get("html_url", str, ""))
+
+
+def _label_names(issue: Doc) -> set[str]:
+    return {name for lab in issue.objects("labels", optional=True) if isinstance(name := lab.raw("name"), str)}
 
 
 def _number(ref: TicketRef) -> str:
     if not ref.id.isdigit():
-        raise PermanentError(f"not an issue number: {ref.id!r}")
+        raise PermanentError(f"github {ref.backend}: not an issue number: {ref.id!r}")
     return ref.id

@@ -38,13 +38,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from agent.secrets import resolve
 from exporters.tickets.base import BackendConfig, Incident, PermanentError, RemoteStatus, TicketRef, register
-from exporters.tickets.http import HttpClient
+from exporters.tickets.http import Doc, HttpClient
 from exporters.tickets.render import render_body, render_event, render_title
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ FIND_PAGES = 3
 PAGE_SIZE = 50
 POLL_BATCH = 50
 _HEADING = re.compile(r"^== (.+) ==$")
+_KEY = re.compile(r"[A-Z][A-Z0-9_]*-\d+")
+_T = TypeVar("_T", Doc, dict[str, Any])
 _TRUNCATED_NOTE = "(truncated by hostwarden to fit Jira's 32767 character limit)"
 
 
@@ -158,7 +160,7 @@ class JiraBackend:
         auth = (config.user or "", token) if config.auth == "basic" else None
         self.client = client or HttpClient(config.url, timeout=config.timeout, verify=config.tls_verify,
                                            ca_file=config.ca_file, headers=headers, auth=auth,
-                                           secret_headers=("Authorization",))
+                                           secret_headers=("Authorization",), name=f"jira {config.name}")
 
     def label(self, fingerprint: str) -> str:
         return f"{self.config.label_prefix}{fingerprint}"[:MAX_LABEL]
@@ -169,10 +171,10 @@ class JiraBackend:
             return None
         jql = f'project = "{self.config.project}" AND labels = "{self.label(fingerprint)}"'
         issues = self._search(jql, ["status", "labels"])
-        issues.sort(key=lambda i: int(i.get("id", 0)), reverse=True)
+        issues.sort(key=lambda i: i.get("id", int, 0), reverse=True)
         for issue in issues:
             if _category(issue) != "done":
-                return self._ref(issue["key"])
+                return self._ref(_key_of(issue))
         return None
 
     def open(self, incident: Incident) -> TicketRef:
@@ -181,10 +183,7 @@ class JiraBackend:
             log.info("jira %s (dry run): would create %s issue in %s: summary=%r labels=%s", self.name,
                      self.config.issue_type, self.config.project, fields["summary"], fields["labels"])
             return TicketRef(self.name, f"dry-run-{incident.fingerprint}")
-        data = self.client.json("POST", f"/rest/api/{self.v}/issue", json_body={"fields": fields})
-        if not isinstance(data, dict) or not data.get("key"):
-            raise PermanentError(f"jira {self.name}: create answered without an issue key")
-        ref = self._ref(str(data["key"]))
+        ref = self._ref(_key_of(self.client.doc("POST", f"/rest/api/{self.v}/issue", json_body={"fields": fields})))
         log.info("jira %s: opened %s for %s", self.name, ref.id, incident.fingerprint)
         return ref
 
@@ -209,14 +208,14 @@ class JiraBackend:
         for start in range(0, len(mine), POLL_BATCH):
             batch = mine[start:start + POLL_BATCH]
             jql = f"key in ({', '.join(r.id for r in batch)})"
-            found = {i["key"]: i for i in self._search(jql, ["status", "assignee"])}
+            found = {_key_of(i): i for i in self._search(jql, ["status", "assignee"])}
             for r in batch:
                 issue = found.get(r.id)
                 if issue is None:
                     out.append(RemoteStatus(r, "missing"))
                     continue
-                assignee = (issue.get("fields") or {}).get("assignee") or {}
-                who = str(assignee.get("accountId") or assignee.get("name") or "")
+                assignee = issue.obj("fields", optional=True).obj("assignee", optional=True)
+                who = str(assignee.raw("accountId") or assignee.raw("name") or "")
                 cat = _category(issue)
                 if cat == "done":
                     state: Literal["open", "acknowledged", "resolved", "closed", "missing"] = "closed"
@@ -224,34 +223,34 @@ class JiraBackend:
                     state = "acknowledged"
                 else:
                     state = "open"
-                out.append(RemoteStatus(r, state, assignee=str(assignee.get("displayName") or who)))
+                out.append(RemoteStatus(r, state, assignee=str(assignee.raw("displayName") or who)))
         return out
 
     # -- requests ---------------------------------------------------------------------------------------
-    def _search(self, jql: str, fields: list[str]) -> list[dict[str, Any]]:
-        issues: list[dict[str, Any]] = []
+    def _search(self, jql: str, fields: list[str]) -> list[Doc]:
+        issues: list[Doc] = []
         if self.config.api == "cloud":
             token: str | None = None
             for _ in range(FIND_PAGES):
                 body: dict[str, Any] = {"jql": jql, "fields": fields, "maxResults": PAGE_SIZE}
                 if token:
                     body["nextPageToken"] = token
-                data = self.client.json("POST", "/rest/api/3/search/jql", json_body=body)
-                issues += data.get("issues") or []
-                token = data.get("nextPageToken")
-                if data.get("isLast", True) or not token:
+                data = self.client.doc("POST", "/rest/api/3/search/jql", json_body=body)
+                issues += data.objects("issues", optional=True)
+                token = data.get("nextPageToken", str, None)
+                if data.raw("isLast", True) is not False or not token:
                     break
         else:
             start = 0
             for _ in range(FIND_PAGES):
-                data = self.client.json("GET", "/rest/api/2/search", params={
+                data = self.client.doc("GET", "/rest/api/2/search", params={
                     "jql": jql, "fields": ",".join(fields), "startAt": start, "maxResults": PAGE_SIZE})
-                page = data.get("issues") or []
+                page = data.objects("issues", optional=True)
                 issues += page
                 start += len(page)
-                if not page or start >= int(data.get("total", 0)):
+                if not page or start >= data.get("total", int, 0):
                     break
-        return [i for i in issues if isinstance(i, dict) and i.get("key")]
+        return [i for i in issues if i.raw("key")]
 
     def _comment(self, ref: TicketRef, incident: Incident, event: str) -> None:
         if self.config.api == "cloud":
@@ -268,23 +267,22 @@ class JiraBackend:
             log.info("jira %s (dry run): would %s %s", self.name, which, ref.id)
             return
         key = _key(ref)
-        issue = self.client.json("GET", f"/rest/api/{self.v}/issue/{key}", params={"fields": "status"})
-        current = _category(issue)
+        current = _category(self.client.doc("GET", f"/rest/api/{self.v}/issue/{key}", params={"fields": "status"}))
         wanted = ("done",) if which == "resolve" else ("new", "indeterminate")
         if current in wanted:
             return  # already there (a person did it, or a retry after the transition went through)
-        data = self.client.json("GET", f"/rest/api/{self.v}/issue/{key}/transitions")
-        transitions = [t for t in data.get("transitions") or [] if isinstance(t, dict)]
+        data = self.client.doc("GET", f"/rest/api/{self.v}/issue/{key}/transitions")
+        transitions = data.objects("transitions", optional=True)
         name = self.config.resolve_transition if which == "resolve" else self.config.reopen_transition
         chosen = _pick_transition(transitions, name, wanted)
         if chosen is None:
-            names = ", ".join(f"{t.get('name')} -> {(t.get('to') or {}).get('name')}" for t in transitions) or "none"
+            names = ", ".join(f"{t.raw('name')} -> {t.raw('to.name')}" for t in transitions[:20]) or "none"
             want = repr(name) if name else f"into status category {' or '.join(wanted)}"
-            raise PermanentError(f"jira {self.name}: {key} has no transition {want}; available: {names}")
+            raise PermanentError(f"jira {self.name}: {key} has no transition {want}; available: {names}"[:2000])
         self.client.request("POST", f"/rest/api/{self.v}/issue/{key}/transitions",
-                            json_body={"transition": {"id": str(chosen["id"])}})
+                            json_body={"transition": {"id": str(chosen.get("id", int))}})
         log.info("jira %s: %s %s via transition %r", self.name, "resolved" if which == "resolve" else "reopened",
-                 key, chosen.get("name"))
+                 key, chosen.raw("name"))
 
     # -- payloads -------------------------------------------------------------------------------------------
     def _fields(self, incident: Incident) -> dict[str, Any]:
@@ -329,27 +327,35 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + "\n" + _TRUNCATED_NOTE
 
 
-def _category(issue: Any) -> str:
-    status = ((issue or {}).get("fields") or {}).get("status") or {}
-    return str((status.get("statusCategory") or {}).get("key", ""))
+def _category(issue: Doc) -> str:
+    return str(issue.raw("fields.status.statusCategory.key", ""))
 
 
-def _pick_transition(transitions: list[dict[str, Any]], name: str | None,
-                     categories: tuple[str, ...]) -> dict[str, Any] | None:
+def _key_of(issue: Doc) -> str:
+    """The issue's key, checked to be one (PROJ-123)."""
+    key = issue.get("key", str)
+    if not _KEY.fullmatch(key):
+        raise issue.error(f"{issue.path + '.' if issue.path else ''}key {key[:80]!r} is not an issue key")
+    return key
+
+
+def _pick_transition(transitions: Sequence[_T], name: str | None, categories: tuple[str, ...]) -> _T | None:
+    """The transition (a Doc or a dict, as given) named `name` (or leading to a status so named), else the
+    first into one of `categories`."""
+    docs = [Doc.of(t, "jira") for t in transitions]
     if name:
-        for t in transitions:
-            if name.casefold() in (str(t.get("name", "")).casefold(),
-                                   str((t.get("to") or {}).get("name", "")).casefold()):
+        for t, d in zip(transitions, docs, strict=True):
+            if name.casefold() in (str(d.raw("name", "")).casefold(), str(d.raw("to.name", "")).casefold()):
                 return t
         return None
     for cat in categories:
-        for t in transitions:
-            if ((t.get("to") or {}).get("statusCategory") or {}).get("key") == cat:
+        for t, d in zip(transitions, docs, strict=True):
+            if d.raw("to.statusCategory.key") == cat:
                 return t
     return None
 
 
 def _key(ref: TicketRef) -> str:
-    if not re.fullmatch(r"[A-Z][A-Z0-9_]*-\d+", ref.id):
-        raise PermanentError(f"not a Jira issue key: {ref.id!r}")
+    if not _KEY.fullmatch(ref.id):
+        raise PermanentError(f"jira {ref.backend}: not a Jira issue key: {ref.id!r}")
     return ref.id

@@ -47,7 +47,7 @@ from exporters.tickets.base import (
     TicketRef,
     register,
 )
-from exporters.tickets.http import HttpClient
+from exporters.tickets.http import Doc, HttpClient
 from exporters.tickets.render import Flavour, last_event, render_body, render_event, render_title
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class RedmineBackend:
                                                         what=f"redmine backend {config.name!r} api key") or ""
         self.client = client or HttpClient(config.url, timeout=config.timeout, verify=config.tls_verify,
                                            ca_file=config.ca_file, headers={"X-Redmine-API-Key": key},
-                                           secret_headers=("X-Redmine-API-Key",))
+                                           secret_headers=("X-Redmine-API-Key",), name=f"redmine {config.name}")
         self.flavour: Flavour = FLAVOUR_OF[config.text_formatting]
         self._meta: _Meta | None = None
         self._lock = threading.Lock()
@@ -134,12 +134,12 @@ class RedmineBackend:
         m = self.meta()
         cf = f"cf_{m.fingerprint_field_id}"
         params = {"project_id": m.project_id, "status_id": "*", cf: fingerprint, "sort": "id:desc", "limit": 25}
-        issues = self.client.json("GET", "/issues.json", params=params).get("issues", [])
+        issues = self.client.doc("GET", "/issues.json", params=params).objects("issues", optional=True)
         found = [i for i in issues if _cf_value(i, m.fingerprint_field_id) == fingerprint]
         if issues and not found:
             raise PermanentError(f"redmine {self.name}: the search by custom field {m.fingerprint_field_id} returned "
                                  f"other issues: make the field 'Used as a filter' and visible to the API user")
-        return self._ref(found[0]["id"]) if found else None
+        return self._ref(found[0].id()) if found else None
 
     def preview(self, incident: Incident) -> dict[str, Any]:
         """What `open` would send (names as configured: a preview sends no request, not even discovery)."""
@@ -151,11 +151,7 @@ class RedmineBackend:
         if self.config.dry_run:
             log.info("redmine %s (dry run): would POST /issues.json %s", self.name, _summary(payload))
             return TicketRef(self.name, f"dry-run-{incident.fingerprint}")
-        data = self.client.json("POST", "/issues.json", json_body={"issue": payload})
-        try:
-            ref = self._ref(data["issue"]["id"])
-        except (KeyError, TypeError):
-            raise PermanentError(f"redmine {self.name}: POST /issues.json answered without an issue id") from None
+        ref = self._ref(self.client.doc("POST", "/issues.json", json_body={"issue": payload}).id("issue.id"))
         log.info("redmine %s: opened issue #%s for %s", self.name, ref.id, incident.fingerprint)
         return ref
 
@@ -200,7 +196,8 @@ class RedmineBackend:
         for start in range(0, len(refs), POLL_BATCH):
             batch = refs[start:start + POLL_BATCH]
             params = {"issue_id": ",".join(r.id for r in batch), "status_id": "*", "limit": POLL_BATCH}
-            issues = {str(i["id"]): i for i in self.client.json("GET", "/issues.json", params=params).get("issues", [])}
+            answer = self.client.doc("GET", "/issues.json", params=params)
+            issues = {i.id(): i for i in answer.objects("issues", optional=True)}
             for r in batch:
                 issue = issues.get(r.id)
                 out.append(RemoteStatus(r, "missing") if issue is None else self._remote_status(r, issue, m))
@@ -221,67 +218,69 @@ class RedmineBackend:
         c = self.config
         # Redmine treats an unknown API key as the anonymous user, who may well read a public project:
         # /users/current.json is the one call that says 401 then.
-        me = self.client.json("GET", "/users/current.json")["user"]
-        project = self.client.json("GET", f"/projects/{c.project}.json",
-                                   params={"include": "trackers,issue_custom_fields"})["project"]
-        pid = int(project["id"])
-        statuses = self.client.json("GET", "/issue_statuses.json")["issue_statuses"]
-        all_trackers = self.client.json("GET", "/trackers.json")["trackers"]
-        tracker_id = _pick(project.get("trackers") or all_trackers, c.tracker, "tracker") if c.tracker else None
-        initial = {int(t["default_status"]["id"]) for t in all_trackers if t.get("default_status")}
-        priorities = self.client.json("GET", "/enumerations/issue_priorities.json")["issue_priorities"]
+        me = self.client.doc("GET", "/users/current.json").obj("user")
+        project = self.client.doc("GET", f"/projects/{c.project}.json",
+                                  params={"include": "trackers,issue_custom_fields"}).obj("project")
+        pid = project.get("id", int)
+        statuses = self.client.doc("GET", "/issue_statuses.json").objects("issue_statuses")
+        all_trackers = self.client.doc("GET", "/trackers.json").objects("trackers")
+        tracker_id = _pick(project.objects("trackers", optional=True) or all_trackers, c.tracker,
+                           "tracker", self.name) if c.tracker else None
+        initial = {t.get("default_status.id", int) for t in all_trackers if t.get("default_status", dict, None)}
+        priorities = self.client.doc("GET", "/enumerations/issue_priorities.json").objects("issue_priorities")
         priority_ids: dict[str, int] = {}
         for p, want in (c.priority_map or DEFAULT_PRIORITIES).items():
-            try:
-                priority_ids[p] = _pick(priorities, want, "priority")
-            except PermanentError:
-                if c.priority_map:
-                    raise
+            found = _find(priorities, want)
+            if found is not None:
+                priority_ids[p] = found
+            elif c.priority_map:
+                raise _not_found(priorities, want, "priority", self.name)
+            else:
                 log.info("redmine %s: no priority named %r: %s tickets get the default priority", self.name, want, p)
-        resolved = _pick(statuses, c.resolved_status, "resolved_status")
-        reopened = _pick(statuses, c.reopened_status, "reopened_status")
-        closed = frozenset(int(s["id"]) for s in statuses if s.get("is_closed"))
+        resolved = _pick(statuses, c.resolved_status, "resolved_status", self.name)
+        reopened = _pick(statuses, c.reopened_status, "reopened_status", self.name)
+        closed = frozenset(s.get("id", int) for s in statuses if s.raw("is_closed"))
         return _Meta(
             project_id=pid, fingerprint_field_id=self._fingerprint_field(project), tracker_id=tracker_id,
             priority_ids=priority_ids, resolved_status_id=resolved, reopened_status_id=reopened,
             closed_status_ids=closed, initial_status_ids=frozenset(initial | {reopened}),
-            assignee_id=self._assignee(pid) if c.assignee else None, self_id=int(me["id"]),
+            assignee_id=self._assignee(pid) if c.assignee else None, self_id=me.get("id", int),
             category_ids=self._categories(pid))
 
-    def _fingerprint_field(self, project: dict[str, Any]) -> int:
+    def _fingerprint_field(self, project: Doc) -> int:
         c = self.config
         if c.fingerprint_field_id is not None:
             return c.fingerprint_field_id
         if c.fingerprint_field.isdigit():
             return int(c.fingerprint_field)
-        fields = project.get("issue_custom_fields") or []
-        if not any(f.get("name") == c.fingerprint_field for f in fields):
+        fields = project.objects("issue_custom_fields", optional=True)
+        if not any(f.raw("name") == c.fingerprint_field for f in fields):
             try:
-                fields = self.client.json("GET", "/custom_fields.json")["custom_fields"]
+                answer = self.client.doc("GET", "/custom_fields.json")
             except PermanentError as e:
                 raise PermanentError(f"redmine {self.name}: custom field {c.fingerprint_field!r} is not enabled "
                                      f"for project {c.project!r} and /custom_fields.json needs an admin ({e}); "
                                      f"enable the field for the project or set fingerprint_field_id") from None
-            fields = [f for f in fields if f.get("customized_type") == "issue"]
-        return _pick(fields, c.fingerprint_field, "fingerprint_field")
+            fields = [f for f in answer.objects("custom_fields") if f.raw("customized_type") == "issue"]
+        return _pick(fields, c.fingerprint_field, "fingerprint_field", self.name)
 
     def _assignee(self, project_id: int) -> int:
         want = str(self.config.assignee)
         if want.isdigit():
             return int(want)
-        members = self.client.json("GET", f"/projects/{project_id}/memberships.json", params={"limit": 100})
-        for m in members.get("memberships", []):
-            who = m.get("user") or m.get("group") or {}
-            if who.get("name") == want:
-                return int(who["id"])
+        members = self.client.doc("GET", f"/projects/{project_id}/memberships.json", params={"limit": 100})
+        for m in members.objects("memberships", optional=True):
+            who = m.obj("user" if m.raw("user") else "group", optional=True)
+            if who.raw("name") == want:
+                return who.get("id", int)
         raise PermanentError(f"redmine {self.name}: assignee {want!r} is not a member of project "
                              f"{self.config.project!r} (give a user or group id, or the member's name)")
 
     def _categories(self, project_id: int) -> dict[str, int]:
         if not self.config.category_map:
             return {}
-        cats = self.client.json("GET", f"/projects/{project_id}/issue_categories.json")["issue_categories"]
-        return {k: _pick(cats, v, f"category_map.{k}") for k, v in self.config.category_map.items()}
+        cats = self.client.doc("GET", f"/projects/{project_id}/issue_categories.json").objects("issue_categories")
+        return {k: _pick(cats, v, f"category_map.{k}", self.name) for k, v in self.config.category_map.items()}
 
     # ------------------------------------------------------------ helpers
 
@@ -322,8 +321,7 @@ class RedmineBackend:
         self.client.request("PUT", f"/issues/{_issue_id(ref)}.json", json_body={"issue": change})
 
     def _status_of(self, ref: TicketRef) -> int:
-        issue = self.client.json("GET", f"/issues/{_issue_id(ref)}.json")["issue"]
-        return int(issue["status"]["id"])
+        return self.client.doc("GET", f"/issues/{_issue_id(ref)}.json").get("issue.status.id", int)
 
     def _expect_status(self, ref: TicketRef, want: int, what: str) -> None:
         got = self._status_of(ref)
@@ -331,19 +329,21 @@ class RedmineBackend:
             raise PermanentError(f"redmine {self.name}: {what} of issue #{ref.id} kept status {got} instead of "
                                  f"{want}: the workflow does not allow the API user this transition")
 
-    def _remote_status(self, ref: TicketRef, issue: dict[str, Any], m: _Meta) -> RemoteStatus:
-        status = int(issue["status"]["id"])
-        assignee = issue.get("assigned_to") or {}
-        changed = _parse_time(issue.get("updated_on"))
+    def _remote_status(self, ref: TicketRef, issue: Doc | dict[str, Any], m: _Meta) -> RemoteStatus:
+        issue = Doc.of(issue, f"redmine {self.name}")
+        status = issue.get("status.id", int)
+        assignee = issue.obj("assigned_to", optional=True)
+        changed = _parse_time(issue.raw("updated_on"))
         if status in m.closed_status_ids:
             state: Literal["open", "acknowledged", "resolved", "closed", "missing"] = "closed"
         elif status == m.resolved_status_id:
             state = "resolved"
-        elif (assignee and assignee.get("id") not in (m.assignee_id, m.self_id)) or status not in m.initial_status_ids:
+        elif (assignee.value and assignee.get("id", int, None) not in (m.assignee_id, m.self_id)) \
+                or status not in m.initial_status_ids:
             state = "acknowledged"
         else:
             state = "open"
-        return RemoteStatus(ref, state, assignee=str(assignee.get("name", "")), changed_at=changed)
+        return RemoteStatus(ref, state, assignee=str(assignee.raw("name", "")), changed_at=changed)
 
     def _ref(self, issue_id: Any) -> TicketRef:
         return TicketRef(self.name, str(issue_id), f"{self.config.url.rstrip('/')}/issues/{issue_id}")
@@ -351,33 +351,45 @@ class RedmineBackend:
 
 def _issue_id(ref: TicketRef) -> str:
     if not ref.id.isdigit():
-        raise PermanentError(f"not a Redmine issue id: {ref.id!r}")
+        raise PermanentError(f"redmine {ref.backend}: not a Redmine issue id: {ref.id!r}")
     return ref.id
 
 
-def _pick(items: list[dict[str, Any]], want: str | int, what: str) -> int:
+def _pick(items: list[Doc] | list[dict[str, Any]], want: str | int, what: str, backend: str = "") -> int:
     """The id of the item named (or numbered) `want`; PermanentError listing the choices when absent."""
+    docs = [Doc.of(it, f"redmine {backend}".rstrip()) for it in items]
+    found = _find(docs, want)
+    if found is None:
+        raise _not_found(docs, want, what, backend)
+    return found
+
+
+def _find(items: list[Doc], want: str | int) -> int | None:
     w = str(want)
     for it in items:
-        if str(it.get("id")) == w or it.get("name") == w:
-            return int(it["id"])
+        if str(it.raw("id")) == w or it.raw("name") == w:
+            return it.get("id", int)
     for it in items:  # names are case-insensitive in Redmine's UI
-        if str(it.get("name", "")).casefold() == w.casefold():
-            return int(it["id"])
-    choices = ", ".join(f"{it.get('name')} ({it.get('id')})" for it in items) or "none visible"
-    raise PermanentError(f"redmine: {what} {w!r} not found; known: {choices}")
-
-
-def _cf_value(issue: dict[str, Any], cf_id: int) -> str | None:
-    for f in issue.get("custom_fields", []):
-        if f.get("id") == cf_id:
-            v = f.get("value")
-            return v if isinstance(v, str) else None
+        if str(it.raw("name", "")).casefold() == w.casefold():
+            return it.get("id", int)
     return None
 
 
-def _parse_time(text: str | None) -> float | None:
-    if not text:
+def _not_found(items: list[Doc], want: str | int, what: str, backend: str) -> PermanentError:
+    choices = ", ".join(f"{it.raw('name')} ({it.raw('id')})" for it in items[:50]) or "none visible"
+    return PermanentError(f"redmine {backend}: {what} {str(want)!r} not found; known: {choices}"[:2000])
+
+
+def _cf_value(issue: Doc, cf_id: int) -> str | None:
+    for f in issue.objects("custom_fields", optional=True):
+        if f.raw("id") == cf_id:
+            value = f.raw("value")
+            return value if isinstance(value, str) else None
+    return None
+
+
+def _parse_time(text: Any) -> float | None:
+    if not isinstance(text, str) or not text:
         return None
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

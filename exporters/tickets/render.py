@@ -4,7 +4,9 @@ Everything that comes from a label, an annotation, a diagnosis or a timeline ent
 process name, a mount point or a journal line can be chosen by whoever runs code on the host. So no
 untrusted text is ever interpreted as markup by the ticket system:
 
-- ``plain``: control characters removed, nothing else (the receiver shows it as text).
+- ``plain``: control characters removed, and a space before every untrusted line that starts with
+  ``=``, so only hostwarden's own section titles are ``== X ==`` lines (Jira Cloud's ADF is built from
+  the plain text: those lines, and only those, become headings).
 - ``markdown`` (CommonMark/GFM: GitHub, GitLab, Gitea, Redmine's CommonMark): single-line values in
   code spans, multi-line text in fenced code blocks; the fence is longer than any backtick run in the
   text. Code is never auto-linked and never mentions anyone.
@@ -15,8 +17,10 @@ untrusted text is ever interpreted as markup by the ticket system:
 - ``jira_wiki`` (Jira Server ``/rest/api/2``): values in ``{noformat}`` blocks, whose content Jira does
   not parse (no ``[~user]`` mentions, no links).
 
-Fixed headings and key names are ours and trusted. `max_len` bounds the body: the timeline (oldest
-first), then the diagnosis, then other long text shrink, with a note saying how much was left out.
+Fixed headings and key names are ours and trusted; a heading named after an annotation keeps only
+letters, digits, spaces and inner hyphens (no ``-strike-`` in textile or Jira wiki). `max_len` bounds
+the body: the timeline (oldest first), then the diagnosis, then other long text shrink, with a note
+saying how much was left out.
 
 API (stable; other backends import it):
     render_title(incident, max_len=255) -> str
@@ -48,6 +52,8 @@ TRUNCATED_ENTRIES = "(truncated by hostwarden: {n} earlier entries left out)"
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029]")
 _TEXTILE_OFFTAG = re.compile(r"<(?=/?\s*(?:pre|code|kbd|notextile)\b)", re.IGNORECASE)
+_PLAIN_HEADING_LIKE = re.compile(r"^(?==)", re.MULTILINE)  # a line that could pass for a `== X ==` title
+_LOOSE_HYPHEN = re.compile(r"(?<![A-Za-z0-9])-+|-+(?![A-Za-z0-9])")
 
 
 # ---------------------------------------------------------------- text helpers
@@ -105,6 +111,11 @@ def _textile_inert(text: str) -> str:
     return _TEXTILE_OFFTAG.sub("<\u200b", text)
 
 
+def _plain_inert(text: str) -> str:
+    """Untrusted plain text in which no line starts like one of our `== X ==` section titles."""
+    return _PLAIN_HEADING_LIKE.sub(" ", text)
+
+
 def _textile_pre(text: str) -> str:
     return "<pre>\n" + _textile_inert(text) + "\n</pre>"
 
@@ -148,9 +159,9 @@ def _render_section(s: _Section, flavour: Flavour) -> str:
     if flavour == "plain":
         parts.append(f"== {s.heading} ==")
         if s.pairs:
-            parts.append(_pairs_block(s.pairs))
+            parts.append(_plain_inert(_pairs_block(s.pairs)))
         if s.text:
-            parts.append(s.text)
+            parts.append(_plain_inert(s.text))
     elif flavour == "markdown":
         parts.append(f"### {s.heading}")
         if s.pairs:
@@ -228,8 +239,8 @@ def _sections(inc: Incident, *, timeline_skip: int = 0) -> list[_Section]:
 
 
 def _heading_for(annotation: str) -> str:
-    key = re.sub(r"[^A-Za-z0-9_ -]", "", annotation)[:64] or "annotation"
-    return key.replace("_", " ").capitalize()
+    key = _LOOSE_HYPHEN.sub(" ", re.sub(r"[^A-Za-z0-9_ -]", "", annotation)[:64].replace("_", " "))
+    return (" ".join(key.split()) or "annotation").capitalize()
 
 
 def _join(sections: list[_Section], flavour: Flavour) -> str:

@@ -44,7 +44,7 @@ from exporters.tickets.base import (
     TicketRef,
     register,
 )
-from exporters.tickets.http import HttpClient
+from exporters.tickets.http import Doc, HttpClient
 from exporters.tickets.render import last_event, render_body, render_event, render_title
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class RtBackend:
                 auth = (config.username or "", pw or "")
         self.client = client or HttpClient(config.url.rstrip("/") + API, timeout=config.timeout,
                                            verify=config.tls_verify, ca_file=config.ca_file, headers=headers,
-                                           auth=auth, secret_headers=("Authorization",))
+                                           auth=auth, secret_headers=("Authorization",), name=f"rt {config.name}")
         self.priorities = config.priority_map or DEFAULT_PRIORITIES
 
     # ------------------------------------------------------------ TicketBackend
@@ -130,11 +130,11 @@ class RtBackend:
         if self.config.dry_run:
             return None
         query = f"CF.{{{self.config.fingerprint_field}}} = '{_sql_quote(fingerprint)}'"
-        data = self.client.json("GET", "/tickets", params={"query": query, "orderby": "id", "order": "DESC",
-                                                           "per_page": 10, "fields": "CustomFields"})
-        for item in data.get("items") or []:
+        data = self.client.doc("GET", "/tickets", params={"query": query, "orderby": "id", "order": "DESC",
+                                                          "per_page": 10, "fields": "CustomFields"})
+        for item in data.objects("items", optional=True):
             if _cf_values(item, self.config.fingerprint_field) == [fingerprint]:
-                return self._ref(item["id"])
+                return self._ref(item.id())
         return None
 
     def preview(self, incident: Incident) -> dict[str, Any]:
@@ -148,12 +148,9 @@ class RtBackend:
         if c.dry_run:
             log.info("rt %s (dry run): would POST /ticket %s", self.name, _summary(body))
             return TicketRef(self.name, f"dry-run-{incident.fingerprint}")
-        data = self.client.json("POST", "/ticket", json_body=body)
-        tid = str(data.get("id", "")) if isinstance(data, dict) else ""
-        if not tid.isdigit():
-            raise PermanentError(f"rt {self.name}: POST /ticket answered without a ticket id: {data!r:.300}")
+        tid = self.client.doc("POST", "/ticket", json_body=body).id()
         ref = self._ref(tid)
-        ticket = self.client.json("GET", f"/ticket/{tid}")
+        ticket = self.client.doc("GET", f"/ticket/{tid}").obj()
         if _cf_values(ticket, c.fingerprint_field) != [incident.fingerprint]:
             raise PermanentError(f"rt {self.name}: ticket {tid} was created without its fingerprint: apply the "
                                  f"custom field {c.fingerprint_field!r} to queue {c.queue!r} and grant the API user "
@@ -189,9 +186,9 @@ class RtBackend:
         for start in range(0, len(refs), POLL_BATCH):
             batch = refs[start:start + POLL_BATCH]
             query = " OR ".join(f"id = {r.id}" for r in batch)
-            data = self.client.json("GET", "/tickets", params={"query": query, "per_page": POLL_BATCH,
-                                                               "fields": "Status,Owner,LastUpdated"})
-            items = {str(i["id"]): i for i in data.get("items") or []}
+            data = self.client.doc("GET", "/tickets", params={"query": query, "per_page": POLL_BATCH,
+                                                              "fields": "Status,Owner,LastUpdated"})
+            items = {i.id(): i for i in data.objects("items", optional=True)}
             for r in batch:
                 item = items.get(r.id)
                 out.append(RemoteStatus(r, "missing") if item is None else self._remote_status(r, item))
@@ -236,18 +233,20 @@ class RtBackend:
         self.client.request("PUT", f"/ticket/{_ticket_id(ref)}", json_body=change)
 
     def _status(self, ref: TicketRef) -> str:
-        return str(self.client.json("GET", f"/ticket/{_ticket_id(ref)}").get("Status", ""))
+        return self.client.doc("GET", f"/ticket/{_ticket_id(ref)}").get("Status", str, "")
 
     def _set_status(self, ref: TicketRef, status: str, what: str) -> None:
         resp = self.client.request("PUT", f"/ticket/{_ticket_id(ref)}", json_body={"Status": status})
         got = self._status(ref)
         if got != status:
-            raise PermanentError(f"rt {self.name}: {what} of ticket {ref.id} left status {got!r} instead of "
-                                 f"{status!r}: {' '.join(resp.text.split())[:300]}")
+            said = " ".join(resp.content[:1200].decode("utf-8", "replace").split())[:300]
+            raise PermanentError(f"rt {self.name}: {what} of ticket {ref.id} left status {got[:80]!r} instead of "
+                                 f"{status!r}: {said}")
 
-    def _remote_status(self, ref: TicketRef, item: dict[str, Any]) -> RemoteStatus:
-        status = str(item.get("Status", ""))
-        owner = str((item.get("Owner") or {}).get("id", ""))
+    def _remote_status(self, ref: TicketRef, item: Doc | dict[str, Any]) -> RemoteStatus:
+        item = Doc.of(item, f"rt {self.name}")
+        status = str(item.raw("Status", ""))
+        owner = str(item.obj("Owner", optional=True).raw("id", ""))
         person = owner if owner not in ("", "Nobody", self.config.owner or "", self.config.username or "") else ""
         state: Literal["open", "acknowledged", "resolved", "closed", "missing"]
         if status == self.config.resolved_status:
@@ -258,7 +257,7 @@ class RtBackend:
             state = "acknowledged"
         else:
             state = "open"
-        return RemoteStatus(ref, state, assignee=person, changed_at=_parse_time(item.get("LastUpdated")))
+        return RemoteStatus(ref, state, assignee=person, changed_at=_parse_time(item.raw("LastUpdated")))
 
     def _ref(self, tid: Any) -> TicketRef:
         return TicketRef(self.name, str(tid), f"{self.config.url.rstrip('/')}/Ticket/Display.html?id={tid}")
@@ -266,7 +265,7 @@ class RtBackend:
 
 def _ticket_id(ref: TicketRef) -> str:
     if not ref.id.isdigit():
-        raise PermanentError(f"not an RT ticket id: {ref.id!r}")
+        raise PermanentError(f"rt {ref.backend}: not an RT ticket id: {ref.id!r}")
     return ref.id
 
 
@@ -275,10 +274,10 @@ def _sql_quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
-def _cf_values(obj: dict[str, Any], name_or_id: str) -> list[str] | None:
-    for f in obj.get("CustomFields") or []:
-        if f.get("name") == name_or_id or str(f.get("id")) == name_or_id:
-            return [str(v) for v in f.get("values") or []]
+def _cf_values(obj: Doc, name_or_id: str) -> list[str] | None:
+    for f in obj.objects("CustomFields", optional=True):
+        if f.raw("name") == name_or_id or str(f.raw("id")) == name_or_id:
+            return [str(v) for v in f.get("values", list, [])]
     return None
 
 

@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from agent.secrets import resolve
 from exporters.tickets.base import BackendConfig, Incident, PermanentError, RemoteStatus, TicketRef, register
-from exporters.tickets.http import HttpClient
+from exporters.tickets.http import Doc, HttpClient
 from exporters.tickets.render import render_body, render_event, render_title
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,8 @@ MAX_SHORT = 160
 POLL_BATCH = 100
 RESOLVED, CLOSED, CANCELED = 6, 7, 8
 _CODE_TAG = re.compile(r"\[(/?)(code)\]", re.IGNORECASE)
+_SYS_ID = re.compile(r"[0-9a-f]{32}")
+_STATE = re.compile(r"[0-9]{1,3}")
 _TRUNCATED = "\n(truncated by hostwarden: {n} characters left out)"
 
 
@@ -136,20 +138,17 @@ class ServiceNowBackend:
                 auth = (config.user or "", password)
         self.client = client or HttpClient(config.url, timeout=config.timeout, verify=config.tls_verify,
                                            ca_file=config.ca_file, headers=headers, auth=auth,
-                                           secret_headers=("Authorization",))
+                                           secret_headers=("Authorization",), name=f"servicenow {config.name}")
         self.path = f"/api/now/table/{config.table}"
 
     # -- TicketBackend --------------------------------------------------------------------------------
     def find(self, fingerprint: str) -> TicketRef | None:
         if self.config.dry_run:
             return None
-        data = self.client.json("GET", self.path, params={
+        result = self.client.doc("GET", self.path, params={
             "sysparm_query": f"correlation_id={fingerprint}^active=true^ORDERBYDESCsys_created_on",
             "sysparm_limit": "1", "sysparm_fields": "sys_id,number,state",
-            "sysparm_exclude_reference_link": "true"})
-        result = data.get("result") if isinstance(data, dict) else None
-        if not isinstance(result, list):
-            raise PermanentError(f"servicenow {self.name}: query answered without a result list")
+            "sysparm_exclude_reference_link": "true"}).objects("result")
         return self._ref(result[0]) if result else None
 
     def open(self, incident: Incident) -> TicketRef:
@@ -158,13 +157,10 @@ class ServiceNowBackend:
             log.info("servicenow %s (dry run): would create %s: short_description=%r urgency=%s impact=%s",
                      self.name, self.config.table, record["short_description"], record["urgency"], record["impact"])
             return TicketRef(self.name, f"dry-run-{incident.fingerprint}")
-        data = self.client.json("POST", self.path, params={"sysparm_fields": "sys_id,number,state"},
-                                json_body=record)
-        result = data.get("result") if isinstance(data, dict) else None
-        if not isinstance(result, dict) or not result.get("sys_id"):
-            raise PermanentError(f"servicenow {self.name}: create answered without a sys_id")
+        result = self.client.doc("POST", self.path, params={"sysparm_fields": "sys_id,number,state"},
+                                 json_body=record).obj("result")
         ref = self._ref(result)
-        log.info("servicenow %s: opened %s (%s) for %s", self.name, result.get("number", "?"), ref.id,
+        log.info("servicenow %s: opened %s (%s) for %s", self.name, result.raw("number", "?"), ref.id,
                  incident.fingerprint)
         return ref
 
@@ -193,30 +189,29 @@ class ServiceNowBackend:
                           self.config.notes_field: self._note(incident, "Reopened: the alert fires again.")})
 
     def _state(self, ref: TicketRef) -> int:
-        data = self.client.json("GET", f"{self.path}/{_sys_id(ref)}", params={"sysparm_fields": "state"})
-        state = str(((data or {}).get("result") or {}).get("state") or "1")
-        return int(state) if state.isdigit() else 1
+        data = self.client.doc("GET", f"{self.path}/{_sys_id(ref)}", params={"sysparm_fields": "state"})
+        return _state_no(data.obj("result", optional=True).raw("state"))
 
     # -- PollingBackend ----------------------------------------------------------------------------------
     def poll(self, refs: Iterable[TicketRef]) -> list[RemoteStatus]:
-        mine = [r for r in refs if r.backend == self.name and re.fullmatch(r"[0-9a-f]{32}", r.id)]
+        mine = [r for r in refs if r.backend == self.name and _SYS_ID.fullmatch(r.id)]
         if self.config.dry_run or not mine:
             return []
         out: list[RemoteStatus] = []
         for start in range(0, len(mine), POLL_BATCH):
             batch = mine[start:start + POLL_BATCH]
-            data = self.client.json("GET", self.path, params={
+            data = self.client.doc("GET", self.path, params={
                 "sysparm_query": "sys_idIN" + ",".join(r.id for r in batch),
                 "sysparm_fields": "sys_id,state,assigned_to", "sysparm_limit": str(POLL_BATCH),
                 "sysparm_exclude_reference_link": "true"})
-            found = {r.get("sys_id"): r for r in data.get("result") or [] if isinstance(r, dict)}
+            found = {r.get("sys_id", str): r for r in data.objects("result", optional=True)}
             for ref in batch:
                 rec = found.get(ref.id)
                 if rec is None:
                     out.append(RemoteStatus(ref, "missing"))
                     continue
-                state_no = int(str(rec.get("state") or 1)) if str(rec.get("state") or "1").isdigit() else 1
-                assignee = str(rec.get("assigned_to") or "")
+                state_no = _state_no(rec.raw("state"))
+                assignee = str(rec.raw("assigned_to") or "")
                 if state_no in (CLOSED, CANCELED):
                     state: Literal["open", "acknowledged", "resolved", "closed", "missing"] = "closed"
                 elif state_no == RESOLVED:
@@ -265,12 +260,20 @@ class ServiceNowBackend:
         self.client.request("PATCH", f"{self.path}/{_sys_id(ref)}", params={"sysparm_fields": "sys_id,state"},
                             json_body=change)
 
-    def _ref(self, record: dict[str, Any]) -> TicketRef:
-        sys_id = str(record["sys_id"])
+    def _ref(self, record: Doc) -> TicketRef:
+        sys_id = record.get("sys_id", str)
+        if not _SYS_ID.fullmatch(sys_id):
+            raise record.error(f"{record.path}.sys_id {sys_id[:80]!r} is not a sys_id (32 hex digits)")
         return TicketRef(self.name, sys_id, f"{self.config.url.rstrip('/')}/{self.config.table}.do?sys_id={sys_id}")
 
 
 def _sys_id(ref: TicketRef) -> str:
-    if not re.fullmatch(r"[0-9a-f]{32}", ref.id):
-        raise PermanentError(f"not a ServiceNow sys_id: {ref.id!r}")
+    if not _SYS_ID.fullmatch(ref.id):
+        raise PermanentError(f"servicenow {ref.backend}: not a ServiceNow sys_id: {ref.id!r}")
     return ref.id
+
+
+def _state_no(value: Any) -> int:
+    """An incident's state number (a string in the Table API); 1 (New) when absent or not a number."""
+    text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    return int(text) if _STATE.fullmatch(text) else 1

@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 from agent.secrets import resolve
 from exporters.tickets.base import BackendConfig, Incident, PermanentError, RemoteStatus, TicketRef, register
-from exporters.tickets.http import HttpClient
+from exporters.tickets.http import Doc, HttpClient
 from exporters.tickets.render import render_body, render_event, render_title
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class ZammadBackend:
                                                   what=f"zammad backend {config.name!r} token") or ""
         self.client = client or HttpClient(config.url, timeout=config.timeout, verify=config.tls_verify,
                                            ca_file=config.ca_file, headers={"Authorization": f"Token token={token}"},
-                                           secret_headers=("Authorization",))
+                                           secret_headers=("Authorization",), name=f"zammad {config.name}")
 
     def tag(self, fingerprint: str) -> str:
         return f"{self.config.tag_prefix}{fingerprint}"
@@ -107,15 +107,12 @@ class ZammadBackend:
     def find(self, fingerprint: str) -> TicketRef | None:
         if self.config.dry_run:
             return None
-        found = self.client.json("GET", "/api/v1/tickets/search", params={
+        found = self.client.doc("GET", "/api/v1/tickets/search", params={
             "query": f'tags:"{self.tag(fingerprint)}"', "limit": FIND_LIMIT, "expand": "true",
-            "sort_by": "created_at", "order_by": "desc"})
-        if not isinstance(found, list):
-            raise PermanentError(f"zammad {self.name}: the ticket search did not answer a list")
-        tickets = sorted((t for t in found if isinstance(t, dict) and "id" in t), key=lambda t: int(t["id"]),
-                         reverse=True)
-        for t in tickets:
-            if str(t.get("state", "")) not in self.config.closed_states:
+            "sort_by": "created_at", "order_by": "desc"}).objects()
+        tickets = sorted(((int(t.id()), t) for t in found if t.has("id")), key=lambda p: p[0], reverse=True)
+        for _, t in tickets:
+            if str(t.raw("state", "")) not in self.config.closed_states:
                 return self._ref(t)
         return None
 
@@ -125,11 +122,9 @@ class ZammadBackend:
             log.info("zammad %s (dry run): would create a ticket in group %r: title=%r tags=%s", self.name,
                      payload["group"], payload["title"], payload["tags"])
             return TicketRef(self.name, f"dry-run-{incident.fingerprint}")
-        data = self.client.json("POST", "/api/v1/tickets", json_body=payload)
-        if not isinstance(data, dict) or "id" not in data:
-            raise PermanentError(f"zammad {self.name}: create answered without a ticket id")
+        data = self.client.doc("POST", "/api/v1/tickets", json_body=payload)
         ref = self._ref(data)
-        log.info("zammad %s: opened ticket %s (#%s) for %s", self.name, ref.id, data.get("number", "?"),
+        log.info("zammad %s: opened ticket %s (#%s) for %s", self.name, ref.id, data.raw("number", "?"),
                  incident.fingerprint)
         return ref
 
@@ -161,14 +156,15 @@ class ZammadBackend:
             if ref.backend != self.name or not ref.id.isdigit():
                 continue
             try:
-                t = self.client.json("GET", f"/api/v1/tickets/{ref.id}", params={"expand": "true"})
+                resp = self.client.request("GET", f"/api/v1/tickets/{ref.id}", params={"expand": "true"})
             except PermanentError as e:
                 if re.search(r"HTTP 404\b", str(e)):
                     out.append(RemoteStatus(ref, "missing"))
                     continue
                 raise
-            state_name = str(t.get("state", ""))
-            owner = str(t.get("owner") or "")
+            t = self.client.decode(resp).obj()
+            state_name = str(t.raw("state", ""))
+            owner = str(t.raw("owner") or "")
             if state_name in self.config.closed_states:
                 state: Literal["open", "acknowledged", "resolved", "closed", "missing"] = "closed"
             elif state_name != "new" or (owner not in ("", "-") and owner != (self.config.owner or "")):
@@ -207,12 +203,12 @@ class ZammadBackend:
             return
         self.client.request("PUT", f"/api/v1/tickets/{_ticket_id(ref)}", json_body=change)
 
-    def _ref(self, ticket: dict[str, Any]) -> TicketRef:
-        tid = str(ticket["id"])
+    def _ref(self, ticket: Doc) -> TicketRef:
+        tid = ticket.id()
         return TicketRef(self.name, tid, f"{self.config.url.rstrip('/')}/#ticket/zoom/{tid}")
 
 
 def _ticket_id(ref: TicketRef) -> str:
     if not ref.id.isdigit():
-        raise PermanentError(f"not a Zammad ticket id: {ref.id!r}")
+        raise PermanentError(f"zammad {ref.backend}: not a Zammad ticket id: {ref.id!r}")
     return ref.id

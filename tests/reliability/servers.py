@@ -1,7 +1,8 @@
 """Small real HTTP servers on 127.0.0.1 for the reliability tests.
 
 `ScriptedServer` answers every request with whatever response the test set last (status, headers,
-body bytes, or a streamed body of N bytes), counting requests; `RecordingServer` answers 200 `{}` and
+body bytes, or a streamed body of N bytes), counting requests (a subclass may override `answer` to
+choose per request, or to drop the connection unanswered); `RecordingServer` answers 200 `{}` and
 keeps every request (method, path, headers, body) for the tests that grep for leaked secrets.
 """
 
@@ -67,6 +68,10 @@ class ScriptedServer(_Base):
         self.requests = 0
         super().__init__()
 
+    def answer(self, method: str, path: str, body: bytes) -> Scripted | None:
+        """The response to one request (called under `lock`); None: close the connection without one."""
+        return self.response
+
     def _handler(self) -> type:
         server = self
 
@@ -78,11 +83,13 @@ class ScriptedServer(_Base):
 
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
+                body = self.rfile.read(length) if length else b""
                 with server.lock:
                     server.requests += 1
-                    r = server.response
+                    r = server.answer(self.command, self.path, body)
+                if r is None:
+                    self.close_connection = True
+                    return
                 self.send_response(r.status)
                 for k, v in r.headers.items():
                     self.send_header(k, v)

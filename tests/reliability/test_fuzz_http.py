@@ -28,7 +28,6 @@ from exporters.tickets.jira import JiraBackend, JiraConfig
 from exporters.tickets.redmine import RedmineBackend, RedmineConfig
 from exporters.tickets.webhook import WebhookBackend, WebhookConfig
 from tests.contract.incidents import make_incident
-from tests.reliability.findings import F8, F9, F10
 from tests.reliability.fuzzing import TRICKY_STRINGS, budget
 from tests.reliability.servers import Scripted, ScriptedServer, post_webhook
 
@@ -255,19 +254,16 @@ def test_backend_webhook_fuzzed_answers_only_transient_or_permanent(scripted: Sc
     _call(_webhook_open, scripted, response)
 
 
-# Backends with a reported finding: the fuzz run is deterministic (derandomized) and strict-xfail, so the
-# fix of the finding turns it into a visible XPASS; each finding also has a minimal regression test.
-DERANDOMIZED = budget(100, deadline_ms=5000, derandomize=True, shrink=False)
-
-
+# Backends that had findings (F8-F10, fixed); every operation of every backend is fuzzed against a stateful
+# fake of its API in test_fuzz_backends.py, these keep the findings' first entry points under plain fuzzing.
 @pytest.mark.parametrize("op", [
-    pytest.param(_redmine_find, id="redmine-find", marks=pytest.mark.xfail(strict=True, reason=F8)),
-    pytest.param(_jira_find, id="jira-cloud-find", marks=pytest.mark.xfail(strict=True, reason=F9)),
-    pytest.param(_jira_server_find, id="jira-server-find", marks=pytest.mark.xfail(strict=True, reason=F9)),
-    pytest.param(_jira_server_resolve, id="jira-server-resolve", marks=pytest.mark.xfail(strict=True, reason=F9)),
-    pytest.param(_github_find, id="github-find", marks=pytest.mark.xfail(strict=True, reason=F10)),
+    pytest.param(_redmine_find, id="redmine-find"),
+    pytest.param(_jira_find, id="jira-cloud-find"),
+    pytest.param(_jira_server_find, id="jira-server-find"),
+    pytest.param(_jira_server_resolve, id="jira-server-resolve"),
+    pytest.param(_github_find, id="github-find"),
 ])
-@DERANDOMIZED
+@budget(100, deadline_ms=5000)
 @given(response=responses)
 def test_backend_api_fuzzed_answers_only_transient_or_permanent(scripted: ScriptedServer, op: Operation,
                                                                 response: Scripted) -> None:
@@ -277,21 +273,20 @@ def test_backend_api_fuzzed_answers_only_transient_or_permanent(scripted: Script
 OK_JSON = {"Content-Type": "application/json"}
 
 
-@pytest.mark.xfail(strict=True, reason=F8)
-@pytest.mark.parametrize("body", [b"{}", b"null", b'{"user": []}'])
+@pytest.mark.parametrize("body", [b"{}", b"null", b'{"user": []}'])  # F8 (fixed)
 def test_backend_redmine_wrong_shape_discovery_answer_permanent_error(scripted: ScriptedServer, body: bytes) -> None:
     assert _call(_redmine_find, scripted, Scripted(200, OK_JSON, body)) == "PermanentError"
 
 
-@pytest.mark.xfail(strict=True, reason=F9)
 @pytest.mark.parametrize("op", [_jira_find, _jira_server_resolve], ids=["cloud-find", "server-resolve"])
-def test_backend_jira_null_answer_permanent_error(scripted: ScriptedServer, op: Operation) -> None:
+def test_backend_jira_null_answer_permanent_error(  # F9 (fixed)
+        scripted: ScriptedServer, op: Operation) -> None:
     assert _call(op, scripted, Scripted(200, OK_JSON, b"null")) == "PermanentError"
 
 
-@pytest.mark.xfail(strict=True, reason=F10)
 @pytest.mark.parametrize("body", [b"\x00", b"<html>proxy error</html>", b"[1]"])
-def test_backend_github_find_non_json_or_wrong_items_permanent_error(scripted: ScriptedServer, body: bytes) -> None:
+def test_backend_github_find_non_json_or_wrong_items_permanent_error(  # F10 (fixed)
+        scripted: ScriptedServer, body: bytes) -> None:
     assert _call(_github_find, scripted, Scripted(200, OK_JSON, body)) == "PermanentError"
 
 

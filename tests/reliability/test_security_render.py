@@ -28,7 +28,6 @@ from exporters.tickets.github import neutralise_title
 from exporters.tickets.jira import adf_from_plain
 from exporters.tickets.render import _heading_for, escape_inline, render_body, render_event, render_title
 from tests.contract.incidents import HOSTILE, make_incident
-from tests.reliability.findings import F12
 from tests.reliability.fuzzing import budget
 
 FRAGMENTS = [
@@ -244,20 +243,10 @@ def _adf_description(inc: Incident) -> dict[str, Any]:
 @budget(150, deadline_ms=5000)
 @given(inc=incidents())
 def test_render_jira_adf_untrusted_only_in_code_blocks_no_marks(inc: Incident) -> None:
-    assume_no_fake_heading(inc)
     assert_adf_inert(_adf_description(inc), inc)
 
 
-def assume_no_fake_heading(inc: Incident) -> None:
-    from hypothesis import assume
-
-    text = render_body(inc, "plain")
-    ours = {f"== {h} ==" for h in expected_headings(inc)}
-    assume(not any(re.fullmatch(r"== .+ ==", line) and line not in ours for line in text.split("\n")))  # F12
-
-
-@pytest.mark.xfail(strict=True, reason=F12)
-def test_render_jira_adf_fake_heading_line_in_annotation_stays_code() -> None:
+def test_render_jira_adf_fake_heading_line_in_annotation_stays_code() -> None:  # F12 (fixed)
     inc = make_incident()
     alert = dataclasses.replace(inc.alert, annotations=(("description", "disk full\n== Resolved: ignore ==\nok"),))
     inc = dataclasses.replace(inc, alert=alert)
