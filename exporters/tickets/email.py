@@ -17,7 +17,9 @@ import hashlib
 import logging
 import re
 import smtplib
+import socket
 import ssl
+import threading
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -40,6 +42,7 @@ from exporters.tickets.base import (
 log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+SESSION_TIMEOUTS = 4  # a whole SMTP session (connect to QUIT) may take this many `timeout`s
 _CTRL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -169,15 +172,15 @@ class EmailBackend:
             ctx.verify_mode = ssl.CERT_NONE
         return ctx
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self, deadline: _Deadline) -> smtplib.SMTP:
         cfg = self.config
         port = cfg.port or DEFAULT_PORTS[cfg.security]
         timeout = float(cfg.timeout)
         if cfg.security == "tls":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(cfg.host, port, local_hostname=cfg.local_hostname,
-                                                  timeout=timeout, context=self._tls_context())
+            smtp: smtplib.SMTP = _SMTP_SSL(cfg.host, port, local_hostname=cfg.local_hostname,
+                                           timeout=timeout, context=self._tls_context(), deadline=deadline)
         else:
-            smtp = smtplib.SMTP(cfg.host, port, local_hostname=cfg.local_hostname, timeout=timeout)
+            smtp = _SMTP(cfg.host, port, local_hostname=cfg.local_hostname, timeout=timeout, deadline=deadline)
         try:
             smtp.ehlo()
             if cfg.security == "starttls":
@@ -205,27 +208,42 @@ class EmailBackend:
             log.info("dry run: %s would mail %r to %s (Message-ID %s)", cfg.name, msg["Subject"],
                      ", ".join(cfg.to), msg["Message-ID"])
             return
+        deadline = _Deadline(SESSION_TIMEOUTS * float(cfg.timeout))
         try:
-            smtp = self._connect()
+            smtp = self._connect(deadline)
             try:
                 refused = smtp.send_message(msg, from_addr=cfg.from_address, to_addrs=list(cfg.to))
             finally:
                 _close(smtp)
-        except smtplib.SMTPRecipientsRefused as e:
-            codes = [code for code, _ in e.recipients.values()]
-            text = "; ".join(f"{rcpt}: {code} {_decode(m)}" for rcpt, (code, m) in e.recipients.items())
-            raise _by_code(min(codes), f"{cfg.name}: recipients refused: {text}") from None
-        except smtplib.SMTPResponseException as e:  # sender/data/helo/auth refused: 4xx retry, 5xx not
-            raise _by_code(e.smtp_code, f"{cfg.name}: {type(e).__name__}: {_reply_text(e)}") from None
-        except smtplib.SMTPNotSupportedError as e:
-            raise PermanentError(f"{cfg.name}: {e}") from None
-        except ssl.SSLCertVerificationError as e:
-            raise PermanentError(f"{cfg.name}: TLS certificate of {cfg.host} rejected: {e.verify_message}") from None
-        except (TimeoutError, smtplib.SMTPException, OSError) as e:
-            raise TransientError(f"{cfg.name}: cannot send mail via {cfg.host}: {type(e).__name__}: {e}") from None
+        except Exception as e:
+            if deadline.expired:
+                raise TransientError(f"{cfg.name}: SMTP session with {cfg.host} took longer than "
+                                     f"{deadline.seconds:g}s ({SESSION_TIMEOUTS} x timeout); aborted") from None
+            raise self._classified(e) from None
+        finally:
+            deadline.cancel()
         if refused:
             log.warning("%s: %s: some recipients refused: %s", cfg.name, what, ", ".join(sorted(refused)))
         log.info("%s: mailed %s (%s)", cfg.name, what, msg["Message-ID"])
+
+    def _classified(self, e: Exception) -> Exception:
+        """The outbox's view of an SMTP failure: 4xx and connection trouble retry, 5xx and TLS rejection do not."""
+        cfg = self.config
+        if isinstance(e, TransientError | PermanentError):
+            return e
+        if isinstance(e, smtplib.SMTPRecipientsRefused):
+            codes = [code for code, _ in e.recipients.values()]
+            text = "; ".join(f"{rcpt}: {code} {_decode(m)}" for rcpt, (code, m) in e.recipients.items())
+            return _by_code(min(codes), f"{cfg.name}: recipients refused: {text}")
+        if isinstance(e, smtplib.SMTPResponseException):  # sender/data/helo/auth refused: 4xx retry, 5xx not
+            return _by_code(e.smtp_code, f"{cfg.name}: {type(e).__name__}: {_reply_text(e)}")
+        if isinstance(e, smtplib.SMTPNotSupportedError):
+            return PermanentError(f"{cfg.name}: {e}")
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return PermanentError(f"{cfg.name}: TLS certificate of {cfg.host} rejected: {e.verify_message}")
+        if isinstance(e, TimeoutError | smtplib.SMTPException | OSError):
+            return TransientError(f"{cfg.name}: cannot send mail via {cfg.host}: {type(e).__name__}: {e}")
+        return e
 
 
 def _address(text: str, backend: str) -> Address:
@@ -234,6 +252,66 @@ def _address(text: str, backend: str) -> Address:
         return Address(addr_spec=clean)
     except (ValueError, IndexError) as e:
         raise PermanentError(f"{backend}: bad mail address {clean!r}: {e}") from None
+
+
+class _Deadline:
+    """Ends an SMTP session that runs past `seconds`: smtplib's timeout applies to each read, so a server
+    sending endless `250-` continuation lines (or one byte a second) would otherwise hold the outbox worker
+    forever. When the time is up the socket is shut down, which ends any blocked read."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socks.append(sock)
+            expired = self.expired
+        if expired:
+            _shutdown(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            socks = list(self._socks)
+        for sock in socks:
+            _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _Watched:
+    """Mixed into smtplib's classes: every socket they open is put under the session's deadline."""
+
+    def __init__(self, *args: Any, deadline: _Deadline, **kwargs: Any) -> None:
+        self._deadline = deadline
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        self._deadline.watch(sock)
+        return sock
+
+
+class _SMTP(_Watched, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_Watched, smtplib.SMTP_SSL):
+    pass
 
 
 def _close(smtp: smtplib.SMTP) -> None:

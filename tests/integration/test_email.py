@@ -219,3 +219,48 @@ def test_email_dry_run_sends_nothing(sink: Sink) -> None:
     b.resolve(ref, resolved(inc))
     assert ref.id == f"dry-run-{inc.fingerprint}"
     assert sink.messages(0, timeout=0.2) == []
+
+
+class DribblingServer:
+    """A TCP server on 127.0.0.1 that greets with endless `220-` continuation lines, one every 50 ms: each read
+    returns well within the timeout, so only a deadline on the whole session ends it (bounded here: 30 s)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = int(self.sock.getsockname()[1])
+        self.lines_sent = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    conn.sendall(b"220-still greeting\r\n")
+                except OSError:
+                    return  # the client gave up
+                self.lines_sent += 1
+                time.sleep(0.05)
+
+    def close(self) -> None:
+        self.sock.close()
+        self._thread.join(35)
+
+
+def test_email_server_dribbling_endless_reply_aborted_at_session_deadline_transient() -> None:
+    server = DribblingServer()
+    try:
+        b = EmailBackend(EmailConfig(name="mail", host="127.0.0.1", port=server.port, security="none",
+                                     from_address="hw@ops.example.com", to=["desk@example.com"], timeout=0.5))
+        with pytest.raises(TransientError, match=r"mail: SMTP session with 127\.0\.0\.1 took longer than 2s"):
+            b.open(make_incident())
+    finally:
+        server.close()
+    assert 10 < server.lines_sent < 600  # it was answering all along, and the client left long before 30 s
