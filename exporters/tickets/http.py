@@ -36,7 +36,7 @@ import re
 import reprlib
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -168,34 +168,12 @@ class HttpClient:
 
     def _read(self, resp: requests.Response, where: str, *, whole: bool) -> None:
         """Read the body into `resp` (so `.content`, `.text`, `.json()` work): all of it for a 2xx (at most
-        MAX_ANSWER_BYTES: a larger one is marked `TRUNCATED`, refused by `json_body`), else its start; within
-        `timeout` overall, whatever the server's pace."""
+        MAX_ANSWER_BYTES: a larger one is marked `TRUNCATED`, refused by `json_body`), else its start."""
         limit = MAX_ANSWER_BYTES if whole else MAX_ERROR_BODY_BYTES
-        # read1: what has arrived, at most one socket read, so the deadline is checked between reads
-        # (urllib3 2 has it; urllib3 1 only has read, which waits for a full chunk)
-        read = getattr(resp.raw, "read1", None) or resp.raw.read
-        deadline = time.monotonic() + self.timeout
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            while size <= limit:
-                chunk = read(_CHUNK, decode_content=True)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-                if time.monotonic() > deadline:
-                    raise TransientError(self.redact(f"{where}: HTTP {resp.status_code}: the answer was not read "
-                                                     f"within {self.timeout:g}s ({size} bytes so far)"))
-        except urllib3.exceptions.DecodeError as e:
-            raise PermanentError(self.redact(f"{where}: HTTP {resp.status_code}: cannot decode the answer "
-                                             f"({resp.headers.get('Content-Encoding', '')}): {e}")) from None
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise TransientError(self.redact(f"{where}: HTTP {resp.status_code}: reading the answer failed: "
-                                             f"{_reason(e)}")) from None
-        resp._content = b"".join(chunks)[:limit]  # what Response.content itself would have stored
+        body, truncated = read_body(resp, limit, self.timeout, where, redact=self.redact)
+        resp._content = body  # what Response.content itself would have stored
         resp._content_consumed = True
-        setattr(resp, TRUNCATED, size > limit)
+        setattr(resp, TRUNCATED, truncated)
 
     def json(self, method: str, path: str, **kw: Any) -> Any:
         """`request` and decode the JSON answer (PermanentError when the body is not JSON)."""
@@ -252,6 +230,37 @@ def _snippet(resp: requests.Response) -> str:
     if not text:
         return ""
     return ": " + (text[:MAX_BODY_IN_ERROR] + "…" if len(text) > MAX_BODY_IN_ERROR else text)
+
+
+def read_body(resp: requests.Response, limit: int, timeout: float, where: str, *,
+              redact: Callable[[str], str] = str) -> tuple[bytes, bool]:
+    """The body of a `stream=True` response, at most `limit` bytes, and whether there was more; read within
+    `timeout` overall whatever the server's pace (requests' timeout applies to each socket read, so a server
+    dribbling a byte a second would otherwise hold the caller for hours). TransientError when the time is up
+    or the connection fails; PermanentError when the content encoding is broken."""
+    # read1: what has arrived, at most one socket read, so the deadline is checked between reads
+    # (urllib3 2 has it; urllib3 1 only has read, which waits for a full chunk)
+    read = getattr(resp.raw, "read1", None) or resp.raw.read
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size <= limit:
+            chunk = read(_CHUNK, decode_content=True)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if time.monotonic() > deadline:
+                raise TransientError(redact(f"{where}: HTTP {resp.status_code}: the answer was not read "
+                                            f"within {timeout:g}s ({size} bytes so far)"))
+    except urllib3.exceptions.DecodeError as e:
+        raise PermanentError(redact(f"{where}: HTTP {resp.status_code}: cannot decode the answer "
+                                    f"({resp.headers.get('Content-Encoding', '')}): {e}")) from None
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise TransientError(redact(f"{where}: HTTP {resp.status_code}: reading the answer failed: "
+                                    f"{_reason(e)}")) from None
+    return b"".join(chunks)[:limit], size > limit
 
 
 def _reason(e: BaseException) -> str:

@@ -26,7 +26,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import requests
@@ -43,12 +42,12 @@ from exporters.tickets.base import (
     idempotency_key,
     register,
 )
+from exporters.tickets.http import parse_retry_after, read_body
 
 log = logging.getLogger(__name__)
 
 PAYLOAD_VERSION = "1"
 MAX_RESPONSE_BYTES = 64 * 1024
-MAX_RETRY_AFTER = 3600.0
 ZERO_TIME = "0001-01-01T00:00:00Z"
 TRANSIENT_STATUS = frozenset({408, 425, 429})
 
@@ -86,21 +85,6 @@ def rfc3339(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), bounded to [0, 1 h]."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - now
-        except (TypeError, ValueError, IndexError):
-            return None
-    return max(0.0, min(seconds, MAX_RETRY_AFTER))
 
 
 def default_ticket_id(incident: Incident) -> str:
@@ -265,10 +249,7 @@ class WebhookBackend:
         except requests.exceptions.RequestException as e:
             raise PermanentError(f"bad request to {self.config.url}: {_short(e)}") from None
         with resp:
-            try:
-                raw = resp.raw.read(MAX_RESPONSE_BYTES, decode_content=True) or b""
-            except (requests.exceptions.RequestException, OSError) as e:
-                raise TransientError(f"reading the answer of {self.config.url} failed: {_short(e)}") from None
+            raw, _ = read_body(resp, MAX_RESPONSE_BYTES, float(self.config.timeout), self.config.url)
             code = resp.status_code
             if 200 <= code < 300:
                 return _json_object(raw)

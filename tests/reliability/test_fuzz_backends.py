@@ -47,6 +47,7 @@ from exporters.tickets.jira import JiraBackend, JiraConfig
 from exporters.tickets.redmine import RedmineBackend, RedmineConfig
 from exporters.tickets.rt import RtBackend, RtConfig
 from exporters.tickets.servicenow import ServiceNowBackend, ServiceNowConfig
+from exporters.tickets.webhook import WebhookBackend, WebhookConfig
 from exporters.tickets.zammad import ZammadBackend, ZammadConfig
 from tests.contract.incidents import make_incident, resolved
 from tests.reliability.agentprobe import record
@@ -640,3 +641,14 @@ def test_doc_wrong_shapes_permanent_error_naming_the_place() -> None:
         Doc(None, "jira j: GET /x").raw("issues")
     with pytest.raises(PermanentError, match=r"issues\[0\] should be an object, got an integer 1"):
         Doc({"issues": [1]}, "github g: GET /x").objects("issues")
+
+
+def test_backend_webhook_answer_dripping_past_timeout_transient_error() -> None:
+    """The webhook backend reads its answer with the same overall bound as HttpClient (its own session)."""
+    drip = DripServer()
+    try:
+        hook = WebhookBackend(WebhookConfig(name="fz-hook", type="webhook", url=drip.url + "/hook", timeout=1))
+        with pytest.raises(TransientError, match=r"/hook: HTTP 200: the answer was not read within 1s"):
+            hook.open(make_incident())
+    finally:
+        drip.close()
