@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import random
 import re
-import secrets
-import select
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.incidents import IncidentManager
-from agent.schema import Duration
-from agent.state import StateDB
 from exporters.tickets.base import PermanentError, TicketRef, TransientError
-from exporters.tickets.config import TicketsConfig
 from exporters.tickets.redmine import RedmineBackend, RedmineConfig
-from rules.alerts import Alert, AlertState, AlertTransition, TransitionKind
-from tests.conftest import ROOT
 from tests.integration.servers.redmine import RedmineServer
 from tests.support.agent import free_port
+from tests.support.kill9 import Kill9Target, Ticket, only_when_slow, run_kill9
 from tests.support.ticket_incidents import make_incident
 
 pytestmark = pytest.mark.integration
@@ -37,8 +22,6 @@ pytestmark = pytest.mark.integration
 # call, then delivers ~6 operations/s: kills land uniformly in the first KILL9_WINDOW seconds, so most of them hit
 # a delivery (find, create, note, status change, or between Redmine's answer and the commit).
 KILL9_WINDOW = 1.2
-KILL9_INCIDENTS = 12  # 42 operations: enough to outlast the default 20 kills
-KILL9_SLOW_INCIDENTS = 150  # 525 operations: the 200 kills all land while some are pending (317-420 got through)
 
 
 def backend(server: RedmineServer, monkeypatch: pytest.MonkeyPatch, *, key: str | None = None,
@@ -265,140 +248,34 @@ def test_redmine_common_mark_untrusted_labels_render_inert_in_issue_page(redmine
     assert "evil.example" in page and 'href="http://evil.example' not in page
 
 
-def _kill9_transitions(n: int, t0: float) -> list[tuple[float, list[AlertTransition]]]:
-    """Per incident: fire (warning), escalate, de-escalate; every other one resolves. Grouped by time."""
-    steps: dict[float, list[AlertTransition]] = {}
-    tag = secrets.token_hex(4)
-    for i in range(n):
-        labels = (("host", "web1"), ("instance", f"kill9-{tag}-{i}"))
-        base = Alert(rule="Kill9Disk", group="disk", labels=labels, identity=labels, state=AlertState.FIRING,
-                     severity="warning", value=0.91, active_since=t0, fired_at=t0, threshold="> 0.9")
-        crit = dataclasses.replace(base, severity="critical", value=0.97)
-        steps.setdefault(t0, []).append(AlertTransition(base, TransitionKind.FIRING, t0))
-        steps.setdefault(t0 + 30, []).append(AlertTransition(crit, TransitionKind.ESCALATED, t0 + 30))
-        steps.setdefault(t0 + 60, []).append(AlertTransition(base, TransitionKind.DEESCALATED, t0 + 60))
-        if i % 2 == 0:
-            gone = dataclasses.replace(base, state=AlertState.INACTIVE, resolved_at=t0 + 90)
-            steps.setdefault(t0 + 90, []).append(AlertTransition(gone, TransitionKind.RESOLVED, t0 + 90))
-    return sorted(steps.items())
+def redmine_kill9_target(server: RedmineServer) -> Kill9Target:
+    """Issues per fingerprint found by the custom field (any status); notes from the journals."""
+    def tickets(fp: str) -> list[str]:
+        r = server.api("GET", "/issues.json", params={"project_id": server.project, "status_id": "*",
+                                                       f"cf_{server.cf_id}": fp, "limit": 100})
+        assert r.status_code == 200, r.text
+        found = r.json()
+        assert found["total_count"] == len(found["issues"]), found["total_count"]
+        return [str(i["id"]) for i in found["issues"]]
 
+    def read(ticket_id: str) -> Ticket:
+        got = issue(server, TicketRef("ops", ticket_id))
+        return Ticket([j["notes"] for j in got["journals"] if j["notes"]], got["status"]["name"])
 
-# like tests/reliability and test_incidents_kill9: the long variant runs only when asked for
-only_when_slow = pytest.mark.skipif(os.environ.get("HOSTWARDEN_SLOW", "") != "1",
-                                    reason="slow kill -9 variant: set HOSTWARDEN_SLOW=1 to run it")
-
-
-def _kill9_against_redmine(server: RedmineServer, tmp_path: Path, *, iterations: int, incidents: int) -> None:
-    """SIGKILL the delivering process at random points `iterations` times (restarting it each time), then let it
-    finish; Redmine must end with exactly one issue per fingerprint, every note and every resolve delivered
-    (notes at least once: a note is not idempotent, so a kill between Redmine's answer and the commit
-    repeats it). Prints the figures (kills, operations, issues per fingerprint, repeated notes, lost)."""
-    seed = int(os.environ.get("HW_KILL9_SEED") or int.from_bytes(os.urandom(4), "big"))
-    rnd = random.Random(seed)
-    started = time.monotonic()
-    state_path = str(tmp_path / "state.db")
-    cfg = RedmineConfig(name="ops", type="redmine", url=server.url, project=server.project,
-                        api_key_env="HW_TEST_KEY", fingerprint_field=server.cf_name)
-    state = StateDB(state_path)
-    manager = IncidentManager(TicketsConfig(backends=(cfg,), update_interval=Duration(0), storm_threshold=100_000),
-                              state=state, hostname="web1", external_labels={})
-    for at, batch in _kill9_transitions(incidents, time.time() - 600):
-        manager.handle(batch, at)
-    updates = [(r["fingerprint"], json.loads(r["payload"])["event"])
-               for r in state.query("SELECT fingerprint, payload FROM outbox WHERE op = 'update' ORDER BY id")]
-    fingerprints = sorted({r["fingerprint"] for r in state.query("SELECT fingerprint FROM incidents")})
-    resolved = {r["fingerprint"] for r in state.query("SELECT fingerprint FROM incidents WHERE status = 'resolved'")}
-    operations = state.query("SELECT COUNT(*) AS n FROM outbox")[0]["n"]
-    n_resolved = (incidents + 1) // 2
-    assert len(fingerprints) == incidents and len(updates) == 2 * incidents and len(resolved) == n_resolved
-    assert operations == incidents + 2 * incidents + n_resolved
-    state.close()
-
-    cmd = [sys.executable, "-m", "tests.integration.servers.outbox_worker_main", state_path, server.url,
-           server.project, server.cf_name]
-    env = {**os.environ, "HW_TEST_KEY": server.user_key, "PYTHONPATH": ROOT}
-    kills = progressed = 0
-    pending = operations
-    for i in range(iterations):
-        log_path = tmp_path / f"worker-{i}.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 60)
-        assert ready and proc.stdout.readline().strip() == "READY", log_path.read_text()
-        time.sleep(rnd.uniform(0.0, KILL9_WINDOW))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait(30)
-        proc.stdout.close()
-        left = _pending(state_path)
-        progressed += left < pending
-        pending = left
-        if left == 0:
-            break
-    final = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert final.returncode == 0 and "DONE" in final.stdout, (seed, final.stderr[-3000:])
-    assert kills >= 1, "the worker finished before the first kill: the test proved nothing"
-    logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("worker-*.log")) + final.stderr
-    adopted = logs.count("recording it instead of opening another")
-
-    state = StateDB(state_path)
-    try:
-        rows = state.query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
-        assert {r["status"]: r["n"] for r in rows} == {"done": operations}, (seed, [dict(r) for r in rows])
-        rows = state.query("SELECT fingerprint, ticket_id FROM incidents")
-        tickets = {r["fingerprint"]: r["ticket_id"] for r in rows}
-    finally:
-        state.close()
-    issues_per_fp: dict[str, int] = {}
-    lost: list[tuple[str, str]] = []
-    repeated_notes = 0
-    wrong_status: list[str] = []
-    for fp in fingerprints:
-        found = server.api("GET", "/issues.json", params={
-            "project_id": server.project, "status_id": "*", f"cf_{server.cf_id}": fp}).json()
-        issues_per_fp[fp] = int(found["total_count"])
-        if found["total_count"] != 1:
-            continue
-        issue_id = found["issues"][0]["id"]
-        assert tickets[fp] == str(issue_id), (seed, fp)
-        got = issue(server, TicketRef("ops", str(issue_id)))
-        notes = [j["notes"] for j in got["journals"] if j["notes"]]
-        for ufp, text in updates:
-            if ufp == fp:
-                hits = sum(1 for n in notes if text in n)
-                lost += [(fp, text)] if hits == 0 else []
-                repeated_notes += max(0, hits - 1)
-        if got["status"]["name"] != ("Resolved" if fp in resolved else "New"):
-            wrong_status.append(fp)
-    duplicates = sum(n - 1 for n in issues_per_fp.values() if n > 1)
-    figures = {"seed": seed, "iterations": iterations, "kills": kills, "incidents": incidents,
-               "operations": operations, "iterations_with_progress": progressed,
-               "pending_after_kills": left, "issues": sum(issues_per_fp.values()),
-               "issues_per_fingerprint": sorted(set(issues_per_fp.values())), "duplicate_issues": duplicates,
-               "adopted_after_kill": adopted, "repeated_notes": repeated_notes, "lost_notes": len(lost),
-               "wrong_status": len(wrong_status), "run_seconds": round(time.monotonic() - started, 1)}
-    print(f"kill -9 against Redmine: {json.dumps(figures)}")
-    assert set(issues_per_fp.values()) == {1}, (seed, kills, {fp: n for fp, n in issues_per_fp.items() if n != 1})
-    assert not lost, (seed, kills, lost[:5])
-    assert not wrong_status, (seed, wrong_status[:5])
-    assert kills >= iterations * 0.9, figures  # the work lasted across (nearly) every kill
+    return Kill9Target(label="Redmine", kind="redmine", settings={
+        "url": server.url, "project": server.project, "api_key_env": "HW_TEST_KEY",
+        "fingerprint_field": server.cf_name}, env={"HW_TEST_KEY": server.user_key}, open_status="New",
+        resolved_status="Resolved", tickets=tickets, read=read)
 
 
 def test_redmine_outbox_worker_killed_9_times_one_issue_per_fingerprint_all_notes(
         redmine_server: RedmineServer, tmp_path: Path) -> None:
-    """20 kills over 12 incidents (42 operations); the slow variant below does 200."""
-    _kill9_against_redmine(redmine_server, tmp_path, iterations=20, incidents=KILL9_INCIDENTS)
+    """20 kills; the slow variant below does 200."""
+    run_kill9(redmine_kill9_target(redmine_server), tmp_path, iterations=20, window=KILL9_WINDOW)
 
 
 @pytest.mark.slow
 @only_when_slow
 def test_redmine_outbox_worker_killed_9_200_times_one_issue_per_fingerprint_all_notes(
         redmine_server: RedmineServer, tmp_path: Path) -> None:
-    _kill9_against_redmine(redmine_server, tmp_path, iterations=200, incidents=KILL9_SLOW_INCIDENTS)
-
-
-def _pending(state_path: str) -> int:
-    with sqlite3.connect(state_path, timeout=10) as c:
-        return int(c.execute("SELECT COUNT(*) FROM outbox WHERE status = 'pending'").fetchone()[0])
+    run_kill9(redmine_kill9_target(redmine_server), tmp_path, iterations=200, window=KILL9_WINDOW)

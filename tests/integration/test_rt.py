@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,9 +12,15 @@ from exporters.tickets.base import PermanentError, TicketRef, TransientError
 from exporters.tickets.rt import RtBackend, RtConfig
 from tests.integration.servers.rt import RtServer
 from tests.support.agent import free_port
+from tests.support.kill9 import Kill9Target, Ticket, only_when_slow, run_kill9
 from tests.support.ticket_incidents import make_incident
 
 pytestmark = pytest.mark.integration
+
+# A worker is READY ~0.3 s after it starts, then delivers 5-12 operations/s to RT (no discovery calls; the rate
+# depends on the machine's load): kills land uniformly in the first KILL9_WINDOW seconds, so most of them hit a
+# delivery (search, create, comment, priority or status change, or between RT's answer and the commit).
+KILL9_WINDOW = 0.5
 
 
 def backend(server: RtServer, monkeypatch: pytest.MonkeyPatch, *, token: str | None = None,
@@ -182,3 +189,40 @@ def test_rt_server_not_listening_raises_transient(rt_server: RtServer, monkeypat
     b = backend(rt_server, monkeypatch, url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(TransientError, match="connection failed"):
         b.open(make_incident())
+
+
+def rt_kill9_target(server: RtServer) -> Kill9Target:
+    """Tickets per fingerprint found by a TicketSQL search on the custom field the backend writes (any status);
+    comments from the ticket's history."""
+    def tickets(fp: str) -> list[str]:
+        r = server.api("GET", "/tickets", params={"query": f"CF.{{{server.cf_name}}} = '{fp}'", "per_page": 100,
+                                                  "fields": "CustomFields"})
+        assert r.status_code == 200, r.text
+        found = r.json()
+        assert found["total"] == len(found["items"]), found["total"]
+        for item in found["items"]:
+            [cf] = [f for f in item["CustomFields"] if f["name"] == server.cf_name]
+            assert cf["values"] == [fp], (item["id"], cf)
+        return [str(item["id"]) for item in found["items"]]
+
+    def read(ticket_id: str) -> Ticket:
+        ref = TicketRef("ops", ticket_id)
+        return Ticket(comments(server, ref), ticket(server, ref)["Status"])
+
+    return Kill9Target(label="RT", kind="rt", settings={
+        "url": server.url, "queue": server.queue, "token_env": "HW_TEST_RT_TOKEN",
+        "fingerprint_field": server.cf_name}, env={"HW_TEST_RT_TOKEN": server.token}, open_status="new",
+        resolved_status="resolved", tickets=tickets, read=read)
+
+
+def test_rt_outbox_worker_killed_9_times_one_ticket_per_fingerprint_all_comments(rt_server: RtServer,
+                                                                                 tmp_path: Path) -> None:
+    """20 kills; the slow variant below does 200."""
+    run_kill9(rt_kill9_target(rt_server), tmp_path, iterations=20, window=KILL9_WINDOW)
+
+
+@pytest.mark.slow
+@only_when_slow
+def test_rt_outbox_worker_killed_9_200_times_one_ticket_per_fingerprint_all_comments(rt_server: RtServer,
+                                                                                     tmp_path: Path) -> None:
+    run_kill9(rt_kill9_target(rt_server), tmp_path, iterations=200, window=KILL9_WINDOW)
