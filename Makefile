@@ -1,7 +1,8 @@
 # hostwarden: reliability tests and benchmarks (plain make; see docs/reliability.md for what each proves).
 #
 #   make reliability        fast fault / fuzz / security tests (also part of the default pytest run), ~2 min
-#   make reliability-slow   the same with 10x fuzz budgets plus the minutes-long pauses (HOSTWARDEN_SLOW=1)
+#   make reliability-slow   the same with 10x fuzz budgets, the minutes-long pauses and the 200-kill runs against
+#                           the webhook receiver, the local store, Redmine and RT (HOSTWARDEN_SLOW=1)
 #   make load               /metrics under wrk for 60 s: 10,000 series, 1,000 rules (Debian package wrk)
 #   make soak               100,000 cycles of series churn in accelerated time, in-process (~15 min)
 #   make bench              load + soak + the comparison benchmarks (collect, rules, detect)
@@ -31,6 +32,8 @@ reliability-slow: | $(BUILD)
 	rm -f $(BUILD)/reliability-slow.jsonl
 	HOSTWARDEN_SLOW=1 HOSTWARDEN_RELIABILITY_REPORT=$(BUILD)/reliability-slow.jsonl \
 		$(PY) -m pytest tests/reliability -q -rxX $(PYTEST_ARGS)
+	HOSTWARDEN_SLOW=1 $(PY) -m pytest tests/integration/test_incidents_kill9.py tests/integration/test_redmine.py \
+		tests/integration/test_rt.py -q -rxX -s -k "kill9 or killed_9" $(PYTEST_ARGS)
 
 load: | $(BUILD)
 	$(PY) bench/load.py --json $(BUILD)/load.json
