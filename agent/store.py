@@ -12,6 +12,7 @@ dropped from memory once its last real point falls out of retention.
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import sys
@@ -78,6 +79,9 @@ class Series:
         return (len(self.ts) + len(self.vals)) * 8 + 200
 
 
+_STORE_IDS = itertools.count(1)
+
+
 class SeriesStore:
     """Thread-safe: collectors append from scheduler threads while rule groups read.
 
@@ -93,6 +97,11 @@ class SeriesStore:
         # that lets `foo{shard="3"}` touch the series of shard 3 instead of every `foo`)
         self._postings: dict[str, dict[tuple[str, str], dict[Labels, Series]]] = {}
         self._retention_cache: dict[str, float] = {}
+        # generations: bumped when a series of the name is created or dropped, so a selector can keep the
+        # series it selected until the set changes (values are appended in place and need no bump)
+        self._gen: dict[str, int] = {}
+        self._gen_next = 0
+        self.uid = next(_STORE_IDS)  # tells stores apart in caches keyed by generation
         self._last_sweep = float("-inf")
         self._memory: tuple[float, int] = (float("-inf"), 0)
 
@@ -161,7 +170,16 @@ class SeriesStore:
                 series.append(t, v)
             return series
 
+    def generation(self, name: str | None) -> int:
+        """Changes whenever the set of series of `name` (of any name, for None) changes; never repeats."""
+        return self._gen.get(name, 0) if name is not None else self._gen_next
+
+    def _bump(self, name: str) -> None:
+        self._gen_next += 1
+        self._gen[name] = self._gen_next
+
     def _create(self, name: str, labels: Labels) -> Series:
+        self._bump(name)
         series = Series(name, labels)
         self._by_name.setdefault(name, {})[labels] = series
         postings = self._postings.setdefault(name, {})
@@ -173,6 +191,7 @@ class SeriesStore:
         by_labels = self._by_name.get(name)
         if by_labels is None or by_labels.pop(labels, None) is None:
             return
+        self._bump(name)
         postings = self._postings.get(name, {})
         for item in labels:
             plist = postings.get(item)
@@ -183,6 +202,7 @@ class SeriesStore:
         if not by_labels:
             del self._by_name[name]
             self._postings.pop(name, None)
+            self._gen.pop(name, None)  # a later series of this name gets a newer generation from _gen_next
 
     def forget_source(self, source: str, now: float) -> None:
         """A collector removed by a reload: mark its series stale."""

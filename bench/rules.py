@@ -10,7 +10,7 @@ For each rule count (default 100, 1,000, 10,000) over 10,000 series:
     `prometheus_rule_group_last_duration_seconds` (median over several evaluations).
 and the ratio hostwarden / Prometheus.
 
-    .venv/bin/python bench/rules.py [--counts 100,1000,10000] [--series 10000] [--cycles 5]
+    .venv/bin/python bench/rules.py [--counts 100,1000,10000] [--series 10000] [--cycles 5] [--regex]
 
 Loopback only; loops bounded by counts and a time limit per Prometheus run.
 """
@@ -47,15 +47,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def rule_file(n: int, path: Path) -> None:
-    """n alert rules in groups of 100: thresholds, rates and aggregations, like shipped rules."""
+def rule_file(n: int, path: Path, *, regex: bool = False) -> None:
+    """n alert rules in groups of 100: thresholds, rates and aggregations, like shipped rules. With `regex`,
+    every selector uses regular-expression matchers instead (alternation, prefix, infix, character classes),
+    so the run measures regex label matching against Prometheus' (Go RE2)."""
     lines = ["groups:"]
     for i in range(n):
         if i % 100 == 0:
             lines.append(f"  - name: g{i // 100}\n    interval: 10s\n    rules:")
         shard = i % SHARDS
         kind = i % 4
-        if kind == 0:
+        if regex:
+            expr = [f'bench_gauge{{shard=~"{shard}|{(shard + 1) % SHARDS}"}} > 0.9',
+                    f'rate(bench_counter_total{{instance=~"i{shard}.*"}}[1m]) > 50',
+                    f'avg by (shard) (bench_gauge{{instance=~".*{shard}[0-9]"}}) > 0.95',
+                    f'max_over_time(bench_gauge{{shard=~"{shard % 10}[0-9]?", instance!~"i1.*"}}[2m]) > 0.99'][kind]
+        elif kind == 0:
             expr = f'bench_gauge{{shard="{shard}"}} > 0.9'
         elif kind == 1:
             expr = f'rate(bench_counter_total{{shard="{shard}"}}[1m]) > 50'
@@ -176,6 +183,7 @@ def main() -> int:
     ap.add_argument("--series", type=int, default=10000)
     ap.add_argument("--cycles", type=int, default=5)
     ap.add_argument("--no-prometheus", action="store_true")
+    ap.add_argument("--regex", action="store_true", help="regex matchers in every selector (see rule_file)")
     args = ap.parse_args()
     Exporter.n_series = args.series
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Exporter)
@@ -186,7 +194,7 @@ def main() -> int:
         for n in (int(x) for x in args.counts.split(",")):
             with tempfile.TemporaryDirectory(prefix="hw-rules-") as d:
                 path = Path(d) / "rules.yaml"
-                rule_file(n, path)
+                rule_file(n, path, regex=args.regex)
                 hw_s, mem = bench_hostwarden(path, args.series, args.cycles)
                 prom_s = None if args.no_prometheus else bench_prometheus(path, srv.server_address[1],
                                                                           (n + 99) // 100, Path(d))
@@ -194,7 +202,8 @@ def main() -> int:
                 print(f"  {n} rules done", file=sys.stderr)
     finally:
         srv.shutdown()
-    print(f"series: {args.series}, hostwarden cycles: {args.cycles} (median), Prometheus: median of 4 evaluations")
+    print(f"series: {args.series}, matchers: {'regex' if args.regex else 'equality'}, "
+          f"hostwarden cycles: {args.cycles} (median), Prometheus: median of 4 evaluations")
     print(f"{'rules':>6} {'hostwarden s/cycle':>19} {'store MB':>9} {'Prometheus s/cycle':>19} {'ratio':>7}")
     for n, hw_s, mem, prom_s in rows:
         prom = f"{prom_s:.4f}" if prom_s is not None else "n/a"

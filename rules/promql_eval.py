@@ -30,6 +30,7 @@ INF = math.inf
 NAN = math.nan
 LEGACY_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 MATCH_CACHE_MAX = 50_000
+SELECT_CACHE_MAX = 10_000  # a regex selection of at most this many series is kept until the series set changes
 MAX_SAMPLES = 50_000_000  # Prometheus' --query.max-samples default
 MAX_SUBQUERY_STEPS = 11_000  # Prometheus' points-per-series limit of a range query (/api/v1/query_range)
 
@@ -167,11 +168,40 @@ class LabelPredicate:
             return True
         hit = self.cache.get(labels)
         if hit is None:
-            hit = all(check(get_label(labels, key)) for key, check in self.others)
-            if len(self.cache) >= MATCH_CACHE_MAX:
-                self.cache.clear()
-            self.cache[labels] = hit
+            hit = self._others(labels)
         return hit
+
+    def _others(self, labels: Labels) -> bool:
+        hit = all(check(get_label(labels, key)) for key, check in self.others)
+        if len(self.cache) >= MATCH_CACHE_MAX:
+            self.cache.clear()
+        self.cache[labels] = hit
+        return hit
+
+    def filter(self, series: list[Any]) -> list[Any]:
+        """The series whose labels match, in order: the per-label-set answers are looked up inline (one dict
+        lookup per series once known), since a regex selector may look at every series of a name."""
+        cache_get = self.cache.get
+        out = []
+        append = out.append
+        if self.equal:
+            for s in series:
+                labels = s.labels
+                hit = cache_get(labels)
+                if hit is None:
+                    hit = self(labels)
+                if hit:
+                    append(s)
+        else:
+            others = self._others
+            for s in series:
+                labels = s.labels
+                hit = cache_get(labels)
+                if hit is None:
+                    hit = others(labels)
+                if hit:
+                    append(s)
+        return out
 
 
 class VectorSelectorNode(Node):
@@ -184,8 +214,23 @@ class VectorSelectorNode(Node):
         self.offset = offset
         self.opts = opts
         self.multi_name = name is None
+        self._selected: tuple[tuple[int, int], list[Any]] | None = None
 
     def select(self, store: SeriesStore) -> list[Any]:
+        """The series this selector matches (callers must not modify the list). Selections that need
+        regex or negative matchers are kept until the store's set of series for the name changes: in
+        steady state a `{instance=~"web-.*"}` rule does not rescan every series each evaluation."""
+        if self.predicate is None or not self.predicate.others:
+            return self._select(store)
+        key = (store.uid, store.generation(self.name))
+        cached = self._selected
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        series = self._select(store)
+        self._selected = (key, series) if len(series) <= SELECT_CACHE_MAX else None
+        return series
+
+    def _select(self, store: SeriesStore) -> list[Any]:
         checks = self.name_checks
         if self.name is not None:
             if checks and not all(c(self.name) for c in checks):
@@ -193,13 +238,13 @@ class VectorSelectorNode(Node):
             pred = self.predicate
             if pred is not None and pred.equal:  # the store's postings narrow by the equality matchers
                 series = store.series_matching(self.name, pred.equal)
-                return [s for s in series if pred(s.labels)] if pred.others else series
+                return pred.filter(series) if pred.others else series
             series = list(store.series(self.name))
         else:
             series = [s for n in store.names() if all(c(n) for c in checks) for s in store.series(n)]
         pred = self.predicate
         if pred is not None:  # creation order, as Prometheus' unsorted Select (it orders sums and means)
-            series = [s for s in series if pred(s.labels)]
+            series = pred.filter(series)
         return series
 
     def eval(self, store: SeriesStore, t: float) -> list[Sample]:
