@@ -3,11 +3,13 @@
 One direction of data flow (design.md). Scheduling is APScheduler's BackgroundScheduler:
 - one `collect` job per distinct collector interval (collectors of the same interval run in one
   cycle, then the exposition is rendered once);
-- one `checks` tick (1 s) driving the check runner, which runs each check on its own interval in a
-  bounded pool and never waits on a hung check;
+- the check runner's own dispatcher thread, which starts each check on its own interval in a bounded
+  pool and never waits on a hung check; finished results are published to the store and /metrics
+  as they arrive (`publish_checks`);
 - one `rules` job per rule group at its interval;
 - `incidents` (coalesced updates, storm grouping, backend re-sends) and `heartbeat` (scheduler lag,
-  systemd watchdog) jobs.
+  systemd watchdog) jobs. The scheduler lag is the heartbeat's lateness against the previous heartbeat
+  (or the job's scheduling) + its period, the largest of the last minute.
 Jobs coalesce and never overlap themselves, and a missed run is skipped rather than replayed, so a
 paused machine (SIGSTOP, suspend) resumes without a burst of catch-up cycles.
 
@@ -43,7 +45,6 @@ from rules.manager import METRICS as RULE_METRICS
 
 log = logging.getLogger(__name__)
 
-CHECK_TICK_SECONDS = 1.0
 HEARTBEAT_SECONDS = 5.0  # WATCHDOG=1 at most every 5 s (WatchdogSec=30s wants one every 15 s)
 INCIDENT_TICK_SECONDS = 10.0
 LAG_WINDOW_SECONDS = 60.0
@@ -172,7 +173,6 @@ class Agent:
         self._reload_ok = 1.0
         self._reload_ok_at = time.time()
         self._ready = False
-        self._check_signature: Any = None
         self._freeze_after = int(os.environ.get("HOSTWARDEN_DEBUG_FREEZE_SCHEDULER_AFTER", "0") or 0)
         self._heartbeats = 0
         if notifier is None:
@@ -222,9 +222,13 @@ class Agent:
             return None
         from collectors.checks import CheckRunner
 
-        # max_wait=0: a tick only starts due checks and returns the latest results; results of checks
-        # started now appear at the next tick, so a slow check never holds the scheduler
-        return CheckRunner(checks, default_interval=float(config.global_.interval), max_wait=0.0)
+        # started by _start_checks: its dispatcher runs each check on its own interval, never waiting for
+        # a run, and calls publish_checks when results changed
+        return CheckRunner(checks, default_interval=float(config.global_.interval))
+
+    def _start_checks(self) -> None:
+        if self.checks is not None and not self.checks.started:
+            self.checks.start(self.clock.now, self.publish_checks)
 
     def _check_results(self) -> dict[str, Any]:
         return self.checks.last_results() if self.checks is not None else {}
@@ -247,9 +251,6 @@ class Agent:
         for interval, names in sorted(self._collector_groups().items()):
             self.scheduler.add_job(self._guard(self.collect_cycle), "interval", seconds=interval, args=[names],
                                    id=f"collect:{interval:g}", name=f"collect every {interval:g}s")
-        if self.checks is not None:
-            self.scheduler.add_job(self._guard(self.check_tick), "interval", seconds=CHECK_TICK_SECONDS,
-                                   id="checks")
         for group in self.rules.groups:
             self.scheduler.add_job(self._guard(self.evaluate_group), "interval", seconds=float(group.interval),
                                    args=[group.name], id=f"rules:{group.name}")
@@ -258,6 +259,9 @@ class Agent:
         wd = self.notifier.watchdog_interval()  # half of WatchdogSec when systemd asks for pings
         beat = min(HEARTBEAT_SECONDS, wd) if wd else HEARTBEAT_SECONDS
         self.scheduler.add_job(self._guard(self.heartbeat), "interval", seconds=beat, id="heartbeat")
+        # the job's first run is due `beat` from now: measure its lag from here, so a pause before the
+        # first heartbeat (or right after a reload re-added the job) shows too, and a reload adds none
+        self._last_heartbeat_mono = time.monotonic()
 
     def _guard(self, fn: Callable[..., None]) -> Callable[..., None]:
         def run(*args: Any) -> None:
@@ -304,19 +308,14 @@ class Agent:
         self.exposition.update(name, samples, getattr(col, "metrics", None))
         return True
 
-    def check_tick(self) -> None:
-        checks = self.checks  # not under self._lock: a reload may swap it, the old runner still answers
-        if checks is None:
+    def publish_checks(self, runner: Any) -> None:
+        """The check runner's results changed (called from its publisher thread): store + /metrics."""
+        if self._stop.is_set() or runner is not self.checks:  # a runner replaced by a reload stays silent
             return
         now = self.clock.now()
-        samples = list(checks.collect(now))
-        signature = max((s.timestamp for s in samples), default=0.0), len(samples)
-        if signature == self._check_signature:
-            return
-        self._check_signature = signature
+        samples = runner.snapshot(now)
         self.store.append("checks", samples, now)
-        self.exposition.update("checks", samples, checks.metrics)
-        self.render()
+        self.exposition.update("checks", samples, runner.metrics)
 
     def evaluate_group(self, group_name: str) -> None:
         with self._lock:
@@ -343,16 +342,7 @@ class Agent:
             self.outbox.wake()
 
     def heartbeat(self) -> None:
-        mono = time.monotonic()
-        if self._last_heartbeat_mono is not None:
-            job = self.scheduler.get_job("heartbeat")
-            period = job.trigger.interval.total_seconds() if job is not None else HEARTBEAT_SECONDS
-            lag = max(0.0, mono - self._last_heartbeat_mono - period)
-            # the gauge is the largest lag of the last minute: a late run must stay visible to scrapes
-            # even when the next (on-time) heartbeat follows a moment later
-            self._lags = [(t, v) for t, v in self._lags if mono - t < LAG_WINDOW_SECONDS] + [(mono, lag)]
-            self._lag = max(v for _t, v in self._lags)
-        self._last_heartbeat_mono = mono
+        self.note_heartbeat(time.monotonic())
         self._heartbeats += 1
         if self._freeze_after and self._heartbeats >= self._freeze_after:
             log.warning("debug: freezing the scheduler (HOSTWARDEN_DEBUG_FREEZE_SCHEDULER_AFTER)")
@@ -364,6 +354,21 @@ class Agent:
         if self._reload_requested.is_set():
             self._reload_requested.clear()
             self.reload()
+
+    def note_heartbeat(self, mono: float) -> float:
+        """Record a heartbeat run at monotonic time `mono`; returns the scheduler lag gauge's new value.
+
+        The lag is how late this run came after the previous one (or after `_schedule` added the job)
+        plus the period: a pause (SIGSTOP, a stall) of P shows as P - period .. P. The gauge is the
+        largest lag of the last minute, so a late run stays visible to scrapes after on-time ones."""
+        if self._last_heartbeat_mono is not None:
+            job = self.scheduler.get_job("heartbeat")
+            period = job.trigger.interval.total_seconds() if job is not None else HEARTBEAT_SECONDS
+            lag = max(0.0, mono - self._last_heartbeat_mono - period)
+            self._lags = [(t, v) for t, v in self._lags if mono - t < LAG_WINDOW_SECONDS] + [(mono, lag)]
+            self._lag = max(v for _t, v in self._lags)
+        self._last_heartbeat_mono = mono
+        return self._lag
 
     # -- self metrics and rendering ------------------------------------------------------------------
     def self_samples(self, now: float) -> list[Sample]:
@@ -408,8 +413,7 @@ class Agent:
                                     on_reload=self.reload, ready=lambda: self._ready)
         self.server.start()
         self.collect_cycle()
-        if self.checks is not None:
-            self.check_tick()
+        self._start_checks()
         for group in self.rules.groups:
             self.evaluate_group(group.name)
         self.outbox.start()
@@ -475,10 +479,10 @@ class Agent:
                     self._runs.pop(gone, None)
                 if old_checks is not None:
                     old_checks.close()
+                self._start_checks()
                 if self.checks is None:
                     self.store.forget_source("checks", now)
                     self.exposition.remove("checks")
-                self._check_signature = None
                 self._schedule()
         except ConfigErrors as e:
             self._reload_ok = 0.0
@@ -486,12 +490,14 @@ class Agent:
                 log.error("reload rejected: %s", issue)
             log.error("configuration reload failed (%d problems); keeping the running configuration",
                       len(e.issues))
+            self._start_checks()  # whichever runner is current keeps running
             self.notifier.ready(self.status_line())
             self.render()
             return False
         except Exception:
             self._reload_ok = 0.0
             log.exception("configuration reload failed; keeping the running configuration")
+            self._start_checks()  # whichever runner is current keeps running
             self.notifier.ready(self.status_line())
             self.render()
             return False

@@ -17,15 +17,15 @@ A check module:
 `run` returns check-specific samples built with `sample(...)` (no `check` label, no timestamp); the
 runner adds `check=<name>` and the check's configured `labels:` to every sample and stamps them.
 
-The runner is passive: the daemon calls `collect(now)` (on a short tick or on its collection
-interval). Each call starts the checks that are due, each in its own daemon thread (at most
-`max_workers` live runs at once; a finished run frees its worker for the next due check within the
-same call), waits until they finish or until the soonest deadline among them (+ a short grace for
-the check to report its own timeout), and returns the latest result of every check. A run still
-going past its timeout is abandoned: reported as `timeout after Ns`, not started again until the
-stuck thread returns, and it does not
-count against `max_workers` (Python cannot kill a thread; a stuck thread must not starve the others
-and, being a daemon thread, cannot block interpreter exit either).
+The runner (CheckRunner) keeps its own schedule: in the daemon, `start(clock, on_change)` runs a
+dispatcher thread that starts each check when it is due, on the check's own interval, in a bounded
+worker pool, without ever waiting for a run; results are published as runs finish (`on_change`).
+A check due again while its previous run is in flight is not started twice (the skipped run is
+counted in `hostwarden_check_overruns_total`). A run still going past its timeout is abandoned:
+reported as `timeout after Ns`, not started again until the stuck thread returns, and its thread
+leaves the pool (Python cannot kill a thread; a stuck thread must not starve the others and, being a
+daemon thread, cannot block interpreter exit either). `collect(now)` is the passive form (tests,
+one-shot use): start what is due at `now`, wait for it, return the latest results.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -218,7 +219,21 @@ COMMON_METRICS = metric_defs(
               "Unix time the check's last run started.", ("check",)),
     MetricDef("hostwarden_check_timeouts_total", "counter", "Runs abandoned at the check's timeout.",
               ("check",)),
+    MetricDef("hostwarden_check_overruns_total", "counter",
+              "Scheduled runs skipped: the check's previous run was still in flight, or no worker was free "
+              "before the run's timeout.", ("check",)),
+    MetricDef("hostwarden_check_workers", "gauge", "Size of the check runner's worker pool (max_workers)."),
+    MetricDef("hostwarden_check_workers_busy", "gauge", "Workers running a check right now."),
+    MetricDef("hostwarden_check_queued", "gauge", "Checks due and waiting for a free worker right now."),
+    MetricDef("hostwarden_check_queue_wait_seconds_total", "counter",
+              "Time due runs spent waiting for a free worker (its rate: the average number of runs waiting)."),
+    MetricDef("hostwarden_check_stuck_threads", "gauge",
+              "Threads of runs abandoned at their timeout and still blocked (outside the pool; one per check "
+              "at most, as a stuck check is not started again until its thread returns)."),
 )
+
+WORKER_IDLE_SECONDS = 60.0  # an idle worker exits after this; the pool grows again on demand
+_MAX_SLEEP = 60.0  # the dispatcher re-reads the clock at least this often
 
 
 @dataclass
@@ -227,26 +242,59 @@ class _State:
     check: Any  # the check instance, or None when construction failed
     interval: float
     labels: Labels  # check name + configured labels, merged into every sample
-    next_due: float = -math.inf  # in `now` time (wall clock seconds)
-    # the current run
-    thread: threading.Thread | None = None
+    next_due: float = -math.inf  # in `now` time (the agent clock)
+    # the current run: queued (due, waiting for a worker) -> running (a worker is in run()) -> outcome
+    queued: bool = False
+    queued_mono: float = 0.0
+    running: bool = False
+    worker: _Worker | None = None
     started_mono: float = 0.0
     started_at: float = 0.0
     deadline: float = 0.0
-    outcome: tuple[CheckResult, float] | None = None  # (result, duration) set by the worker thread
-    abandoned: bool = False
+    outcome: tuple[CheckResult, float] | None = None  # (result, duration) set by the worker
+    abandoned: bool = False  # still running past deadline + grace: reported as a timeout
+    missed: bool = False  # a due time passed while the abandoned run was stuck: start as soon as it returns
     # the latest published result
     result: CheckResult | None = None
     result_at: float = 0.0
     duration: float = 0.0
     run_started_at: float = 0.0
     timeouts: int = 0
+    overruns: int = 0
+    overruns_at: float = 0.0
+    overrun_logged: bool = False
     published: list[Sample] = field(default_factory=list)
     logged: tuple[bool, int] | None = None
 
 
+@dataclass
+class _Worker:
+    name: str
+    retired: bool = False  # its run was abandoned: it leaves the pool and exits when the run returns
+
+
 class CheckRunner:
-    """Schedules checks on their own intervals and exposes their results like a collector."""
+    """Schedules checks on their own intervals in a bounded worker pool and exposes their results.
+
+    Two ways to drive it:
+    - active (the daemon): `start(clock, on_change)` runs a dispatcher thread that starts every check
+      when it is due, without waiting for any run, and calls `on_change(runner)` from a publisher
+      thread whenever results changed; `snapshot()` then returns the latest samples.
+    - passive (tests, one-shot use): `collect(now)` starts the checks due at `now`, waits for them
+      (bounded by their deadlines and `max_wait`) and returns the latest samples.
+
+    Scheduling: a check runs once per interval on its own grid (`next_due += interval`; after a
+    pause longer than an interval it starts once and re-anchors, never catching up). A check due
+    while its previous run is still in flight is not started twice: the due run is skipped and
+    counted in `hostwarden_check_overruns_total` (a run finishing within its grace is waited for
+    instead, so `timeout == interval` does not skip every other run). A run's deadline is the time it
+    was due + its timeout. At most `max_workers` runs execute at once; a due check waits in a queue
+    for a free worker (`hostwarden_check_queued`, `hostwarden_check_queue_wait_seconds_total`), and
+    one still queued at its deadline is not started: UNKNOWN "not started within its timeout" and
+    counted as an overrun. A run still going at its deadline + `grace` is abandoned:
+    reported as `timeout after Ns`, its thread leaves the pool (Python cannot kill a thread) and a
+    new worker may take its place, and the check is not started again until that thread returns.
+    """
 
     name = "checks"
 
@@ -254,17 +302,29 @@ class CheckRunner:
                  max_wait: float | None = None, grace: float = 0.25,
                  monotonic: Callable[[], float] = time.monotonic, types: Mapping[str, type] | None = None) -> None:
         """`default_interval`: for checks without `interval:` (the daemon passes global.interval).
-        `max_wait`: cap on how long one collect() waits for the runs it started (None: until the
-        soonest deadline + `grace`). `grace`: how long past its deadline a run may take to return its
-        own timeout result before it is declared stuck. `types`: the check registry (tests)."""
+        `max_wait`: cap on how long one passive collect() waits for the runs it started (None: until
+        they finish or are abandoned). `grace`: how long past its deadline a run may take to return
+        its own timeout result before it is declared stuck. `types`: the check registry (tests)."""
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self.max_workers = max_workers
         self.max_wait = max_wait
         self.grace = grace
         self._mono = monotonic
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # workers wait here for queued runs
+        self._changed = threading.Condition(self._lock)  # a run ended / the runner closes
+        self._publish = threading.Condition(self._lock)  # the publisher waits here for changes
         self._states: dict[str, _State] = {}
+        self._queue: deque[_State] = deque()
+        self._workers = 0  # live pool workers (not counting retired ones)
+        self._busy = 0  # pool workers running a check
+        self._spawned = 0
+        self._queue_wait = 0.0  # seconds due runs waited for a worker, summed
+        self._publish_pending = False
+        self._closing = False
+        self._last_now = 0.0
+        self._threads: list[threading.Thread] = []  # dispatcher and publisher (active mode)
         self.metrics: dict[str, MetricDef] = dict(COMMON_METRICS)
         types = check_types() if types is None else types
         for cfg in checks:
@@ -287,85 +347,266 @@ class CheckRunner:
                 st.outcome = (CheckResult.failed(error, status=Status.UNKNOWN), 0.0)
             self._states[cfg.name] = st
 
-    # -- the collector interface ----------------------------------------------------------------
+    # -- active mode --------------------------------------------------------------------------------
+    def start(self, clock: Callable[[], float], on_change: Callable[[CheckRunner], None] | None = None) -> None:
+        """Run the checks from now on: a dispatcher thread starts each check when due (reading `clock`,
+        the agent's clock, for `now`), and `on_change(self)` is called from a publisher thread after
+        results changed (coalesced: one call covers every change since the previous one)."""
+        with self._lock:
+            if self._threads or self._closing:
+                return
+            self._threads = [
+                threading.Thread(target=self._dispatch_loop, args=(clock,), daemon=True, name="checks-dispatch"),
+                threading.Thread(target=self._publish_loop, args=(on_change,), daemon=True, name="checks-publish"),
+            ]
+            threads = list(self._threads)
+        for t in threads:
+            t.start()
+
+    @property
+    def started(self) -> bool:
+        return bool(self._threads)
+
+    def snapshot(self, now: float | None = None) -> list[Sample]:
+        """The latest result of every check that has produced one, plus the pool's own gauges."""
+        with self._lock:
+            return self._samples(self._last_now if now is None else now)
+
+    def _dispatch_loop(self, clock: Callable[[], float]) -> None:
+        with self._lock:
+            while not self._closing:
+                now, mono = clock(), self._mono()
+                self._dispatch(now, mono)
+                self._changed.wait(min(self._sleep_for(now, mono), _MAX_SLEEP))
+
+    def _publish_loop(self, on_change: Callable[[CheckRunner], None] | None) -> None:
+        while True:
+            with self._lock:
+                while not self._publish_pending and not self._closing:
+                    self._publish.wait()
+                if self._closing:
+                    return
+                self._publish_pending = False
+            if on_change is not None:
+                try:
+                    on_change(self)
+                except Exception:
+                    log.exception("publishing check results failed")
+
+    # -- passive mode -------------------------------------------------------------------------------
     def collect(self, now: float) -> list[Sample]:
-        """Start due checks, wait at most until the soonest deadline among runs in flight, and return
-        the latest result of every check that has produced one."""
-        with self._cond:
+        """Start the checks due at `now`, wait until the runs in flight finish or are abandoned (at most
+        `max_wait`), and return the latest result of every check that has produced one."""
+        with self._lock:
             t_start = self._mono()
-            self._harvest(now, t_start)
-            started: list[_State] = []
+            limit = math.inf if self.max_wait is None else t_start + self.max_wait
+            self._dispatch(now, t_start)
             while True:
-                # (re)fill free workers: a run that finished frees one within this same collect
-                started += self._start_due(now, self._mono())
-                if not self._any_running(started):
+                mono = self._mono()
+                ends = [st.deadline + self.grace for st in self._states.values() if st.running and not st.abandoned]
+                if not (self._queue or ends) or mono >= limit or self._closing:
                     break
-                left = self._wait_until(t_start, started) - self._mono()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
+                # a run ending notifies; the soonest deadline + grace abandons one (a worker may be still
+                # picking up a queued run: look again shortly)
+                until = min(min(ends, default=mono + 0.05), limit)
+                if until > mono:
+                    self._changed.wait(until - mono)
+                self._dispatch(now, self._mono())
             self._harvest(now, self._mono())
-            return [s for st in self._states.values() for s in st.published]
+            return self._samples(now)
 
     def last_results(self) -> dict[str, CheckResult]:
-        with self._cond:
+        with self._lock:
             return {name: st.result for name, st in self._states.items() if st.result is not None}
 
     def close(self) -> None:
-        """Close checks that hold resources (D-Bus connections, open log files). Running threads are
-        daemon threads and are not waited for."""
-        with self._cond:
+        """Stop scheduling, end the child processes of runs in flight (checks with `abort()`), and close
+        checks that hold resources (D-Bus connections, open log files). Worker threads are daemon
+        threads; a stuck one is not waited for."""
+        with self._lock:
+            self._closing = True
+            self._work.notify_all()
+            self._changed.notify_all()
+            self._publish.notify_all()
             states = list(self._states.values())
+            threads = list(self._threads)
+        for t in threads:
+            if t is not threading.current_thread():
+                t.join(5.0)
         for st in states:
             abort = getattr(st.check, "abort", None)
-            if callable(abort) and st.thread is not None:  # a run in flight: end its child processes
+            if callable(abort) and st.running:  # a run in flight: end its child processes
                 try:
                     abort()
                 except Exception as e:
                     log.debug("check %s: abort failed: %s", st.config.name, e)
             closer = getattr(st.check, "close", None)
-            if callable(closer) and st.thread is None:
+            if callable(closer) and not st.running:
                 try:
                     closer()
                 except Exception as e:
                     log.debug("check %s: close failed: %s", st.config.name, e)
 
-    # -- internals (called with self._cond held) ------------------------------------------------
-    def _live_runs(self) -> int:
-        return sum(1 for st in self._states.values() if st.thread is not None and st.outcome is None
-                   and not st.abandoned)
-
-    def _start_due(self, now: float, mono: float) -> list[_State]:
-        started: list[_State] = []
-        free = self.max_workers - self._live_runs()
+    # -- scheduling (called with self._lock held; time is an argument) ------------------------------
+    def _dispatch(self, now: float, mono: float) -> None:
+        """Publish finished runs, abandon runs past deadline + grace, queue the checks due at `now`."""
+        if self._closing:
+            return
+        self._last_now = now
+        changed = self._harvest(now, mono)
         for st in self._states.values():
-            if free <= 0:
-                break
-            if st.thread is not None or st.check is None or now < st.next_due:
+            if st.check is None or now < st.next_due:
                 continue
-            st.next_due = now + st.interval
-            st.started_mono = mono
-            st.started_at = now
-            st.deadline = mono + float(st.config.timeout)
-            st.outcome = None
-            st.abandoned = False
-            st.thread = threading.Thread(target=self._run_one, args=(st,), daemon=True,
-                                         name=f"check:{st.config.name}")
-            st.thread.start()
-            started.append(st)
-            free -= 1
-        return started
+            if st.running and not st.abandoned:
+                continue  # finishing (deadline + grace not reached): started when it returns
+            if st.running or st.queued:
+                self._overrun(st, now, mono)
+                changed = True
+                continue
+            self._enqueue(st, now, mono)
+        if changed:
+            self._publish_pending = True
+            self._publish.notify()
 
-    def _wait_until(self, t_start: float, started: list[_State]) -> float:
-        until = min(st.deadline for st in started) + self.grace
-        if self.max_wait is not None:
-            until = min(until, t_start + self.max_wait)
-        return until
+    def _advance(self, st: _State, now: float) -> None:
+        # on the check's own grid; after a whole interval missed (pause, stuck run) re-anchor at now
+        st.next_due = st.next_due + st.interval if now - st.next_due < st.interval else now + st.interval
 
-    def _any_running(self, started: list[_State]) -> bool:
-        return any(st.thread is not None and st.outcome is None and not st.abandoned for st in started)
+    def _enqueue(self, st: _State, now: float, mono: float) -> None:
+        self._advance(st, now)
+        st.queued = True
+        self._arm(st, now, mono)
+        st.outcome = None
+        self._queue.append(st)
+        while self._workers - self._busy < len(self._queue) and self._workers < self.max_workers:
+            self._spawn_worker()
+        self._work.notify()
 
-    def _run_one(self, st: _State) -> None:
+    def _arm(self, st: _State, now: float, mono: float) -> None:
+        # the deadline counts from the moment the run was due, so that (timeout <= interval) every run has
+        # ended or been abandoned by its next due time + grace, and the runs due together share one
+        # `deadline - timeout` (the process checks share one process-table read per batch on it)
+        st.queued_mono = mono
+        st.started_at = now
+        st.deadline = mono + float(st.config.timeout)
+
+    def _overrun(self, st: _State, now: float, mono: float) -> None:
+        self._advance(st, now)
+        st.overruns += 1
+        st.overruns_at = now
+        if st.running:
+            st.missed = True
+        else:  # still queued: its slot is lost, the queued run now serves this one
+            self._arm(st, now, mono)
+        if not st.overrun_logged:
+            st.overrun_logged = True
+            why = "still running" if st.running else "still waiting for a free worker"
+            log.warning("check %s: due again while its previous run is %s; run skipped", st.config.name, why)
+
+    def _sleep_for(self, now: float, mono: float) -> float:
+        """Seconds until the next check is due or the next run in flight reaches deadline + grace."""
+        wait = _MAX_SLEEP
+        for st in self._states.values():
+            if st.check is None:
+                continue
+            if st.running and not st.abandoned:
+                wait = min(wait, st.deadline + self.grace - mono)
+                if now >= st.next_due:
+                    continue  # due, waiting for its run to return: a worker's notify wakes us
+            wait = min(wait, st.next_due - now)
+        return max(wait, 0.0)
+
+    def _harvest(self, now: float, mono: float) -> bool:
+        changed = False
+        for st in self._states.values():
+            if st.outcome is not None:
+                result, duration = st.outcome
+                st.outcome = None
+                if st.abandoned:
+                    log.info("check %s: abandoned run finished after %.1fs; result discarded",
+                             st.config.name, duration)
+                else:
+                    self._publish_result(st, result, duration, now)
+                    changed = True
+                st.running = False
+                st.abandoned = False
+                if st.overrun_logged:
+                    st.overrun_logged = False
+                    log.info("check %s: runs again on schedule", st.config.name)
+                if st.missed:  # its due time passed while the run was stuck: start it now
+                    st.missed = False
+                    st.next_due = min(st.next_due, now)
+            elif st.running and not st.abandoned and mono >= st.deadline + self.grace:
+                st.abandoned = True
+                st.timeouts += 1
+                if st.worker is not None:  # the stuck thread leaves the pool; another may take its place
+                    st.worker.retired = True
+                    self._workers -= 1
+                    self._busy -= 1
+                    if self._queue:
+                        self._spawn_worker()
+                timeout = float(st.config.timeout)
+                self._publish_result(st, CheckResult.failed(f"timeout after {timeout:g}s", status=Status.UNKNOWN),
+                                     timeout, now)
+                changed = True
+        return changed
+
+    # -- the pool -----------------------------------------------------------------------------------
+    def _spawn_worker(self) -> None:
+        self._spawned += 1
+        w = _Worker(name=f"checks-worker-{self._spawned}")
+        self._workers += 1
+        threading.Thread(target=self._worker_loop, args=(w,), daemon=True, name=w.name).start()
+
+    def _worker_loop(self, w: _Worker) -> None:
+        while True:
+            with self._lock:
+                st = self._take(w)
+                if st is None:
+                    return
+            result, duration = self._execute(st)
+            with self._lock:
+                st.outcome = (result, duration)
+                st.worker = None
+                self._changed.notify_all()
+                if w.retired:
+                    return  # abandoned: a new worker has its place in the pool
+                self._busy -= 1
+
+    def _take(self, w: _Worker) -> _State | None:
+        """The next queued run for worker `w` (lock held), or None when `w` should exit."""
+        idle_since = self._mono()
+        while True:
+            while not self._queue:
+                left = idle_since + WORKER_IDLE_SECONDS - self._mono()
+                if self._closing or left <= 0:
+                    self._workers -= 1
+                    return None
+                self._work.wait(left)
+            if self._closing:
+                self._workers -= 1
+                return None
+            st = self._queue.popleft()
+            st.queued = False
+            mono = self._mono()
+            self._queue_wait += max(0.0, mono - st.queued_mono)
+            if mono < st.deadline:
+                break
+            # no worker was free before the run's timeout: not started, reported, counted as skipped
+            st.overruns += 1
+            st.overruns_at = self._last_now
+            timeout = float(st.config.timeout)
+            st.outcome = (CheckResult.failed(f"not started within its timeout ({timeout:g}s): every check worker "
+                                             f"busy", status=Status.UNKNOWN), 0.0)
+            self._changed.notify_all()
+        self._busy += 1
+        st.running = True
+        st.worker = w
+        st.abandoned = False
+        st.started_mono = mono
+        return st
+
+    def _execute(self, st: _State) -> tuple[CheckResult, float]:
         t0 = self._mono()
         try:
             result = st.check.run(st.deadline)
@@ -374,31 +615,10 @@ class CheckRunner:
         except Exception as e:
             log.debug("check %s raised", st.config.name, exc_info=True)
             result = CheckResult.failed(f"check error: {type(e).__name__}: {e}", status=Status.UNKNOWN)
-        duration = self._mono() - t0
-        with self._cond:
-            st.outcome = (result, duration)
-            self._cond.notify_all()
+        return result, self._mono() - t0
 
-    def _harvest(self, now: float, mono: float) -> None:
-        for st in self._states.values():
-            if st.outcome is not None:
-                result, duration = st.outcome
-                st.outcome = None
-                if st.thread is not None and st.abandoned:
-                    log.info("check %s: abandoned run finished after %.1fs; result discarded",
-                             st.config.name, duration)
-                else:
-                    self._publish(st, result, duration, now)
-                st.thread = None
-                st.abandoned = False
-            elif st.thread is not None and not st.abandoned and mono >= st.deadline + self.grace:
-                st.abandoned = True
-                st.timeouts += 1
-                timeout = float(st.config.timeout)
-                self._publish(st, CheckResult.failed(f"timeout after {timeout:g}s", status=Status.UNKNOWN),
-                              timeout, now)
-
-    def _publish(self, st: _State, result: CheckResult, duration: float, now: float) -> None:
+    # -- results --------------------------------------------------------------------------------------
+    def _publish_result(self, st: _State, result: CheckResult, duration: float, now: float) -> None:
         st.result, st.duration, st.result_at = result, duration, now
         st.run_started_at = st.started_at if st.started_at else now
         name = st.config.name
@@ -413,6 +633,24 @@ class CheckRunner:
         out.extend(_stamp(result.samples, st.labels, now))
         st.published = out
         self._log_change(st, result)
+
+    def _samples(self, now: float) -> list[Sample]:
+        out: list[Sample] = []
+        for st in self._states.values():
+            if st.result is None:
+                continue
+            out.extend(st.published)
+            out.append(Sample("hostwarden_check_overruns_total", st.labels, float(st.overruns),
+                              max(st.result_at, st.overruns_at)))
+        stuck = sum(1 for st in self._states.values() if st.running and st.abandoned)
+        out += [
+            Sample("hostwarden_check_workers", (), float(self.max_workers), now),
+            Sample("hostwarden_check_workers_busy", (), float(self._busy), now),
+            Sample("hostwarden_check_queued", (), float(len(self._queue)), now),
+            Sample("hostwarden_check_queue_wait_seconds_total", (), self._queue_wait, now),
+            Sample("hostwarden_check_stuck_threads", (), float(stuck), now),
+        ]
+        return out
 
     def _log_change(self, st: _State, result: CheckResult) -> None:
         key = (result.ok, int(result.status))

@@ -119,6 +119,7 @@ class GateCheck:
     Config = GateConfig
     metrics = metric_defs(MetricDef("test_gate_runs_total", "counter", "Runs.", ("check",)))
     gates: dict[str, threading.Event] = {}
+    deadlines: dict[str, list[float]] = {}
     live = 0
     peak = 0
     lock = threading.Lock()
@@ -134,6 +135,7 @@ class GateCheck:
             cls.peak = max(cls.peak, cls.live)
         try:
             self.runs += 1
+            cls.deadlines.setdefault(self.config.name, []).append(deadline)
             gate = cls.gates.setdefault(self.config.name, threading.Event())
             gate.wait(30)  # bounded: a test that forgets to open a gate still ends
             if self.config.name.startswith("raise"):
@@ -162,10 +164,14 @@ TYPES = {"gate": GateCheck, "broken": BrokenCheck}
 @pytest.fixture(autouse=True)
 def _reset_gates() -> None:
     GateCheck.gates.clear()
+    GateCheck.deadlines.clear()
     GateCheck.live = GateCheck.peak = 0
     yield
     for gate in GateCheck.gates.values():
         gate.set()  # release every thread a test left blocked
+    deadline = time.monotonic() + 5
+    while GateCheck.live and time.monotonic() < deadline:  # and let them leave run() before the next test
+        time.sleep(0.005)
 
 
 def gate(name: str, *, open_: bool = True) -> threading.Event:
@@ -231,6 +237,8 @@ def test_runner_hung_check_times_out_without_delaying_others(caplog: pytest.LogC
     assert values(out, "hostwarden_check_up")["hung"] == 0.0
     assert values(out, "test_gate_runs_total")["quick"] == 2
     assert "test_gate_runs_total" not in {s.name for s in out if s.label("check") == "hung"}
+    assert values(out, "hostwarden_check_overruns_total") == {"hung": 1.0, "quick": 0.0}
+    assert values(out, "hostwarden_check_stuck_threads") == {"": 1.0}
     # the stuck thread returns: its late result is discarded, the next due run starts again
     hung.set()
     deadline = time.monotonic() + 5
@@ -303,3 +311,181 @@ def test_runner_real_registry_builds_real_checks() -> None:
     out = runner.collect(0.0)
     assert values(out, "hostwarden_check_up") == {"t": 0.0}
     runner.close()
+
+
+def wait_until(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return predicate()
+
+
+def run_number(runner: CheckRunner, name: str) -> int:
+    result = runner.last_results().get(name)
+    return int(result.message.split()[-1]) if result is not None and result.message.startswith("run ") else 0
+
+
+def harvested(runner: CheckRunner, now: float, name: str) -> int:
+    runner.collect(now)
+    return run_number(runner, name)
+
+
+def test_runner_keeps_its_own_grid_when_collects_come_early_or_late() -> None:
+    gate("g")
+    runner = CheckRunner([cfg("g", interval=Duration(1), timeout=Duration(1))], types=TYPES)
+    runs = []
+    # a 1 s tick jittering around the check's 1 s interval: late by 20 ms, then early by 10 ms
+    for now in (0.0, 1.02, 1.99, 2.0, 2.995, 3.001):
+        runs.append(values(runner.collect(now), "test_gate_runs_total")["g"])
+    assert runs == [1, 2, 2, 3, 3, 4]
+
+
+def test_runner_after_a_pause_runs_once_and_reanchors_without_catching_up() -> None:
+    gate("g")
+    runner = CheckRunner([cfg("g", interval=Duration(1), timeout=Duration(1))], types=TYPES)
+    runs = [values(runner.collect(now), "test_gate_runs_total")["g"] for now in (0.0, 100.3, 100.8, 101.3)]
+    assert runs == [1, 2, 2, 3]
+
+
+def test_runner_due_while_run_within_its_timeout_waits_for_it_no_overrun() -> None:
+    slow = gate("slow", open_=False)
+    runner = CheckRunner([cfg("slow", interval=Duration(1), timeout=Duration(5))], max_wait=0.0, types=TYPES)
+    try:
+        runner.collect(0.0)
+        assert wait_until(lambda: GateCheck.live == 1)
+        out = runner.collect(1.0)  # due again, still running and before its deadline: not started twice
+        assert GateCheck.live == 1 and values(out, "hostwarden_check_overruns_total") == {}
+        slow.set()
+        # its run returns: harvested, and the run due at 1.0 starts at once
+        assert wait_until(lambda: harvested(runner, 1.1, "slow") == 2)
+        # still on its grid: due at 2.0 although the run due at 1.0 started late
+        assert wait_until(lambda: harvested(runner, 2.0, "slow") == 3)
+        assert values(runner.collect(2.1), "hostwarden_check_overruns_total") == {"slow": 0.0}
+    finally:
+        runner.close()
+
+
+def test_runner_all_workers_busy_queues_due_runs_and_reports_it() -> None:
+    gate("hung", open_=False)
+    gate("a")
+    gate("b")
+    runner = CheckRunner([cfg("hung", timeout=Duration(0.3)), cfg("a"), cfg("b")], max_workers=1, grace=0.05,
+                         types=TYPES)
+    try:
+        out = runner.collect(0.0)
+        # a and b waited for the one worker; when the hung run was abandoned its thread left the pool and a
+        # new worker ran them
+        assert values(out, "hostwarden_check_up") == {"hung": 0.0, "a": 1.0, "b": 1.0}
+        pool = {s.name: s.value for s in out if s.name.startswith("hostwarden_check_") and not s.labels}
+        waited = pool.pop("hostwarden_check_queue_wait_seconds_total")
+        assert pool == {"hostwarden_check_workers": 1.0, "hostwarden_check_workers_busy": 0.0,
+                        "hostwarden_check_queued": 0.0, "hostwarden_check_stuck_threads": 1.0}
+        assert waited >= 2 * 0.3  # a and b each waited for the hung run's 0.3 s timeout (+ grace)
+        assert GateCheck.peak == 2  # the stuck run + the one pool worker, never more
+    finally:
+        runner.close()
+
+
+def test_runner_runs_due_together_share_one_deadline_from_their_due_time() -> None:
+    slow = gate("s0", open_=False)
+    for name in ("s1", "s2"):
+        gate(name)
+    runner = CheckRunner([cfg(n, timeout=Duration(5)) for n in ("s0", "s1", "s2")], max_workers=1, types=TYPES)
+    try:
+        t0 = time.monotonic()
+        threading.Timer(0.05, slow.set).start()  # s1 and s2 wait 50 ms for the one worker
+        runner.collect(0.0)
+        starts = {n: d[0] - 5.0 for n, d in GateCheck.deadlines.items()}
+        # `deadline - timeout` is the moment the batch was due, the same for all three (the process
+        # checks share one process-table read on it), and a queued run's wait counts against its timeout
+        assert len(set(starts.values())) == 1 and t0 <= starts["s0"] <= t0 + 0.05
+    finally:
+        runner.close()
+
+
+def test_runner_threads_bounded_by_pool_plus_one_per_stuck_check() -> None:
+    for i in range(6):
+        gate(f"h{i}", open_=False)
+    names = [f"h{i}" for i in range(6)]
+    before = threading.active_count()
+    runner = CheckRunner([cfg(n, timeout=Duration(0.1)) for n in names], max_workers=2, grace=0.05, types=TYPES)
+    try:
+        out = runner.collect(0.0)
+        # two ran and were abandoned; the other four found no free worker before their 0.1 s timeout
+        assert values(out, "hostwarden_check_timeouts_total") == {"h0": 1.0, "h1": 1.0, "h2": 0.0, "h3": 0.0,
+                                                                  "h4": 0.0, "h5": 0.0}
+        assert values(out, "hostwarden_check_overruns_total") == {"h0": 0.0, "h1": 0.0, "h2": 1.0, "h3": 1.0,
+                                                                  "h4": 1.0, "h5": 1.0}
+        assert values(out, "hostwarden_check_status") == {n: 3.0 for n in names}
+        assert runner.last_results()["h2"].message == "not started within its timeout (0.1s): every check worker busy"
+        assert GateCheck.live == 2
+        for now in (100.0, 200.0):  # the stuck ones are skipped; new workers try the others
+            out = runner.collect(now)
+        assert GateCheck.live == 6  # every check ran once and is stuck now
+        grown = threading.active_count() - before
+        assert grown <= 2 + 6  # the pool + one thread per stuck check
+        out = runner.collect(300.0)  # all stuck: each due run skipped and counted, no new thread
+        assert threading.active_count() - before <= grown
+        assert GateCheck.live == 6
+        assert values(out, "hostwarden_check_stuck_threads") == {"": 6.0}
+        assert all(v >= 1.0 for v in values(out, "hostwarden_check_overruns_total").values())
+    finally:
+        runner.close()
+
+
+def test_runner_started_hung_check_does_not_hold_back_a_fast_check() -> None:
+    gate("hung", open_=False)
+    gate("fast")
+    runner = CheckRunner([cfg("hung", interval=Duration(10), timeout=Duration(5)),
+                          cfg("fast", interval=Duration(0.05), timeout=Duration(0.05))], types=TYPES)
+    runner.start(time.monotonic)
+    try:
+        # five runs of the fast check while the hung one is in flight, long before its 5 s deadline
+        assert wait_until(lambda: run_number(runner, "fast") >= 5, timeout=4.0)
+        assert "hung" not in runner.last_results()
+        assert values(runner.snapshot(), "hostwarden_check_overruns_total") == {"fast": 0.0}
+    finally:
+        runner.close()
+
+
+def test_runner_started_publishes_each_finished_run_through_on_change() -> None:
+    slow = gate("slow", open_=False)
+    gate("quick")
+    seen: list[dict[str, float]] = []
+    published = threading.Event()
+
+    def on_change(r: CheckRunner) -> None:
+        seen.append(values(r.snapshot(), "hostwarden_check_up"))
+        if "slow" in seen[-1]:
+            published.set()
+
+    runner = CheckRunner([cfg("slow", interval=Duration(60)), cfg("quick", interval=Duration(60))], types=TYPES)
+    runner.start(time.monotonic, on_change)
+    try:
+        assert wait_until(lambda: {"quick": 1.0} in seen)  # the quick result did not wait for the slow run
+        slow.set()
+        assert published.wait(5)
+        assert seen[-1] == {"slow": 1.0, "quick": 1.0}
+    finally:
+        runner.close()
+
+
+def test_runner_close_ends_its_threads() -> None:
+    gate("g")
+    before = set(threading.enumerate())
+    runner = CheckRunner([cfg(f"g{i}", interval=Duration(0.05)) for i in range(3)], types=TYPES)
+    for i in range(3):
+        gate(f"g{i}")
+    runner.start(time.monotonic)
+    assert wait_until(lambda: all(run_number(runner, f"g{i}") >= 2 for i in range(3)))
+    runner.close()
+
+    def ours() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t not in before and t.name.startswith("checks-")]
+
+    assert wait_until(lambda: not ours()), ours()
+    runs = [run_number(runner, f"g{i}") for i in range(3)]
+    time.sleep(0.2)
+    assert [run_number(runner, f"g{i}") for i in range(3)] == runs  # nothing started after close
