@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.config import GlobalConfig, WebConfig, load_config
@@ -25,7 +25,6 @@ from exporters.receiver import ReceiverConfig
 from exporters.tickets.base import registry as backend_registry
 from exporters.tickets.config import TicketsConfig
 from rules.loader import load_rule_files
-from tests.reliability.findings import hits_f1
 from tests.reliability.fuzzing import TRICKY_STRINGS, budget, config_mapping, dump_yaml, mutate, values
 from tests.support.agent import ROOT
 
@@ -92,21 +91,18 @@ def _check_config_text(workdir: Path, text: str | bytes) -> str:
 @budget(200, deadline_ms=3000)
 @given(doc=config_docs)
 def test_config_generated_structures_only_config_errors_naming_file(workdir: Path, doc: dict[str, Any]) -> None:
-    assume(not hits_f1(dump_yaml(doc)))  # F1: reported, see its regression test
     _check_config_text(workdir, dump_yaml(doc))
 
 
 @budget(300)
 @given(text=mutate(SHIPPED_CONFIG))
 def test_config_mutated_shipped_file_only_config_errors_naming_file(workdir: Path, text: str) -> None:
-    assume(not hits_f1(text))  # F1: reported, see its regression test
     _check_config_text(workdir, text)
 
 
 @budget(300)
 @given(data=st.one_of(st.text(max_size=300), st.binary(max_size=300)))
 def test_config_arbitrary_text_and_bytes_only_config_errors_naming_file(workdir: Path, data: str | bytes) -> None:
-    assume(not hits_f1(data))  # F1: reported, see its regression test
     _check_config_text(workdir, data)
 
 
@@ -215,19 +211,16 @@ def _check_rule_text(workdir: Path, text: str | bytes) -> None:
 @budget(250, deadline_ms=3000)
 @given(doc=rule_docs)
 def test_rules_generated_structures_never_raise_and_issues_name_file(workdir: Path, doc: Any) -> None:
-    assume(not hits_f1(dump_yaml(doc)))  # F1: reported, see its regression test
     _check_rule_text(workdir, dump_yaml(doc))
 
 
 @budget(200)
 @given(text=st.sampled_from(SHIPPED_RULES).flatmap(lambda p: mutate(p.read_text())))
 def test_rules_mutated_shipped_files_never_raise_and_issues_name_file(workdir: Path, text: str) -> None:
-    assume(not hits_f1(text))  # F1: reported, see its regression test
     _check_rule_text(workdir, text)
 
 
 @budget(200)
 @given(data=st.one_of(st.text(max_size=300), st.binary(max_size=300)))
 def test_rules_arbitrary_text_and_bytes_never_raise(workdir: Path, data: str | bytes) -> None:
-    assume(not hits_f1(data))  # F1: reported, see its regression test
     _check_rule_text(workdir, data)
