@@ -1,6 +1,6 @@
 # hostwarden: reliability tests and benchmarks (plain make; see docs/reliability.md for what each proves).
 #
-#   make reliability        fast fault / fuzz / security tests (also part of the default pytest run), ~2 min
+#   make reliability        fast fault / fuzz / security tests (also part of the default pytest run), ~6 min
 #   make reliability-slow   the same with 10x fuzz budgets, the minutes-long pauses and the 200-kill runs against
 #                           the webhook receiver, the local store, Redmine and RT (HOSTWARDEN_SLOW=1)
 #   make load               /metrics under wrk for 60 s: 10,000 series, 1,000 rules (Debian package wrk)

@@ -182,25 +182,16 @@ class LabelPredicate:
         """The series whose labels match, in order: the per-label-set answers are looked up inline (one dict
         lookup per series once known), since a regex selector may look at every series of a name."""
         cache_get = self.cache.get
+        decide = self if self.equal else self._others  # with equality matchers the cache only knows passers
         out = []
         append = out.append
-        if self.equal:
-            for s in series:
-                labels = s.labels
-                hit = cache_get(labels)
-                if hit is None:
-                    hit = self(labels)
-                if hit:
-                    append(s)
-        else:
-            others = self._others
-            for s in series:
-                labels = s.labels
-                hit = cache_get(labels)
-                if hit is None:
-                    hit = others(labels)
-                if hit:
-                    append(s)
+        for s in series:
+            labels = s.labels
+            hit = cache_get(labels)
+            if hit is None:
+                hit = decide(labels)
+            if hit:
+                append(s)
         return out
 
 

@@ -97,3 +97,12 @@ def record(row: str, **figures: object) -> None:
         return
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps({"row": row, **figures}, sort_keys=True, default=str) + "\n")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (from /proc/<pid>/stat)."""
+    import os
+    from pathlib import Path
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -45,8 +45,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.agentprobe import named, parse_exposition, record
-from tests.support.agent import ROOT, AgentProcess, free_port, hostwarden_cmd, wait_for
+from tests.reliability.agentprobe import cpu_seconds, named, parse_exposition, record
+from tests.support.agent import ROOT, free_port, start_agent, wait_for
 from tests.support.webhook_receiver import CountingReceiver
 
 pytestmark = pytest.mark.integration
@@ -198,34 +198,6 @@ def _stub_dns_or_skip() -> StubDNS:
         pytest.skip(f"cannot serve DNS on a loopback address, port 53 (needs root): {e}")
 
 
-def _start_agent(config: Path, wrapper: list[str], *, wait_ready: float = 30.0) -> AgentProcess:
-    """tests.support.agent.start_agent, with the agent exec'd by `wrapper` (same pid: SIGTERM reaches it)."""
-    text = config.read_text()
-    port = int(text.split("listen_address: 127.0.0.1:")[1].split()[0])
-    log = config.parent / f"agent-{port}.log"
-    env = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARS}  # resolve here, not at a proxy
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen([*wrapper, *hostwarden_cmd(), "run", "--config", str(config)], stdout=fh,
-                                stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-    agent = AgentProcess(proc, port, config, log)
-    deadline = time.monotonic() + wait_ready
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"agent exited with {proc.returncode}:\n{agent.log_text()}")
-        try:
-            agent.scrape("/-/ready", timeout=1)
-            return agent
-        except OSError:
-            time.sleep(0.1)
-    agent.kill()
-    raise RuntimeError(f"agent not ready after {wait_ready}s:\n{agent.log_text()}")
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _by_backend(series: dict, name: str, **match: str) -> dict[str, float]:
     out: dict[str, float] = defaultdict(float)
     for labels, v in named(series, name).items():
@@ -274,7 +246,9 @@ def test_faults_dns_name_not_resolving_outbox_holds_backoff_then_each_operation_
                    f"web:\n  listen_address: 127.0.0.1:{port}\n"
                    f"collectors:\n  textfile: {{directory: {textfile}}}\nrule_files: [rules.yaml]\n"
                    f"tickets:\n  backends:\n{backends}  route:\n{routes}")
-    agent = _start_agent(cfg, _wrapper(*_namespace_files(tmp_path, dns.address)))
+    # exec'd by the wrapper (same pid: SIGTERM reaches it); proxies dropped: it must resolve the name itself
+    agent = start_agent(cfg, prefix=_wrapper(*_namespace_files(tmp_path, dns.address)),
+                        drop_env=frozenset(PROXY_VARS))
     started = time.monotonic()
     try:
         values.update({(k, n): 1 for k in NAMES for n in (1, 2)})
@@ -296,10 +270,10 @@ def test_faults_dns_name_not_resolving_outbox_holds_backoff_then_each_operation_
 
         # a fixed window of failing: attempts counted by the agent and by the nameserver, CPU by /proc
         errors_before = _by_backend(series(), "hostwarden_ticket_errors_total")
-        cpu0, w0 = _cpu_seconds(agent.proc.pid), time.monotonic()
+        cpu0, w0 = cpu_seconds(agent.proc.pid), time.monotonic()
         time.sleep(WINDOW_SECONDS)
         w1 = time.monotonic()
-        cores = (_cpu_seconds(agent.proc.pid) - cpu0) / (w1 - w0)
+        cores = (cpu_seconds(agent.proc.pid) - cpu0) / (w1 - w0)
         failing = series()
         errors_after = _by_backend(failing, "hostwarden_ticket_errors_total")
         attempts_window = {k: errors_after[f"hook{k}"] - errors_before[f"hook{k}"] for k in NAMES}

@@ -18,13 +18,12 @@ asserted (0.25 cores above the baseline) is a correctness check with a wide marg
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.reliability.agentprobe import named, parse_exposition, record
+from tests.reliability.agentprobe import cpu_seconds, named, parse_exposition, record
 from tests.support.agent import start_agent, wait_for, write_config
 from tests.support.webhook_receiver import CountingReceiver, Reply
 
@@ -35,15 +34,10 @@ WINDOW_SECONDS = 8.0
 RETRY_AFTER_SECONDS = 4
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 def _cpu_over(pid: int, seconds: float) -> float:
-    start_cpu, start = _cpu_seconds(pid), time.monotonic()
+    start_cpu, start = cpu_seconds(pid), time.monotonic()
     time.sleep(seconds)
-    return (_cpu_seconds(pid) - start_cpu) / (time.monotonic() - start)
+    return (cpu_seconds(pid) - start_cpu) / (time.monotonic() - start)
 
 
 def _fault(receiver: CountingReceiver, fault: str) -> None:

@@ -79,13 +79,17 @@ def write_config(directory: Path, body: str, *, port: int | None = None, state_d
 
 
 def start_agent(config: Path, *, extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                wait_ready: float = 30.0) -> AgentProcess:
+                wait_ready: float = 30.0, prefix: list[str] | None = None,
+                drop_env: frozenset[str] = frozenset()) -> AgentProcess:
+    """`prefix`: a command that execs the agent (same pid, e.g. `unshare ...`); `drop_env`: variables (lower
+    case names) left out of the agent's environment."""
     text = config.read_text()
     port = int(text.split("listen_address: 127.0.0.1:")[1].split()[0])
     log = config.parent / f"agent-{port}.log"
     fh = open(log, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-    proc = subprocess.Popen([*hostwarden_cmd(), "run", "--config", str(config), *(extra_args or [])],
-                            stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})})
+    base = {k: v for k, v in os.environ.items() if k.lower() not in drop_env}
+    proc = subprocess.Popen([*(prefix or []), *hostwarden_cmd(), "run", "--config", str(config), *(extra_args or [])],
+                            stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env={**base, **(env or {})})
     agent = AgentProcess(proc, port, config, log)
     deadline = time.monotonic() + wait_ready
     while time.monotonic() < deadline:
