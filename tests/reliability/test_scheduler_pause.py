@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.daemon import HEARTBEAT_SECONDS
 from tests.reliability.agentprobe import Scraper, parse_exposition, record, value
 from tests.support.agent import start_agent, wait_for, write_config
 
@@ -118,7 +119,8 @@ def _pause_scenario(d: Path, *, pause: float, for_seconds: float) -> PauseRun:
 def _assert_no_burst(r: PauseRun) -> None:
     assert r.runs_during == 0
     # per job: at most the one coalesced run at SIGCONT plus its regular runs in the window
-    assert r.runs_after["0:00:01"] <= 2 * (1 + WINDOW + 1)  # two 1 s jobs: heartbeat and check tick
+    # 1 s jobs: the collect cycle (checks run on the check runner's own thread); bound kept for two jobs
+    assert r.runs_after["0:00:01"] <= 2 * (1 + WINDOW + 1)
     assert r.runs_after[f"0:00:{RULE_INTERVAL:02.0f}"] <= 1 + WINDOW / RULE_INTERVAL + 1
     assert r.runs_after["0:00:05"] <= 2
     assert r.check_runs_after <= 1 + WINDOW + 1
@@ -142,7 +144,8 @@ def test_scheduler_sigstop_25s_resume_no_catchup_burst(paused: PauseRun) -> None
 
 
 def test_scheduler_lag_metric_shows_the_pause_after_resume(paused: PauseRun) -> None:  # F14 (fixed)
-    assert paused.lag_after is not None and paused.lag_after >= paused.pause * 0.8
+    # the gauge's resolution is the heartbeat period: a pause of P shows as a lag in (P - period, P]
+    assert paused.lag_after is not None and paused.lag_after > paused.pause - HEARTBEAT_SECONDS
 
 
 def test_rules_for_not_completed_by_pause_longer_than_for(paused: PauseRun) -> None:
