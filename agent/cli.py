@@ -10,14 +10,14 @@ import argparse
 import importlib
 import sys
 
-from agent import __version__
+from hostwarden.agent import __version__
 
 COMMAND_MODULES: tuple[str, ...] = (
-    "agent.cmd_run",          # run, check-config
-    "rules.cli",              # test-rules, rules export
-    "agent.cmd_tickets",      # tickets ..., report
-    "agent.install",          # install
-    "exporters.receiver",     # receive
+    "hostwarden.agent.cmd_run",          # run, check-config
+    "hostwarden.rules.cli",              # test-rules, rules export
+    "hostwarden.agent.cmd_tickets",      # tickets ..., report
+    "hostwarden.agent.install",          # install
+    "hostwarden.exporters.receiver",     # receive
 )
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2

@@ -16,8 +16,8 @@ import sys
 import time
 from typing import Any
 
-from agent.paths import default_config_path
-from agent.units import human_duration, parse_duration
+from hostwarden.agent.paths import default_config_path
+from hostwarden.agent.units import human_duration, parse_duration
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 LIST_FIELDS = ("id", "status", "priority", "fingerprint", "title", "opened_at", "resolved_at", "reopen_count")
@@ -111,8 +111,8 @@ def _run(fn: Any) -> Any:
 # -- config, stores -----------------------------------------------------------------------------------------
 
 def _load(args: argparse.Namespace) -> Any:
-    from agent.config import load_config
-    from agent.schema import ConfigErrors
+    from hostwarden.agent.config import load_config
+    from hostwarden.agent.schema import ConfigErrors
 
     path = args.config or default_config_path()
     try:
@@ -128,9 +128,9 @@ def _load(args: argparse.Namespace) -> Any:
 def tickets_config(config: Any) -> Any:
     if config.tickets is not None:
         return config.tickets
-    from agent.schema import Errors
-    from agent.yamlsrc import Loc
-    from exporters.tickets.config import parse_tickets
+    from hostwarden.agent.schema import Errors
+    from hostwarden.agent.yamlsrc import Loc
+    from hostwarden.exporters.tickets.config import parse_tickets
 
     errors = Errors()
     cfg = parse_tickets(None, errors, Loc(config.path, 1, 1), os.path.dirname(config.path))
@@ -139,7 +139,7 @@ def tickets_config(config: Any) -> Any:
 
 
 def _local_path(config: Any, backend: str | None) -> str:
-    from exporters.tickets.local import default_path
+    from hostwarden.exporters.tickets.local import default_path
 
     tc = tickets_config(config)
     locals_ = [b for b in tc.backends if b.type == "local"]
@@ -156,7 +156,7 @@ def _local_path(config: Any, backend: str | None) -> str:
 
 
 def _store(config: Any, backend: str | None, *, must_exist: bool) -> Any:
-    from exporters.tickets.local import TicketStore
+    from hostwarden.exporters.tickets.local import TicketStore
 
     path = _local_path(config, backend)
     if not os.path.exists(path):
@@ -170,7 +170,7 @@ def _store(config: Any, backend: str | None, *, must_exist: bool) -> Any:
 
 
 def _state(config: Any) -> Any:
-    from agent.state import StateDB
+    from hostwarden.agent.state import StateDB
 
     path = os.path.join(config.state_dir, "state.db")
     if not os.path.exists(path):
@@ -204,7 +204,7 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 # -- tickets list / show / actions -------------------------------------------------------------------------------
 
 def _statuses(values: list[str]) -> list[str]:
-    from exporters.tickets.local import OPEN_STATUSES, STATUSES
+    from hostwarden.exporters.tickets.local import OPEN_STATUSES, STATUSES
 
     out: list[str] = []
     for v in values:
@@ -247,7 +247,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from exporters.tickets.local import TicketNotFound
+    from hostwarden.exporters.tickets.local import TicketNotFound
 
     config = _load(args)
     store = _store(config, args.backend, must_exist=True)
@@ -310,7 +310,7 @@ def _who(args: argparse.Namespace) -> str:
 
 
 def cmd_act(args: argparse.Namespace) -> int:
-    from exporters.tickets.local import InvalidTransition, TicketNotFound
+    from hostwarden.exporters.tickets.local import InvalidTransition, TicketNotFound
 
     config = _load(args)
     store = _store(config, args.backend, must_exist=True)
@@ -327,7 +327,7 @@ def cmd_act(args: argparse.Namespace) -> int:
 # -- outbox ----------------------------------------------------------------------------------------------------
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    from agent.outbox import list_outbox
+    from hostwarden.agent.outbox import list_outbox
 
     config = _load(args)
     state = _state(config)
@@ -357,7 +357,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from agent.outbox import retry
+    from hostwarden.agent.outbox import retry
 
     config = _load(args)
     state = _state(config)
@@ -370,7 +370,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 # -- report ----------------------------------------------------------------------------------------------------
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from agent.report import build_report, render_text
+    from hostwarden.agent.report import build_report, render_text
 
     config = _load(args)
     try:
@@ -378,7 +378,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CommandError(f"--since: {e}", EXIT_USAGE) from None
     now = time.time()
-    from agent.state import StateDB
+    from hostwarden.agent.state import StateDB
 
     state = _state(config) or StateDB(":memory:")
     policy = tickets_config(config).policy()
@@ -394,7 +394,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 # -- preview ---------------------------------------------------------------------------------------------------
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from agent.preview import PreviewError, preview_rule
+    from hostwarden.agent.preview import PreviewError, preview_rule
 
     config = _load(args)
     labels: dict[str, str] = {}

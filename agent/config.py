@@ -14,9 +14,9 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent import paths
-from agent.schema import MISSING, ConfigErrors, Duration, Errors, Regex, build, did_you_mean, short
-from agent.yamlsrc import Loc, LocDict, YAMLSourceError, load_yaml_file
+from hostwarden.agent import paths
+from hostwarden.agent.schema import MISSING, ConfigErrors, Duration, Errors, Regex, build, did_you_mean, short
+from hostwarden.agent.yamlsrc import Loc, LocDict, YAMLSourceError, load_yaml_file
 
 DEFAULT_PORT = 19842
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
@@ -53,9 +53,9 @@ class WebConfig:
 # Sections parsed by their owning module: key -> (module, function). The function takes
 # (node, errors, loc, base_dir) and returns the parsed value (or MISSING).
 SECTION_PARSERS: dict[str, tuple[str, str]] = {
-    "checks": ("collectors.checks", "parse_checks"),
-    "tickets": ("exporters.tickets.config", "parse_tickets"),
-    "receiver": ("exporters.receiver", "parse_receiver"),
+    "checks": ("hostwarden.collectors.checks", "parse_checks"),
+    "tickets": ("hostwarden.exporters.tickets.config", "parse_tickets"),
+    "receiver": ("hostwarden.exporters.receiver", "parse_receiver"),
 }
 
 TOP_KEYS = ("global", "web", "collectors", "rule_files", *SECTION_PARSERS)
@@ -116,7 +116,7 @@ def _parse_section(key: str, node: Any, errors: Errors, loc: Loc, base_dir: str)
 
 
 def _parse_collectors(node: Any, errors: Errors, loc: Loc, state_dir: str) -> dict[str, Any]:
-    from collectors import base
+    from hostwarden.collectors import base
 
     reg = base.registry()
     out: dict[str, Any] = {}
@@ -198,7 +198,7 @@ def load_config(path: str) -> AgentConfig:
 
 
 def _issue(loc: Loc, message: str) -> Any:
-    from agent.schema import Issue
+    from hostwarden.agent.schema import Issue
 
     return Issue(loc, message)
 

@@ -31,17 +31,16 @@ from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-
-from agent import __version__
-from agent.clock import AgentClock
-from agent.config import AgentConfig, load_config
-from agent.paths import ensure_dir
-from agent.samples import MetricDef, Sample, labels_of, metric_defs
-from agent.schema import ConfigErrors, Errors
-from agent.store import SeriesStore
-from exporters.prometheus import Exposition
-from exporters.web import MetricsServer
-from rules.manager import METRICS as RULE_METRICS
+from hostwarden.agent import __version__
+from hostwarden.agent.clock import AgentClock
+from hostwarden.agent.config import AgentConfig, load_config
+from hostwarden.agent.paths import ensure_dir
+from hostwarden.agent.samples import MetricDef, Sample, labels_of, metric_defs
+from hostwarden.agent.schema import ConfigErrors, Errors
+from hostwarden.agent.store import SeriesStore
+from hostwarden.exporters.prometheus import Exposition
+from hostwarden.exporters.web import MetricsServer
+from hostwarden.rules.manager import METRICS as RULE_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ SELF_METRICS = metric_defs(
 
 
 def _self_metrics() -> dict[str, MetricDef]:
-    from agent.incidents import INCIDENT_METRICS
+    from hostwarden.agent.incidents import INCIDENT_METRICS
 
     return {**SELF_METRICS, **INCIDENT_METRICS}
 
@@ -104,7 +103,7 @@ class Components:
 
 
 def build_collectors(config: AgentConfig) -> dict[str, Any]:
-    from collectors import base
+    from hostwarden.collectors import base
 
     reg = base.registry()
     out: dict[str, Any] = {}
@@ -116,7 +115,7 @@ def build_collectors(config: AgentConfig) -> dict[str, Any]:
 
 def load_rules(config: AgentConfig) -> list[Any]:
     """Load the config's rule files; raise ConfigErrors with every problem."""
-    from rules.loader import load_rule_files
+    from hostwarden.rules.loader import load_rule_files
 
     errors = Errors()
     groups = load_rule_files(config.rule_files, errors, default_interval=config.evaluation_interval)
@@ -135,8 +134,8 @@ def tickets_config_of(config: AgentConfig) -> Any:
     """The `tickets:` section, or what an absent section means: the embedded `local` backend."""
     if config.tickets is not None:
         return config.tickets
-    from agent.yamlsrc import load_yaml
-    from exporters.tickets.config import parse_tickets
+    from hostwarden.agent.yamlsrc import load_yaml
+    from hostwarden.exporters.tickets.config import parse_tickets
 
     errors = Errors()
     node = load_yaml("{}", config.path)
@@ -176,7 +175,7 @@ class Agent:
         self._freeze_after = int(os.environ.get("HOSTWARDEN_DEBUG_FREEZE_SCHEDULER_AFTER", "0") or 0)
         self._heartbeats = 0
         if notifier is None:
-            from agent.sdnotify import Notifier
+            from hostwarden.agent.sdnotify import Notifier
 
             notifier = Notifier(unset_environment=True)  # plugins must not inherit NOTIFY_SOCKET
         self.notifier = notifier
@@ -186,11 +185,11 @@ class Agent:
         self._metric_defs = _self_metrics()
         self.security = None
         if self.web_config_file:  # validated before anything starts: file:line errors, exit 2
-            from agent.webconfig import load_web_config
+            from hostwarden.agent.webconfig import load_web_config
 
             self.security = load_web_config(self.web_config_file)
 
-        from agent.state import StateDB
+        from hostwarden.agent.state import StateDB
 
         state_dir = ensure_dir(config.state_dir)
         self.state = StateDB(os.path.join(state_dir, "state.db"))
@@ -198,10 +197,10 @@ class Agent:
 
     # -- building -----------------------------------------------------------------------------------
     def _build(self, config: AgentConfig, rule_groups: list[Any]) -> None:
-        from agent.diagnosis import Diagnoser
-        from agent.incidents import IncidentManager
-        from agent.outbox import OutboxWorker, build_backends
-        from rules.manager import RuleManager
+        from hostwarden.agent.diagnosis import Diagnoser
+        from hostwarden.agent.incidents import IncidentManager
+        from hostwarden.agent.outbox import OutboxWorker, build_backends
+        from hostwarden.rules.manager import RuleManager
 
         self.config = config
         self.collectors = build_collectors(config)
@@ -220,7 +219,7 @@ class Agent:
         checks = [c for c in config.checks if getattr(c, "enabled", True)]
         if not checks:
             return None
-        from collectors.checks import CheckRunner
+        from hostwarden.collectors.checks import CheckRunner
 
         # started by _start_checks: its dispatcher runs each check on its own interval, never waiting for
         # a run, and calls publish_checks when results changed
@@ -418,7 +417,7 @@ class Agent:
             self.evaluate_group(group.name)
         self.outbox.start()
         if self.config.receiver is not None:  # Alertmanager webhook receiver inside `run`
-            from exporters.receiver import start_receiver
+            from hostwarden.exporters.receiver import start_receiver
 
             self.receiver_server, self.receiver = start_receiver(
                 self.config.receiver, self.incidents, state_dir=self.config.state_dir, wake=self.outbox.wake,
@@ -456,9 +455,9 @@ class Agent:
                 self.checks = self._build_checks(config)
                 self.rules.replace_groups(groups)
                 self._apply_retention()
-                from agent.diagnosis import Diagnoser
-                from agent.incidents import IncidentManager
-                from agent.outbox import OutboxWorker, build_backends
+                from hostwarden.agent.diagnosis import Diagnoser
+                from hostwarden.agent.incidents import IncidentManager
+                from hostwarden.agent.outbox import OutboxWorker, build_backends
 
                 old_outbox.stop(drain_timeout=1.0)
                 self.tickets_config = tickets_config_of(config)

@@ -26,10 +26,9 @@ from collections.abc import Callable
 from typing import Any
 
 import psutil
-
-from agent.store import SeriesStore, is_stale
-from agent.units import human_duration
-from rules.alerts import Alert
+from hostwarden.agent.store import SeriesStore, is_stale
+from hostwarden.agent.units import human_duration
+from hostwarden.rules.alerts import Alert
 
 SERIES_WINDOW = 600.0
 MAX_SERIES = 3

@@ -33,10 +33,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.incidents import apply_remote_statuses
-from agent.secrets import redact
-from agent.state import StateDB, incident_from_dict
-from exporters.tickets.base import (
+from hostwarden.agent.incidents import apply_remote_statuses
+from hostwarden.agent.secrets import redact
+from hostwarden.agent.state import StateDB, incident_from_dict
+from hostwarden.exporters.tickets.base import (
     Incident,
     PermanentError,
     TicketBackend,

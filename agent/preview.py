@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from agent.schema import Errors
-from agent.state import StateDB, incident_to_dict
-from exporters.tickets import render
+from hostwarden.agent.schema import Errors
+from hostwarden.agent.state import StateDB, incident_to_dict
+from hostwarden.exporters.tickets import render
 
 
 class PreviewError(Exception):
@@ -23,7 +23,7 @@ class PreviewError(Exception):
 
 
 def _find_rule(config: Any, name: str) -> tuple[Any, Any]:
-    from rules.loader import load_rule_files
+    from hostwarden.rules.loader import load_rule_files
 
     errors = Errors()
     groups = load_rule_files(config.rule_files, errors, default_interval=config.evaluation_interval)
@@ -36,7 +36,7 @@ def _find_rule(config: Any, name: str) -> tuple[Any, Any]:
                 names.append(r.name)
                 if r.name == name:
                     return g, r
-    from agent.schema import did_you_mean
+    from hostwarden.agent.schema import did_you_mean
 
     raise PreviewError(f"no alert rule {name!r} in {len(config.rule_files)} rule file(s)" + did_you_mean(name, names),
                        2)
@@ -44,9 +44,9 @@ def _find_rule(config: Any, name: str) -> tuple[Any, Any]:
 
 def example_alert(group: Any, rule: Any, *, labels: dict[str, str], value: float | None, severity: str | None,
                   external_labels: dict[str, str], now: float) -> Any:
-    from rules.alerts import AlertState
-    from rules.engine import AlertRecord, RuleState
-    from rules.templates import TemplateData
+    from hostwarden.rules.alerts import AlertState
+    from hostwarden.rules.engine import AlertRecord, RuleState
+    from hostwarden.rules.templates import TemplateData
 
     if severity is None:
         severity = "critical" if rule.critical is not None else (rule.static_severity or "warning")
@@ -76,10 +76,10 @@ def example_alert(group: Any, rule: Any, *, labels: dict[str, str], value: float
 
 def preview_rule(config: Any, tickets: Any, rule_name: str, *, labels: dict[str, str], value: float | None,
                  severity: str | None, diagnose: bool, now: float) -> dict[str, Any]:
-    from agent.diagnosis import Diagnoser
-    from agent.incidents import IncidentManager
-    from agent.outbox import BackendInitError, build_backends
-    from agent.store import SeriesStore
+    from hostwarden.agent.diagnosis import Diagnoser
+    from hostwarden.agent.incidents import IncidentManager
+    from hostwarden.agent.outbox import BackendInitError, build_backends
+    from hostwarden.agent.store import SeriesStore
 
     group, rule = _find_rule(config, rule_name)
     alert = example_alert(group, rule, labels=labels, value=value, severity=severity,
@@ -122,6 +122,6 @@ def preview_rule(config: Any, tickets: Any, rule_name: str, *, labels: dict[str,
 
 
 def _human(seconds: float) -> str:
-    from agent.units import human_duration
+    from hostwarden.agent.units import human_duration
 
     return human_duration(seconds)

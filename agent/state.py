@@ -26,10 +26,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from agent import sqlitefile
-from agent.samples import Labels
-from exporters.tickets.base import Incident, TimelineEntry
-from rules.alerts import Alert, AlertState
+from hostwarden.agent import sqlitefile
+from hostwarden.agent.samples import Labels
+from hostwarden.exporters.tickets.base import Incident, TimelineEntry
+from hostwarden.rules.alerts import Alert, AlertState
 
 log = logging.getLogger(__name__)
 

@@ -179,7 +179,7 @@ def main() -> int:
         print("Debian's prometheus-node-exporter is not installed: apt-get install -y prometheus-node-exporter")
         return 2
     hw = Path(sys.executable).parent / "hostwarden"
-    hw_cmd = [str(hw)] if hw.exists() else [sys.executable, "-m", "agent.cli"]
+    hw_cmd = [str(hw)] if hw.exists() else [sys.executable, "-m", "hostwarden.agent.cli"]
     procs: list[subprocess.Popen] = []
     results: list[Result] = []
     workdir = Path(tempfile.mkdtemp(prefix="hw-bench-"))

@@ -124,7 +124,7 @@ def hostwarden_chain(workdir: Path, interval: float, for_: str) -> float:
     cfg.write_text(f"global:\n  interval: {interval:g}s\n  state_dir: {workdir / 'state'}\n"
                    f"web:\n  listen_address: 127.0.0.1:{port}\nrule_files: [{rules}]\n")
     hw = Path(sys.executable).parent / "hostwarden"
-    cmd = [str(hw)] if hw.exists() else [sys.executable, "-m", "agent.cli"]
+    cmd = [str(hw)] if hw.exists() else [sys.executable, "-m", "hostwarden.agent.cli"]
     proc = subprocess.Popen([*cmd, "run", "--config", str(cfg), "--log.level", "warn"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     load = Load()
@@ -214,14 +214,14 @@ def prometheus_chain(workdir: Path, *, interval: str, rate_window: str, fn: str,
 
 def outbox_throughput(n: int, backend_yaml: str, workdir: Path) -> float:
     """Operations per second: n incidents opened (find + open each) through IncidentManager + OutboxWorker."""
-    from agent.incidents import IncidentManager
-    from agent.outbox import OutboxWorker, build_backends
-    from agent.samples import labels_of
-    from agent.schema import Errors
-    from agent.state import StateDB
-    from agent.yamlsrc import load_yaml
-    from exporters.tickets.config import parse_tickets
-    from rules.alerts import Alert, AlertState, AlertTransition, TransitionKind
+    from hostwarden.agent.incidents import IncidentManager
+    from hostwarden.agent.outbox import OutboxWorker, build_backends
+    from hostwarden.agent.samples import labels_of
+    from hostwarden.agent.schema import Errors
+    from hostwarden.agent.state import StateDB
+    from hostwarden.agent.yamlsrc import load_yaml
+    from hostwarden.exporters.tickets.config import parse_tickets
+    from hostwarden.rules.alerts import Alert, AlertState, AlertTransition, TransitionKind
 
     errors = Errors()
     node = load_yaml(backend_yaml, str(workdir / "t.yaml"))

@@ -33,9 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.samples import labels_of  # noqa: E402
-from agent.schema import Errors  # noqa: E402
-from agent.store import SeriesStore  # noqa: E402
+from hostwarden.agent.samples import labels_of  # noqa: E402
+from hostwarden.agent.schema import Errors  # noqa: E402
+from hostwarden.agent.store import SeriesStore  # noqa: E402
 
 SHARDS = 100
 PROM_WAIT_SECONDS = 120
@@ -95,8 +95,8 @@ def fill_store(store: SeriesStore, n_series: int, now: float, points: int = 30) 
 
 
 def bench_hostwarden(rules_path: Path, n_series: int, cycles: int) -> tuple[float, int]:
-    from rules.loader import load_rule_files
-    from rules.manager import RuleManager
+    from hostwarden.rules.loader import load_rule_files
+    from hostwarden.rules.manager import RuleManager
 
     errors = Errors()
     groups = load_rule_files([str(rules_path)], errors, default_interval=10.0)

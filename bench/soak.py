@@ -38,13 +38,13 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.samples import MetricDef, Sample, metric_defs  # noqa: E402
-from agent.schema import Errors  # noqa: E402
-from agent.store import SeriesStore  # noqa: E402
-from exporters.prometheus import Exposition  # noqa: E402
-from rules.loader import load_rule_files  # noqa: E402
-from rules.manager import METRICS as RULE_METRICS  # noqa: E402
-from rules.manager import RuleManager  # noqa: E402
+from hostwarden.agent.samples import MetricDef, Sample, metric_defs  # noqa: E402
+from hostwarden.agent.schema import Errors  # noqa: E402
+from hostwarden.agent.store import SeriesStore  # noqa: E402
+from hostwarden.exporters.prometheus import Exposition  # noqa: E402
+from hostwarden.rules.loader import load_rule_files  # noqa: E402
+from hostwarden.rules.manager import METRICS as RULE_METRICS  # noqa: E402
+from hostwarden.rules.manager import RuleManager  # noqa: E402
 
 T0 = 1_700_000_000.0
 SWEEP_SLACK = 120.0  # the store drops fully stale series in a sweep at most once a minute

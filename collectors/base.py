@@ -26,9 +26,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
 
-from agent.registry import Registry
-from agent.samples import MetricDef, Sample
-from agent.schema import Duration
+from hostwarden.agent.registry import Registry
+from hostwarden.agent.samples import MetricDef, Sample
+from hostwarden.agent.schema import Duration
 
 
 @dataclass(frozen=True)
@@ -47,14 +47,14 @@ class Collector(Protocol):
 
 # Every module that registers a collector; imported on first use of the registry.
 ALL_MODULES: tuple[str, ...] = (
-    "collectors.cpu",
-    "collectors.memory",
-    "collectors.filesystem",
-    "collectors.diskio",
-    "collectors.network",
-    "collectors.load",
-    "collectors.uptime",
-    "collectors.textfile",
+    "hostwarden.collectors.cpu",
+    "hostwarden.collectors.memory",
+    "hostwarden.collectors.filesystem",
+    "hostwarden.collectors.diskio",
+    "hostwarden.collectors.network",
+    "hostwarden.collectors.load",
+    "hostwarden.collectors.uptime",
+    "hostwarden.collectors.textfile",
 )
 
 # Collectors enabled when the config's `collectors:` section does not mention them.

@@ -13,10 +13,10 @@ import os
 import time
 from dataclasses import dataclass
 
-from agent.samples import MetricDef, Sample, metric_defs
-from agent.schema import Duration
-from agent.units import human_duration
-from collectors.checks import CheckConfig, CheckResult, register_check, resolve_path, sample
+from hostwarden.agent.samples import MetricDef, Sample, metric_defs
+from hostwarden.agent.schema import Duration
+from hostwarden.agent.units import human_duration
+from hostwarden.collectors.checks import CheckConfig, CheckResult, register_check, resolve_path, sample
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 
-from agent import __version__
-from agent.samples import MetricDef, metric_defs
-from agent.schema import Regex
-from agent.secrets import SecretError, resolve
-from collectors.checks import CheckConfig, CheckResult, register_check, remaining, resolve_path, sample
+from hostwarden.agent import __version__
+from hostwarden.agent.samples import MetricDef, metric_defs
+from hostwarden.agent.schema import Regex
+from hostwarden.agent.secrets import SecretError, resolve
+from hostwarden.collectors.checks import CheckConfig, CheckResult, register_check, remaining, resolve_path, sample
 
 REDIRECTS = (301, 302, 303, 307, 308)
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")

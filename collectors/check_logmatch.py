@@ -22,9 +22,9 @@ import re
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from agent.samples import MetricDef, metric_defs
-from agent.schema import Regex
-from collectors.checks import CheckConfig, CheckResult, register_check, resolve_path, sample
+from hostwarden.agent.samples import MetricDef, metric_defs
+from hostwarden.agent.schema import Regex
+from hostwarden.collectors.checks import CheckConfig, CheckResult, register_check, resolve_path, sample
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20

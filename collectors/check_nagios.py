@@ -18,9 +18,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from agent.samples import MetricDef, Sample, metric_defs
-from collectors.checks import CheckConfig, CheckResult, Status, register_check, resolve_path, sample
-from collectors.perfdata import PerfItem, parse_output
+from hostwarden.agent.samples import MetricDef, Sample, metric_defs
+from hostwarden.collectors.checks import CheckConfig, CheckResult, Status, register_check, resolve_path, sample
+from hostwarden.collectors.perfdata import PerfItem, parse_output
 
 DEFAULT_PATH = ("/usr/lib/nagios/plugins:/usr/lib64/nagios/plugins:/usr/local/lib/nagios/plugins:"
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")

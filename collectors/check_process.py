@@ -14,10 +14,9 @@ import time
 from dataclasses import dataclass
 
 import psutil
-
-from agent.samples import MetricDef, metric_defs
-from agent.schema import Regex
-from collectors.checks import CheckConfig, CheckResult, register_check, resolve_path, sample
+from hostwarden.agent.samples import MetricDef, metric_defs
+from hostwarden.agent.schema import Regex
+from hostwarden.collectors.checks import CheckConfig, CheckResult, register_check, resolve_path, sample
 
 
 @dataclass(frozen=True)

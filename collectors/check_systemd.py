@@ -15,12 +15,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from hostwarden.agent.samples import MetricDef, Sample, metric_defs
+from hostwarden.agent.schema import Regex
+from hostwarden.collectors.checks import CheckConfig, CheckResult, Status, register_check, remaining, sample
 from jeepney import DBusAddress, DBusErrorResponse, MessageType, new_method_call
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
-
-from agent.samples import MetricDef, Sample, metric_defs
-from agent.schema import Regex
-from collectors.checks import CheckConfig, CheckResult, Status, register_check, remaining, sample
 
 log = logging.getLogger(__name__)
 

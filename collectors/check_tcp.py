@@ -6,8 +6,8 @@ import socket
 import time
 from dataclasses import dataclass
 
-from agent.samples import MetricDef, metric_defs
-from collectors.checks import CheckConfig, CheckResult, register_check, remaining, sample
+from hostwarden.agent.samples import MetricDef, metric_defs
+from hostwarden.collectors.checks import CheckConfig, CheckResult, register_check, remaining, sample
 
 
 def split_host_port(address: str) -> tuple[str, int]:

@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Protocol
 
-from agent.samples import Labels, MetricDef, Sample, labels_of, metric_defs
-from agent.schema import MISSING, Duration, Errors, build_tagged
-from agent.yamlsrc import Loc, LocDict, LocList
+from hostwarden.agent.samples import Labels, MetricDef, Sample, labels_of, metric_defs
+from hostwarden.agent.schema import MISSING, Duration, Errors, build_tagged
+from hostwarden.agent.yamlsrc import Loc, LocDict, LocList
 
 log = logging.getLogger(__name__)
 
@@ -138,13 +138,13 @@ class Check(Protocol):
 _REGISTRY: dict[str, type] = {}
 
 ALL_CHECK_MODULES: tuple[str, ...] = (
-    "collectors.check_systemd",
-    "collectors.check_process",
-    "collectors.check_tcp",
-    "collectors.check_http",
-    "collectors.check_nagios",
-    "collectors.check_file",
-    "collectors.check_logmatch",
+    "hostwarden.collectors.check_systemd",
+    "hostwarden.collectors.check_process",
+    "hostwarden.collectors.check_tcp",
+    "hostwarden.collectors.check_http",
+    "hostwarden.collectors.check_nagios",
+    "hostwarden.collectors.check_file",
+    "hostwarden.collectors.check_logmatch",
 )
 _loaded = False
 

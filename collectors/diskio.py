@@ -13,10 +13,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agent.samples import Labels, MetricDef, Sample, metric_defs
-from agent.schema import Regex
-from collectors.base import CollectorConfig, register
-from collectors.procfs import read_text
+from hostwarden.agent.samples import Labels, MetricDef, Sample, metric_defs
+from hostwarden.agent.schema import Regex
+from hostwarden.collectors.base import CollectorConfig, register
+from hostwarden.collectors.procfs import read_text
 
 DEFAULT_DEVICE_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
 SECTOR_BYTES = 512.0

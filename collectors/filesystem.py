@@ -33,10 +33,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.samples import Labels, MetricDef, Sample, metric_defs
-from agent.schema import Duration, Regex
-from collectors.base import CollectorConfig, register
-from collectors.procfs import read_text
+from hostwarden.agent.samples import Labels, MetricDef, Sample, metric_defs
+from hostwarden.agent.schema import Duration, Regex
+from hostwarden.collectors.base import CollectorConfig, register
+from hostwarden.collectors.procfs import read_text
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agent.samples import MetricDef, Sample, metric_defs
-from collectors.base import CollectorConfig, register
-from collectors.procfs import read_text
+from hostwarden.agent.samples import MetricDef, Sample, metric_defs
+from hostwarden.collectors.base import CollectorConfig, register
+from hostwarden.collectors.procfs import read_text
 
 _PAREN = re.compile(r"\((.*)\)")
 

@@ -12,10 +12,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agent.samples import Labels, MetricDef, Sample, metric_defs
-from agent.schema import Regex
-from collectors.base import CollectorConfig, register
-from collectors.procfs import read_text
+from hostwarden.agent.samples import Labels, MetricDef, Sample, metric_defs
+from hostwarden.agent.schema import Regex
+from hostwarden.collectors.base import CollectorConfig, register
+from hostwarden.collectors.procfs import read_text
 
 # /proc/net/dev columns after "iface:", in order
 COLUMNS = tuple(f"node_network_receive_{c}_total" for c in

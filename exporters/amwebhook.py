@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from agent.samples import Labels
-from rules.alerts import SEVERITY_ORDER, Alert, AlertState, AlertTransition, TransitionKind
+from hostwarden.agent.samples import Labels
+from hostwarden.rules.alerts import SEVERITY_ORDER, Alert, AlertState, AlertTransition, TransitionKind
 
 log = logging.getLogger(__name__)
 

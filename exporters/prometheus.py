@@ -20,12 +20,11 @@ import threading
 import time
 from collections.abc import Iterable
 
+from hostwarden.agent.samples import Labels, MetricDef, Sample
 from prometheus_client import CollectorRegistry
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
-
-from agent.samples import Labels, MetricDef, Sample
 
 log = logging.getLogger(__name__)
 

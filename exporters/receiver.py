@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 
-from agent.schema import MISSING, Errors, build
-from agent.yamlsrc import Loc
-from exporters.amwebhook import (
+from hostwarden.agent.schema import MISSING, Errors, build
+from hostwarden.agent.yamlsrc import Loc
+from hostwarden.exporters.amwebhook import (
     GroupTracker,
     Notification,
     PayloadError,
@@ -48,8 +48,8 @@ from exporters.amwebhook import (
     parse_notification,
     save_groups,
 )
-from exporters.web import HTTPService, set_nodelay
-from rules.alerts import fingerprint
+from hostwarden.exporters.web import HTTPService, set_nodelay
+from hostwarden.rules.alerts import fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ def start_receiver(rc: ReceiverConfig, incidents: Any, *, state_dir: str, wake: 
                    lock: Any = None, listen_address: str | None = None) -> tuple[WebhookServer, Receiver]:
     """Resolve the token, build TLS, start serving `rc` into `incidents`; for `run` with a `receiver:` section
     and for `hostwarden receive`. Raises SecretError/ValueError (token), ConfigErrors (web config), OSError."""
-    from agent.secrets import resolve
+    from hostwarden.agent.secrets import resolve
 
     token = None
     if rc.auth == "bearer":
@@ -279,7 +279,7 @@ def start_receiver(rc: ReceiverConfig, incidents: Any, *, state_dir: str, wake: 
             raise ValueError("receiver: the bearer token is empty")
     ssl_ctx = None
     if rc.web_config_file:
-        from agent.webconfig import load_web_config
+        from hostwarden.agent.webconfig import load_web_config
 
         ssl_ctx = load_web_config(rc.web_config_file).ssl_context()
     receiver = Receiver(incidents, state_path=os.path.join(state_dir, STATE_FILE),
@@ -305,11 +305,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
-    from agent.logsetup import setup_logging
-    from agent.outbox import BackendInitError
-    from agent.paths import default_config_path
-    from agent.schema import ConfigErrors
-    from agent.secrets import SecretError
+    from hostwarden.agent.logsetup import setup_logging
+    from hostwarden.agent.outbox import BackendInitError
+    from hostwarden.agent.paths import default_config_path
+    from hostwarden.agent.schema import ConfigErrors
+    from hostwarden.agent.secrets import SecretError
 
     setup_logging(args.log_level, args.log_format)
     path = args.config or default_config_path()
@@ -338,11 +338,11 @@ class ReceiverService:
     """`hostwarden receive`: the webhook server, the incident manager, the outbox and a periodic tick."""
 
     def __init__(self, config: Any, receiver_config: ReceiverConfig, *, listen_address: str | None = None) -> None:
-        from agent.daemon import tickets_config_of
-        from agent.incidents import IncidentManager
-        from agent.outbox import OutboxWorker, build_backends
-        from agent.paths import ensure_dir
-        from agent.state import StateDB
+        from hostwarden.agent.daemon import tickets_config_of
+        from hostwarden.agent.incidents import IncidentManager
+        from hostwarden.agent.outbox import OutboxWorker, build_backends
+        from hostwarden.agent.paths import ensure_dir
+        from hostwarden.agent.state import StateDB
 
         self.config = config
         self.receiver_config = receiver_config
@@ -362,7 +362,7 @@ class ReceiverService:
 
     @classmethod
     def from_config_file(cls, path: str, *, listen_address: str | None = None) -> ReceiverService:
-        from agent.config import load_config
+        from hostwarden.agent.config import load_config
 
         config = load_config(path)
         rc = config.receiver

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-from agent import __version__
-from exporters.prometheus import Exposition
+from hostwarden.agent import __version__
+from hostwarden.exporters.prometheus import Exposition
 
 log = logging.getLogger(__name__)
 

@@ -33,15 +33,15 @@ def add_commands(sub: Any) -> None:
 
 
 def cmd_test_rules(args: argparse.Namespace) -> int:
-    from rules.testing import run_test_files
+    from hostwarden.rules.testing import run_test_files
 
     return run_test_files(list(args.files), promql_compat=args.promql_compat)
 
 
 def cmd_rules_export(args: argparse.Namespace) -> int:
-    from agent.schema import ConfigErrors, Errors
-    from rules.export import export_groups
-    from rules.loader import load_rule_files
+    from hostwarden.agent.schema import ConfigErrors, Errors
+    from hostwarden.rules.export import export_groups
+    from hostwarden.rules.loader import load_rule_files
 
     try:
         if args.rule_files:
@@ -50,8 +50,8 @@ def cmd_rules_export(args: argparse.Namespace) -> int:
             errors.raise_if_any()
             sources = list(args.rule_files)
         else:
-            from agent.daemon import load_all
-            from agent.paths import default_config_path
+            from hostwarden.agent.daemon import load_all
+            from hostwarden.agent.paths import default_config_path
 
             path = args.config or default_config_path()
             config, groups = load_all(path)

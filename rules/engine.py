@@ -32,9 +32,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.samples import Labels
-from rules.alerts import SEVERITY_ORDER, Alert, AlertState, AlertTransition, TransitionKind
-from rules.model import Flap, Rule
+from hostwarden.agent.samples import Labels
+from hostwarden.rules.alerts import SEVERITY_ORDER, Alert, AlertState, AlertTransition, TransitionKind
+from hostwarden.rules.model import Flap, Rule
 
 DEFAULT_SEVERITY = "warning"
 _ACTIVE = "active"  # flap-history level of a plain rule's present element

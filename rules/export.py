@@ -23,8 +23,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from agent.units import format_duration
-from rules.model import NEGATED, Rule, RuleGroup, Threshold
+from hostwarden.agent.units import format_duration
+from hostwarden.rules.model import NEGATED, Rule, RuleGroup, Threshold
 
 
 def _q(s: str) -> str:

@@ -30,12 +30,12 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from agent.schema import Errors, did_you_mean
-from agent.units import parse_duration
-from agent.yamlsrc import Loc, LocDict, LocList, YAMLSourceError, load_yaml
-from rules.model import NEGATED, Flap, Rule, RuleGroup, Threshold
-from rules.promql import Compiled, PromQLError, compile_expr
-from rules.templates import Template, TemplateError, parse_template
+from hostwarden.agent.schema import Errors, did_you_mean
+from hostwarden.agent.units import parse_duration
+from hostwarden.agent.yamlsrc import Loc, LocDict, LocList, YAMLSourceError, load_yaml
+from hostwarden.rules.model import NEGATED, Flap, Rule, RuleGroup, Threshold
+from hostwarden.rules.promql import Compiled, PromQLError, compile_expr
+from hostwarden.rules.templates import Template, TemplateError, parse_template
 
 TOP_KEYS = ("groups",)
 GROUP_KEYS = ("name", "interval", "limit", "rules")

@@ -23,13 +23,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from agent.samples import Labels, MetricDef, Sample, metric_defs
-from agent.store import STALE_NAN, SeriesStore
-from rules.alerts import Alert, AlertState, AlertTransition, TransitionKind
-from rules.engine import AlertRecord, Observation, RuleState
-from rules.model import Rule, RuleGroup
-from rules.promql import Element, PromQLError
-from rules.templates import TemplateData
+from hostwarden.agent.samples import Labels, MetricDef, Sample, metric_defs
+from hostwarden.agent.store import STALE_NAN, SeriesStore
+from hostwarden.rules.alerts import Alert, AlertState, AlertTransition, TransitionKind
+from hostwarden.rules.engine import AlertRecord, Observation, RuleState
+from hostwarden.rules.model import Rule, RuleGroup
+from hostwarden.rules.promql import Element, PromQLError
+from hostwarden.rules.templates import TemplateData
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,10 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import promql_parser
-
-from agent.store import SeriesStore
-from rules import promql_lexer as lexer
-from rules.promql_aggregate import AggregateNode
-from rules.promql_eval import (
+from hostwarden.agent.store import SeriesStore
+from hostwarden.rules import promql_lexer as lexer
+from hostwarden.rules.promql_aggregate import AggregateNode
+from hostwarden.rules.promql_eval import (
     ARITHMETIC,
     COMPARISON,
     MAX_SAMPLES,
@@ -44,15 +43,15 @@ from rules.promql_eval import (
     VectorSelectorNode,
     make_check,
 )
-from rules.promql_functions import (
+from hostwarden.rules.promql_functions import (
     SUPPORTED_FUNCTIONS,
     LabelJoinNode,
     LabelReplaceNode,
     build_call,
     valid_label_name,
 )
-from rules.promql_regex import compile_regex
-from rules.promql_types import (
+from hostwarden.rules.promql_regex import compile_regex
+from hostwarden.rules.promql_types import (
     NAME_LABEL,
     Element,
     Matrix,

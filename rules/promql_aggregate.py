@@ -13,10 +13,10 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from agent.samples import Labels
-from agent.store import SeriesStore
-from rules.promql_eval import INF, MATCH_CACHE_MAX, NAN, Node, Options, set_label
-from rules.promql_types import NAME_LABEL, PromQLError, Sample
+from hostwarden.agent.samples import Labels
+from hostwarden.agent.store import SeriesStore
+from hostwarden.rules.promql_eval import INF, MATCH_CACHE_MAX, NAN, Node, Options, set_label
+from hostwarden.rules.promql_types import NAME_LABEL, PromQLError, Sample
 
 
 def fsum(values: Any) -> float:

@@ -21,10 +21,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from agent.samples import Labels
-from agent.store import SeriesStore, is_stale
-from rules.promql_regex import compile_matcher
-from rules.promql_types import NAME_LABEL, PromQLError, Sample, format_labels
+from hostwarden.agent.samples import Labels
+from hostwarden.agent.store import SeriesStore, is_stale
+from hostwarden.rules.promql_regex import compile_matcher
+from hostwarden.rules.promql_types import NAME_LABEL, PromQLError, Sample, format_labels
 
 INF = math.inf
 NAN = math.nan

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.samples import Labels
-from agent.store import SeriesStore
-from rules.promql_aggregate import fsum, kahan_mean, kahan_sum, kahan_variance, mean, quantile
-from rules.promql_eval import (
+from hostwarden.agent.samples import Labels
+from hostwarden.agent.store import SeriesStore
+from hostwarden.rules.promql_aggregate import fsum, kahan_mean, kahan_sum, kahan_variance, mean, quantile
+from hostwarden.rules.promql_eval import (
     INF,
     LEGACY_LABEL_NAME,
     NAN,
@@ -32,8 +32,8 @@ from rules.promql_eval import (
     ms_grid,
     set_label,
 )
-from rules.promql_regex import RE2Regex
-from rules.promql_types import NAME_LABEL, PromQLError, Sample
+from hostwarden.rules.promql_regex import RE2Regex
+from hostwarden.rules.promql_types import NAME_LABEL, PromQLError, Sample
 
 
 @dataclass(frozen=True, slots=True)

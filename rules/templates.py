@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from rules.promql_regex import RE2Regex, compile_re2
+from hostwarden.rules.promql_regex import RE2Regex, compile_re2
 
 log = logging.getLogger(__name__)
 
@@ -494,7 +494,7 @@ def _match(pattern: Any, text: Any) -> bool:
 
 
 def _parse_duration(s: Any) -> float:
-    from agent.units import parse_duration
+    from hostwarden.agent.units import parse_duration
 
     try:
         return parse_duration(_want_str("parseDuration", s))

@@ -36,17 +36,16 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import promql_parser
-
-from agent.samples import Labels
-from agent.schema import Errors, did_you_mean
-from agent.store import STALE_NAN, SeriesStore
-from agent.units import format_duration, parse_duration
-from agent.yamlsrc import LocDict, YAMLSourceError, load_yaml_file
-from rules.loader import load_rule_files
-from rules.manager import RuleManager
-from rules.model import RuleGroup
-from rules.promql import Element, PromQLError, compile_expr
-from rules.promql_types import format_labels
+from hostwarden.agent.samples import Labels
+from hostwarden.agent.schema import Errors, did_you_mean
+from hostwarden.agent.store import STALE_NAN, SeriesStore
+from hostwarden.agent.units import format_duration, parse_duration
+from hostwarden.agent.yamlsrc import LocDict, YAMLSourceError, load_yaml_file
+from hostwarden.rules.loader import load_rule_files
+from hostwarden.rules.manager import RuleManager
+from hostwarden.rules.model import RuleGroup
+from hostwarden.rules.promql import Element, PromQLError, compile_expr
+from hostwarden.rules.promql_types import format_labels
 
 FILE_KEYS = ("rule_files", "evaluation_interval", "group_eval_order", "tests")
 GROUP_KEYS = ("interval", "input_series", "alert_rule_test", "promql_expr_test", "external_labels", "external_url",

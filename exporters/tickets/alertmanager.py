@@ -37,11 +37,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.schema import Duration
-from agent.secrets import resolve
-from exporters.tickets.base import BackendConfig, Incident, PermanentError, TicketRef, TransientError, register
-from exporters.tickets.http import HttpClient
-from exporters.tickets.render import render_title
+from hostwarden.agent.schema import Duration
+from hostwarden.agent.secrets import resolve
+from hostwarden.exporters.tickets.base import (
+    BackendConfig,
+    Incident,
+    PermanentError,
+    TicketRef,
+    TransientError,
+    register,
+)
+from hostwarden.exporters.tickets.http import HttpClient
+from hostwarden.exporters.tickets.render import render_title
 
 log = logging.getLogger(__name__)
 

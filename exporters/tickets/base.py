@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from agent.registry import Registry
-from agent.samples import Labels
-from agent.schema import Duration
-from rules.alerts import Alert
+from hostwarden.agent.registry import Registry
+from hostwarden.agent.samples import Labels
+from hostwarden.agent.schema import Duration
+from hostwarden.rules.alerts import Alert
 
 
 class TransientError(Exception):
@@ -130,16 +130,16 @@ def reset_idempotency_key(token: contextvars.Token[str]) -> None:
 
 # Every module that registers a backend; imported on first use of the registry.
 ALL_MODULES: tuple[str, ...] = (
-    "exporters.tickets.local",
-    "exporters.tickets.webhook",
-    "exporters.tickets.redmine",
-    "exporters.tickets.rt",
-    "exporters.tickets.jira",
-    "exporters.tickets.servicenow",
-    "exporters.tickets.zammad",
-    "exporters.tickets.github",
-    "exporters.tickets.email",
-    "exporters.tickets.alertmanager",
+    "hostwarden.exporters.tickets.local",
+    "hostwarden.exporters.tickets.webhook",
+    "hostwarden.exporters.tickets.redmine",
+    "hostwarden.exporters.tickets.rt",
+    "hostwarden.exporters.tickets.jira",
+    "hostwarden.exporters.tickets.servicenow",
+    "hostwarden.exporters.tickets.zammad",
+    "hostwarden.exporters.tickets.github",
+    "hostwarden.exporters.tickets.email",
+    "hostwarden.exporters.tickets.alertmanager",
 )
 
 

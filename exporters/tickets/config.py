@@ -28,10 +28,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agent.priority import PRIORITIES, PriorityPolicy, build_policy
-from agent.schema import MISSING, Duration, Errors, Regex, build, build_tagged
-from agent.yamlsrc import Loc, LocDict, LocList
-from exporters.tickets.base import BackendConfig, registry
+from hostwarden.agent.priority import PRIORITIES, PriorityPolicy, build_policy
+from hostwarden.agent.schema import MISSING, Duration, Errors, Regex, build, build_tagged
+from hostwarden.agent.yamlsrc import Loc, LocDict, LocList
+from hostwarden.exporters.tickets.base import BackendConfig, registry
 
 Priority = Literal["P1", "P2", "P3", "P4"]
 

@@ -26,10 +26,10 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any, Literal
 
-from agent.secrets import resolve
-from agent.units import human_duration
-from exporters.tickets import render
-from exporters.tickets.base import (
+from hostwarden.agent.secrets import resolve
+from hostwarden.agent.units import human_duration
+from hostwarden.exporters.tickets import render
+from hostwarden.exporters.tickets.base import (
     BackendConfig,
     Incident,
     PermanentError,

@@ -43,9 +43,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import requests
-
-from agent.secrets import resolve
-from exporters.tickets.base import (
+from hostwarden.agent.secrets import resolve
+from hostwarden.exporters.tickets.base import (
     BackendConfig,
     Incident,
     PermanentError,
@@ -54,8 +53,8 @@ from exporters.tickets.base import (
     TransientError,
     register,
 )
-from exporters.tickets.http import MAX_RETRY_AFTER, Doc, HttpClient, parse_retry_after
-from exporters.tickets.render import render_body, render_event, render_title
+from hostwarden.exporters.tickets.http import MAX_RETRY_AFTER, Doc, HttpClient, parse_retry_after
+from hostwarden.exporters.tickets.render import render_body, render_event, render_title
 
 log = logging.getLogger(__name__)
 

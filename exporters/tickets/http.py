@@ -42,9 +42,8 @@ from urllib.parse import urlsplit
 
 import requests
 import urllib3
-
-from agent import secrets
-from exporters.tickets.base import PermanentError, TransientError
+from hostwarden.agent import secrets
+from hostwarden.exporters.tickets.base import PermanentError, TransientError
 
 log = logging.getLogger(__name__)
 

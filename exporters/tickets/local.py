@@ -26,9 +26,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from agent import sqlitefile
-from agent.units import human_duration
-from exporters.tickets.base import (
+from hostwarden.agent import sqlitefile
+from hostwarden.agent.units import human_duration
+from hostwarden.exporters.tickets.base import (
     BackendConfig,
     Incident,
     PermanentError,
@@ -367,7 +367,7 @@ class LocalBackend:
 
     def preview(self, incident: Incident) -> dict[str, Any]:
         """What `open` would store (for `hostwarden tickets preview`)."""
-        from exporters.tickets import render
+        from hostwarden.exporters.tickets import render
 
         return {"path": self.path, "title": render.render_title(incident), "status": "new",
                 "priority": incident.priority, "category": incident.category,

@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from agent import secrets
-from exporters.tickets.base import (
+from hostwarden.agent import secrets
+from hostwarden.exporters.tickets.base import (
     BackendConfig,
     Incident,
     PermanentError,
@@ -47,8 +47,8 @@ from exporters.tickets.base import (
     TicketRef,
     register,
 )
-from exporters.tickets.http import Doc, HttpClient
-from exporters.tickets.render import Flavour, last_event, render_body, render_event, render_title
+from hostwarden.exporters.tickets.http import Doc, HttpClient
+from hostwarden.exporters.tickets.render import Flavour, last_event, render_body, render_event, render_title
 
 log = logging.getLogger(__name__)
 

@@ -29,11 +29,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import requests
-
-from agent import __version__
-from agent.secrets import resolve
-from exporters.tickets import render
-from exporters.tickets.base import (
+from hostwarden.agent import __version__
+from hostwarden.agent.secrets import resolve
+from hostwarden.exporters.tickets import render
+from hostwarden.exporters.tickets.base import (
     BackendConfig,
     Incident,
     PermanentError,
@@ -42,7 +41,7 @@ from exporters.tickets.base import (
     idempotency_key,
     register,
 )
-from exporters.tickets.http import parse_retry_after, read_body
+from hostwarden.exporters.tickets.http import parse_retry_after, read_body
 
 log = logging.getLogger(__name__)
 

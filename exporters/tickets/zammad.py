@@ -36,10 +36,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agent.secrets import resolve
-from exporters.tickets.base import BackendConfig, Incident, PermanentError, RemoteStatus, TicketRef, register
-from exporters.tickets.http import Doc, HttpClient
-from exporters.tickets.render import render_body, render_event, render_title
+from hostwarden.agent.secrets import resolve
+from hostwarden.exporters.tickets.base import BackendConfig, Incident, PermanentError, RemoteStatus, TicketRef, register
+from hostwarden.exporters.tickets.http import Doc, HttpClient
+from hostwarden.exporters.tickets.render import render_body, render_event, render_title
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import dataclasses
 import itertools
 from typing import Any
 
-from exporters.tickets.base import Incident, TicketRef, TimelineEntry
-from rules.alerts import Alert, AlertState
+from hostwarden.exporters.tickets.base import Incident, TicketRef, TimelineEntry
+from hostwarden.rules.alerts import Alert, AlertState
 
 T0 = 1_700_000_000.0
 _seq = itertools.count(1)

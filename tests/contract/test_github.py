@@ -7,10 +7,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from hostwarden.exporters.tickets.base import PermanentError, TicketRef, TransientError
+from hostwarden.exporters.tickets.github import MAX_BODY, GitHubBackend, GitHubConfig, marker
+from hostwarden.exporters.tickets.render import render_body, render_event
 
-from exporters.tickets.base import PermanentError, TicketRef, TransientError
-from exporters.tickets.github import MAX_BODY, GitHubBackend, GitHubConfig, marker
-from exporters.tickets.render import render_body, render_event
 from tests.contract.fake_github import FakeGitHub
 from tests.contract.incidents import HOSTILE, make_incident, resolved
 

@@ -7,10 +7,10 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from hostwarden.exporters.tickets.base import PermanentError, TicketRef, TransientError
+from hostwarden.exporters.tickets.jira import JiraBackend, JiraConfig, adf_from_plain
+from hostwarden.exporters.tickets.render import render_event
 
-from exporters.tickets.base import PermanentError, TicketRef, TransientError
-from exporters.tickets.jira import JiraBackend, JiraConfig, adf_from_plain
-from exporters.tickets.render import render_event
 from tests.contract.fake_jira import FakeJira
 from tests.contract.incidents import HOSTILE, make_incident, resolved
 

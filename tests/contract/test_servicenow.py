@@ -6,10 +6,10 @@ import base64
 from collections.abc import Iterator
 
 import pytest
+from hostwarden.exporters.tickets.base import PermanentError, TicketRef, TransientError
+from hostwarden.exporters.tickets.render import render_body, render_event
+from hostwarden.exporters.tickets.servicenow import ServiceNowBackend, ServiceNowConfig
 
-from exporters.tickets.base import PermanentError, TicketRef, TransientError
-from exporters.tickets.render import render_body, render_event
-from exporters.tickets.servicenow import ServiceNowBackend, ServiceNowConfig
 from tests.contract.fake_servicenow import FakeServiceNow
 from tests.contract.incidents import HOSTILE, make_incident, resolved
 

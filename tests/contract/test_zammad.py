@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hostwarden.exporters.tickets.base import PermanentError, TicketRef, TransientError
+from hostwarden.exporters.tickets.render import render_body, render_event
+from hostwarden.exporters.tickets.zammad import ZammadBackend, ZammadConfig
 
-from exporters.tickets.base import PermanentError, TicketRef, TransientError
-from exporters.tickets.render import render_body, render_event
-from exporters.tickets.zammad import ZammadBackend, ZammadConfig
 from tests.contract.fake_zammad import FakeZammad
 from tests.contract.incidents import HOSTILE, make_incident, resolved
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from hostwarden.exporters.tickets.alertmanager import AlertmanagerBackend, AlertmanagerConfig, rfc3339
+from hostwarden.exporters.tickets.base import PermanentError, TransientError
 
-from exporters.tickets.alertmanager import AlertmanagerBackend, AlertmanagerConfig, rfc3339
-from exporters.tickets.base import PermanentError, TransientError
 from tests.contract.incidents import make_incident, resolved, with_ref
 from tests.support.agent import ROOT, free_port, hostwarden_cmd, run_cli
 from tests.support.alertmanager import Alertmanager, start_alertmanager

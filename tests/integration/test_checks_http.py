@@ -19,10 +19,9 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
-from agent.schema import Duration
-from collectors.check_http import HttpCheck, HttpConfig, cert_not_after
-from collectors.checks import Status
+from hostwarden.agent.schema import Duration
+from hostwarden.collectors.check_http import HttpCheck, HttpConfig, cert_not_after
+from hostwarden.collectors.checks import Status
 
 RELEASE = threading.Event()  # set at teardown so slow handlers end
 

@@ -8,10 +8,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
-from agent.schema import Duration
-from collectors.check_nagios import NagiosCheck, NagiosConfig
-from collectors.checks import CheckRunner, Status
+from hostwarden.agent.schema import Duration
+from hostwarden.collectors.check_nagios import NagiosCheck, NagiosConfig
+from hostwarden.collectors.checks import CheckRunner, Status
 
 PLUGINS = "/usr/lib/nagios/plugins"
 pytestmark = pytest.mark.skipif(not os.path.exists(f"{PLUGINS}/check_dummy"),

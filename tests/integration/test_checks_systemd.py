@@ -9,10 +9,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from hostwarden.agent.schema import Duration
+from hostwarden.collectors.check_systemd import SystemdCheck, SystemdConfig
+from hostwarden.collectors.checks import CheckRunner, Status
 
-from agent.schema import Duration
-from collectors.check_systemd import SystemdCheck, SystemdConfig
-from collectors.checks import CheckRunner, Status
 from tests.support.fake_systemd import DbusDaemon, FakeSystemd, FakeUnit
 
 pytestmark = pytest.mark.skipif(shutil.which("dbus-daemon") is None,

@@ -8,10 +8,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
-from agent.schema import Duration
-from collectors.check_tcp import TcpCheck, TcpConfig
-from collectors.checks import Status
+from hostwarden.agent.schema import Duration
+from hostwarden.collectors.check_tcp import TcpCheck, TcpConfig
+from hostwarden.collectors.checks import Status
 
 
 def run(address: str, timeout: float = 2.0):

@@ -16,9 +16,15 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from hostwarden.exporters.tickets.base import (
+    PermanentError,
+    TicketRef,
+    TransientError,
+    reset_idempotency_key,
+    set_idempotency_key,
+)
+from hostwarden.exporters.tickets.email import EmailBackend, EmailConfig
 
-from exporters.tickets.base import PermanentError, TicketRef, TransientError, reset_idempotency_key, set_idempotency_key
-from exporters.tickets.email import EmailBackend, EmailConfig
 from tests.contract.incidents import HOSTILE, make_incident, resolved
 from tests.support.agent import ROOT, free_port
 from tests.support.tls import make_pki

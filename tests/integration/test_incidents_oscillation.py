@@ -8,16 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hostwarden.agent.diagnosis import Diagnoser
+from hostwarden.agent.incidents import IncidentManager
+from hostwarden.agent.outbox import OutboxWorker, build_backends
+from hostwarden.agent.samples import Sample
+from hostwarden.agent.schema import Errors
+from hostwarden.agent.state import StateDB
+from hostwarden.agent.store import SeriesStore
+from hostwarden.rules.loader import load_rule_files
+from hostwarden.rules.manager import RuleManager
 
-from agent.diagnosis import Diagnoser
-from agent.incidents import IncidentManager
-from agent.outbox import OutboxWorker, build_backends
-from agent.samples import Sample
-from agent.schema import Errors
-from agent.state import StateDB
-from agent.store import SeriesStore
-from rules.loader import load_rule_files
-from rules.manager import RuleManager
 from tests.support.incidents import HOST, tickets_config
 
 pytestmark = pytest.mark.integration

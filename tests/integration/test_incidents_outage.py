@@ -8,10 +8,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from hostwarden.agent.incidents import IncidentManager
+from hostwarden.agent.outbox import OutboxWorker, build_backends
+from hostwarden.agent.state import StateDB
 
-from agent.incidents import IncidentManager
-from agent.outbox import OutboxWorker, build_backends
-from agent.state import StateDB
 from tests.support.incidents import HOST, alert, firing, resolved, severity, tickets_config
 from tests.support.webhook_receiver import CountingReceiver, Reply
 

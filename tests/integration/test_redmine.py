@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hostwarden.exporters.tickets.base import PermanentError, TicketRef, TransientError
+from hostwarden.exporters.tickets.redmine import RedmineBackend, RedmineConfig
 
-from exporters.tickets.base import PermanentError, TicketRef, TransientError
-from exporters.tickets.redmine import RedmineBackend, RedmineConfig
 from tests.integration.servers.redmine import RedmineServer
 from tests.support.agent import free_port
 from tests.support.kill9 import Kill9Target, Ticket, only_when_slow, run_kill9

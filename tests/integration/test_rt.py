@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hostwarden.exporters.tickets.base import PermanentError, TicketRef, TransientError
+from hostwarden.exporters.tickets.rt import RtBackend, RtConfig
 
-from exporters.tickets.base import PermanentError, TicketRef, TransientError
-from exporters.tickets.rt import RtBackend, RtConfig
 from tests.integration.servers.rt import RtServer
 from tests.support.agent import free_port
 from tests.support.kill9 import Kill9Target, Ticket, only_when_slow, run_kill9

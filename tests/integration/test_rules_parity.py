@@ -13,11 +13,11 @@ import os
 import subprocess
 
 import pytest
+from hostwarden.agent.schema import Errors
+from hostwarden.rules.export import export_groups
+from hostwarden.rules.loader import load_rule_files
+from hostwarden.rules.testing import run_test_files
 
-from agent.schema import Errors
-from rules.export import export_groups
-from rules.loader import load_rule_files
-from rules.testing import run_test_files
 from tests.support.prometheus import promtool_binary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -10,10 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from agent import install
-from agent.cmd_run import add_commands as add_run_commands
-from agent.paths import PACKAGE_CONFIG_DIR
+from hostwarden.agent import install
+from hostwarden.agent.cmd_run import add_commands as add_run_commands
+from hostwarden.agent.paths import PACKAGE_CONFIG_DIR
 
 pytestmark = pytest.mark.integration
 

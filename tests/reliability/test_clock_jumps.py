@@ -14,16 +14,16 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import hostwarden.agent.clock
 import pytest
+from hostwarden.agent.clock import AgentClock
+from hostwarden.agent.samples import Sample
+from hostwarden.agent.schema import Errors
+from hostwarden.agent.store import SeriesStore
+from hostwarden.rules.alerts import AlertTransition, TransitionKind
+from hostwarden.rules.loader import load_rule_files
+from hostwarden.rules.manager import RuleManager
 
-import agent.clock
-from agent.clock import AgentClock
-from agent.samples import Sample
-from agent.schema import Errors
-from agent.store import SeriesStore
-from rules.alerts import AlertTransition, TransitionKind
-from rules.loader import load_rule_files
-from rules.manager import RuleManager
 from tests.reliability.agentprobe import record
 
 HOURS = 3600.0
@@ -70,7 +70,7 @@ class FakeTime:
 @pytest.fixture
 def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     fake = FakeTime()
-    monkeypatch.setattr(agent.clock, "time", fake)
+    monkeypatch.setattr(hostwarden.agent.clock, "time", fake)
     return fake
 
 

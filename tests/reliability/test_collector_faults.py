@@ -28,8 +28,8 @@ from typing import Any
 
 import psutil
 import pytest
+from hostwarden.collectors.filesystem import FilesystemCollector, FilesystemConfig
 
-from collectors.filesystem import FilesystemCollector, FilesystemConfig
 from tests.reliability.agentprobe import Scrape, Scraper, named, parse_exposition, percentile, record, value
 from tests.support.agent import AgentProcess, start_agent, write_config
 

@@ -356,8 +356,8 @@ def test_faults_dns_name_not_resolving_outbox_holds_backoff_then_each_operation_
 
 HTTP_CLIENT_PROBE = """
 import json, sys
-from exporters.tickets.base import TransientError
-from exporters.tickets.http import HttpClient
+from hostwarden.exporters.tickets.base import TransientError
+from hostwarden.exporters.tickets.http import HttpClient
 client = HttpClient(sys.argv[1], timeout=5)
 for line in sys.stdin:
     try:

@@ -36,19 +36,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from hostwarden.exporters.tickets.alertmanager import AlertmanagerBackend, AlertmanagerConfig
+from hostwarden.exporters.tickets.base import PermanentError, RemoteStatus, TicketRef, TransientError
+from hostwarden.exporters.tickets.github import GitHubBackend, GitHubConfig
+from hostwarden.exporters.tickets.http import MAX_RETRY_AFTER, Doc, HttpClient, parse_retry_after
+from hostwarden.exporters.tickets.jira import JiraBackend, JiraConfig
+from hostwarden.exporters.tickets.redmine import RedmineBackend, RedmineConfig
+from hostwarden.exporters.tickets.rt import RtBackend, RtConfig
+from hostwarden.exporters.tickets.servicenow import ServiceNowBackend, ServiceNowConfig
+from hostwarden.exporters.tickets.webhook import WebhookBackend, WebhookConfig
+from hostwarden.exporters.tickets.zammad import ZammadBackend, ZammadConfig
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from exporters.tickets.alertmanager import AlertmanagerBackend, AlertmanagerConfig
-from exporters.tickets.base import PermanentError, RemoteStatus, TicketRef, TransientError
-from exporters.tickets.github import GitHubBackend, GitHubConfig
-from exporters.tickets.http import MAX_RETRY_AFTER, Doc, HttpClient, parse_retry_after
-from exporters.tickets.jira import JiraBackend, JiraConfig
-from exporters.tickets.redmine import RedmineBackend, RedmineConfig
-from exporters.tickets.rt import RtBackend, RtConfig
-from exporters.tickets.servicenow import ServiceNowBackend, ServiceNowConfig
-from exporters.tickets.webhook import WebhookBackend, WebhookConfig
-from exporters.tickets.zammad import ZammadBackend, ZammadConfig
 from tests.contract.incidents import make_incident, resolved
 from tests.reliability.agentprobe import record
 from tests.reliability.fuzzing import TRICKY_STRINGS, budget

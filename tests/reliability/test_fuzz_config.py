@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hostwarden.agent.config import GlobalConfig, WebConfig, load_config
+from hostwarden.agent.schema import ConfigErrors, Errors
+from hostwarden.collectors import base as collector_base
+from hostwarden.collectors.checks import check_types
+from hostwarden.exporters.receiver import ReceiverConfig
+from hostwarden.exporters.tickets.base import registry as backend_registry
+from hostwarden.exporters.tickets.config import TicketsConfig
+from hostwarden.rules.loader import load_rule_files
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.config import GlobalConfig, WebConfig, load_config
-from agent.schema import ConfigErrors, Errors
-from collectors import base as collector_base
-from collectors.checks import check_types
-from exporters.receiver import ReceiverConfig
-from exporters.tickets.base import registry as backend_registry
-from exporters.tickets.config import TicketsConfig
-from rules.loader import load_rule_files
 from tests.reliability.fuzzing import TRICKY_STRINGS, budget, config_mapping, dump_yaml, mutate, values
 from tests.support.agent import ROOT
 

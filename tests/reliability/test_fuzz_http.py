@@ -17,16 +17,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hostwarden.exporters.receiver import Notification, ReceiverConfig, WebhookServer
+from hostwarden.exporters.tickets.base import PermanentError, TicketRef, TransientError
+from hostwarden.exporters.tickets.github import GitHubBackend, GitHubConfig
+from hostwarden.exporters.tickets.http import HttpClient
+from hostwarden.exporters.tickets.jira import JiraBackend, JiraConfig
+from hostwarden.exporters.tickets.redmine import RedmineBackend, RedmineConfig
+from hostwarden.exporters.tickets.webhook import WebhookBackend, WebhookConfig
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporters.receiver import Notification, ReceiverConfig, WebhookServer
-from exporters.tickets.base import PermanentError, TicketRef, TransientError
-from exporters.tickets.github import GitHubBackend, GitHubConfig
-from exporters.tickets.http import HttpClient
-from exporters.tickets.jira import JiraBackend, JiraConfig
-from exporters.tickets.redmine import RedmineBackend, RedmineConfig
-from exporters.tickets.webhook import WebhookBackend, WebhookConfig
 from tests.contract.incidents import make_incident
 from tests.reliability.fuzzing import TRICKY_STRINGS, budget
 from tests.reliability.servers import Scripted, ScriptedServer, post_webhook

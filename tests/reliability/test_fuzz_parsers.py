@@ -18,18 +18,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from agent.samples import Sample
-from agent.store import SeriesStore
-from collectors.check_nagios import PluginRun, interpret
-from collectors.checks import CheckResult
-from collectors.perfdata import parse_output
-from collectors.textfile import TextfileCollector, TextfileConfig, TextfileError, parse_textfile
-from rules.promql import PromQLError, compile_expr
-from rules.promql_functions import SUPPORTED_FUNCTIONS
-from rules.templates import (
+from hostwarden.agent.samples import Sample
+from hostwarden.agent.store import SeriesStore
+from hostwarden.collectors.check_nagios import PluginRun, interpret
+from hostwarden.collectors.checks import CheckResult
+from hostwarden.collectors.perfdata import parse_output
+from hostwarden.collectors.textfile import TextfileCollector, TextfileConfig, TextfileError, parse_textfile
+from hostwarden.rules.promql import PromQLError, compile_expr
+from hostwarden.rules.promql_functions import SUPPORTED_FUNCTIONS
+from hostwarden.rules.templates import (
     FUNCTIONS,
     MAX_OUTPUT_CHARS,
     TRUNCATED_MARKER,
@@ -38,6 +35,9 @@ from rules.templates import (
     TemplateError,
     parse_template,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+
 from tests.reliability.fuzzing import TRICKY_STRINGS, budget
 from tests.support.agent import ROOT
 

@@ -22,8 +22,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from hostwarden.agent.daemon import HEARTBEAT_SECONDS
 
-from agent.daemon import HEARTBEAT_SECONDS
 from tests.reliability.agentprobe import Scraper, parse_exposition, record, value
 from tests.support.agent import start_agent, wait_for, write_config
 

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from collectors.check_nagios import NagiosCheck, NagiosConfig
+from hostwarden.collectors.check_nagios import NagiosCheck, NagiosConfig
 
 PLANTED = "HOSTWARDEN_TEST_PLANTED_ENV"
 

@@ -14,12 +14,12 @@ import types
 from collections.abc import Iterator
 from pathlib import Path
 
+import hostwarden.exporters.receiver as receiver_module
 import pytest
+from hostwarden.agent.config import load_config
+from hostwarden.agent.schema import ConfigErrors
+from hostwarden.exporters.receiver import Notification, ReceiverConfig, WebhookServer
 
-import exporters.receiver as receiver_module
-from agent.config import load_config
-from agent.schema import ConfigErrors
-from exporters.receiver import Notification, ReceiverConfig, WebhookServer
 from tests.reliability.servers import post_webhook
 
 TOKEN = "rcv-secret-token-9f8e7d6c5b4a"

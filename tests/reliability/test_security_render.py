@@ -19,14 +19,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hostwarden.exporters.tickets.base import Incident, TimelineEntry
+from hostwarden.exporters.tickets.email import EmailBackend, EmailConfig
+from hostwarden.exporters.tickets.github import neutralise_title
+from hostwarden.exporters.tickets.jira import adf_from_plain
+from hostwarden.exporters.tickets.render import _heading_for, escape_inline, render_body, render_event, render_title
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporters.tickets.base import Incident, TimelineEntry
-from exporters.tickets.email import EmailBackend, EmailConfig
-from exporters.tickets.github import neutralise_title
-from exporters.tickets.jira import adf_from_plain
-from exporters.tickets.render import _heading_for, escape_inline, render_body, render_event, render_title
 from tests.contract.incidents import HOSTILE, make_incident
 from tests.reliability.fuzzing import budget
 

@@ -23,7 +23,7 @@ def free_port() -> int:
 
 def hostwarden_cmd() -> list[str]:
     exe = Path(sys.executable).parent / "hostwarden"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "agent.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "hostwarden.agent.cli"]
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from agent.schema import Errors
-from agent.yamlsrc import load_yaml
+from hostwarden.agent.schema import Errors
+from hostwarden.agent.yamlsrc import load_yaml
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "backends.md"
 
@@ -22,7 +22,7 @@ def yaml_blocks(heading: str) -> list[str]:
 
 def parse_tickets_example(heading: str) -> tuple[Any, list[str]]:
     """The section's first example's `tickets:` parsed as the agent would; (config, problems)."""
-    from exporters.tickets.config import parse_tickets
+    from hostwarden.exporters.tickets.config import parse_tickets
 
     doc = load_yaml(yaml_blocks(heading)[0], str(DOC))
     errors = Errors()

@@ -23,7 +23,8 @@ EXPECTED_OPS = ("open", "update", "resolve", "reopen", "resolve")
 
 
 def transition(phase: int, i: int, at: float):  # type: ignore[no-untyped-def]
-    from rules.alerts import AlertState, AlertTransition, TransitionKind
+    from hostwarden.rules.alerts import AlertState, AlertTransition, TransitionKind
+
     from tests.support.incidents import alert
 
     a = alert("KillNine", at=at, disk=f"d{i:04d}")
@@ -48,9 +49,10 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=90.0)
     args = ap.parse_args()
 
-    from agent.incidents import IncidentManager
-    from agent.outbox import OutboxWorker, build_backends
-    from agent.state import StateDB
+    from hostwarden.agent.incidents import IncidentManager
+    from hostwarden.agent.outbox import OutboxWorker, build_backends
+    from hostwarden.agent.state import StateDB
+
     from tests.support.incidents import HOST, tickets_config
 
     if args.local:

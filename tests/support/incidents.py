@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from agent.samples import labels_of
-from agent.schema import Errors
-from agent.yamlsrc import load_yaml
-from exporters.tickets.config import TicketsConfig, parse_tickets
-from rules.alerts import Alert, AlertState, AlertTransition, TransitionKind
+from hostwarden.agent.samples import labels_of
+from hostwarden.agent.schema import Errors
+from hostwarden.agent.yamlsrc import load_yaml
+from hostwarden.exporters.tickets.config import TicketsConfig, parse_tickets
+from hostwarden.rules.alerts import Alert, AlertState, AlertTransition, TransitionKind
 
 HOST = "testhost"
 

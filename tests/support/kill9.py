@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from hostwarden.agent.incidents import IncidentManager
+from hostwarden.agent.schema import Duration
+from hostwarden.agent.state import StateDB
+from hostwarden.exporters.tickets.config import TicketsConfig
+from hostwarden.rules.alerts import Alert, AlertState, AlertTransition, TransitionKind
 
-from agent.incidents import IncidentManager
-from agent.schema import Duration
-from agent.state import StateDB
-from exporters.tickets.config import TicketsConfig
-from rules.alerts import Alert, AlertState, AlertTransition, TransitionKind
 from tests.integration.servers import outbox_worker_main
 from tests.support.agent import ROOT
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from exporters.tickets.base import Incident, TimelineEntry
-from rules.alerts import Alert, AlertState
+from hostwarden.exporters.tickets.base import Incident, TimelineEntry
+from hostwarden.rules.alerts import Alert, AlertState
 
 _seq = itertools.count(1)
 T0 = 1_700_000_000.0

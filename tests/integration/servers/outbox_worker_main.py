@@ -20,11 +20,11 @@ import sys
 import time
 from typing import Any
 
-from agent.outbox import OutboxWorker
-from agent.state import StateDB
-from exporters.tickets.base import BackendConfig, TicketBackend
-from exporters.tickets.redmine import RedmineBackend
-from exporters.tickets.rt import RtBackend
+from hostwarden.agent.outbox import OutboxWorker
+from hostwarden.agent.state import StateDB
+from hostwarden.exporters.tickets.base import BackendConfig, TicketBackend
+from hostwarden.exporters.tickets.redmine import RedmineBackend
+from hostwarden.exporters.tickets.rt import RtBackend
 
 DEADLINE = 120.0
 BACKENDS: dict[str, Any] = {"redmine": RedmineBackend, "rt": RtBackend}

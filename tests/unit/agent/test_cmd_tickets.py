@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from hostwarden.agent.cli import main
+from hostwarden.agent.incidents import IncidentManager, apply_remote_statuses
+from hostwarden.agent.outbox import OutboxWorker, build_backends
+from hostwarden.agent.state import StateDB
+from hostwarden.exporters.tickets.base import RemoteStatus, TicketRef
 
-from agent.cli import main
-from agent.incidents import IncidentManager, apply_remote_statuses
-from agent.outbox import OutboxWorker, build_backends
-from agent.state import StateDB
-from exporters.tickets.base import RemoteStatus, TicketRef
 from tests.support.incidents import HOST, alert, firing, resolved, tickets_config
 
 T0 = 1_700_000_000.0

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hostwarden.agent.daemon import Agent, load_all
+from hostwarden.agent.sdnotify import Notifier
 
-from agent.daemon import Agent, load_all
-from agent.sdnotify import Notifier
 from tests.reliability.agentprobe import parse_exposition, value
 
 

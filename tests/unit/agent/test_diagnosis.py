@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from hostwarden.agent.diagnosis import Diagnoser, scan_largest
+from hostwarden.agent.samples import labels_of
+from hostwarden.agent.store import SeriesStore
+from hostwarden.collectors.checks import CheckResult
 
-from agent.diagnosis import Diagnoser, scan_largest
-from agent.samples import labels_of
-from agent.store import SeriesStore
-from collectors.checks import CheckResult
 from tests.support.incidents import alert
 
 NOW = 1_700_000_000.0

@@ -7,11 +7,11 @@ import logging
 from pathlib import Path
 
 import pytest
+from hostwarden.agent.incidents import IncidentManager, apply_remote_statuses
+from hostwarden.agent.state import StateDB
+from hostwarden.exporters.tickets.base import RemoteStatus, TicketRef
+from hostwarden.rules.alerts import TransitionKind
 
-from agent.incidents import IncidentManager, apply_remote_statuses
-from agent.state import StateDB
-from exporters.tickets.base import RemoteStatus, TicketRef
-from rules.alerts import TransitionKind
 from tests.support.incidents import HOST, alert, firing, flapping, resolved, severity, tickets_config
 
 T0 = 1_700_000_000.0

@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from agent import install
-from agent.paths import PACKAGE_CONFIG_DIR
+from hostwarden.agent import install
+from hostwarden.agent.paths import PACKAGE_CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -166,8 +165,8 @@ def test_render_unit_quotes_paths_with_spaces() -> None:
 
 
 def test_cli_install_dry_run_through_hostwarden_command(tmp_path) -> None:
-    res = subprocess.run([sys.executable, "-m", "agent.cli", "install", "--dry-run", "--prefix", str(tmp_path)],
-                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    res = subprocess.run([sys.executable, "-m", "hostwarden.agent.cli", "install", "--dry-run",
+                          "--prefix", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert res.returncode == 0, res.stderr
     assert "would install" in res.stdout and res.stdout.rstrip().endswith("dry run: nothing was changed")
     assert list(tmp_path.iterdir()) == []

@@ -10,9 +10,8 @@ import re
 from collections.abc import Iterator
 
 import pytest
-
-from agent import secrets
-from agent.logsetup import AgentFormatter, setup_logging, under_journal
+from hostwarden.agent import secrets
+from hostwarden.agent.logsetup import AgentFormatter, setup_logging, under_journal
 
 LOGFMT_PAIR = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
 
@@ -42,7 +41,7 @@ def restore_root() -> Iterator[None]:
 
 
 def _record(msg: str, *args: object, level: int = logging.INFO, **extra: object) -> logging.LogRecord:
-    rec = logging.LogRecord("agent.daemon", level, "/x/agent/daemon.py", 42, msg, args or None, None)
+    rec = logging.LogRecord("hostwarden.agent.daemon", level, "/x/agent/daemon.py", 42, msg, args or None, None)
     rec.created = 1714564800.25
     for k, v in extra.items():
         setattr(rec, k, v)
@@ -51,13 +50,13 @@ def _record(msg: str, *args: object, level: int = logging.INFO, **extra: object)
 
 def test_formatter_logfmt_outside_journal_has_timestamp_and_fields() -> None:
     line = AgentFormatter("logfmt").format(_record("reloaded %s", "ok", path="/etc/x y"))
-    assert line == ('ts=2024-05-01T12:00:00.250Z level=info caller=agent.daemon:42 msg="reloaded ok" '
+    assert line == ('ts=2024-05-01T12:00:00.250Z level=info caller=hostwarden.agent.daemon:42 msg="reloaded ok" '
                     'path="/etc/x y"')
 
 
 def test_formatter_logfmt_under_journal_has_priority_and_no_timestamp() -> None:
     fmt = AgentFormatter("logfmt", journal=True)
-    assert fmt.format(_record("x", level=logging.ERROR)) == "<3>level=error caller=agent.daemon:42 msg=x"
+    assert fmt.format(_record("x", level=logging.ERROR)) == "<3>level=error caller=hostwarden.agent.daemon:42 msg=x"
     assert fmt.format(_record("x", level=logging.WARNING)).startswith("<4>level=warn ")
     assert fmt.format(_record("x", level=logging.DEBUG)).startswith("<7>level=debug ")
 
@@ -66,7 +65,7 @@ def test_formatter_json_is_one_parseable_object() -> None:
     line = AgentFormatter("json").format(_record('quote " and\nnewline', rule="HighCPU"))
     assert "\n" not in line
     obj = json.loads(line)
-    assert obj == {"ts": "2024-05-01T12:00:00.250Z", "level": "info", "caller": "agent.daemon:42",
+    assert obj == {"ts": "2024-05-01T12:00:00.250Z", "level": "info", "caller": "hostwarden.agent.daemon:42",
                    "msg": 'quote " and\nnewline', "rule": "HighCPU"}
 
 

@@ -8,11 +8,19 @@ import time
 from pathlib import Path
 
 import pytest
+from hostwarden.agent.incidents import IncidentManager
+from hostwarden.agent.outbox import (
+    BackendInitError,
+    OutboxWorker,
+    TokenBucket,
+    backoff,
+    build_backends,
+    list_outbox,
+    retry,
+)
+from hostwarden.agent.state import StateDB
+from hostwarden.exporters.tickets.local import LocalBackend
 
-from agent.incidents import IncidentManager
-from agent.outbox import BackendInitError, OutboxWorker, TokenBucket, backoff, build_backends, list_outbox, retry
-from agent.state import StateDB
-from exporters.tickets.local import LocalBackend
 from tests.support.incidents import HOST, alert, firing, resolved, severity, tickets_config
 from tests.support.webhook_receiver import CountingReceiver, Reply
 
@@ -131,7 +139,7 @@ def test_outbox_find_adopts_ticket_created_before_a_crash(db: StateDB, tmp_path:
     m.handle([firing(a)], T0)
     local: LocalBackend = backends["local"]  # type: ignore[assignment]
     payload = json.loads(db.query("SELECT payload FROM outbox")[0]["payload"])
-    from agent.state import incident_from_dict
+    from hostwarden.agent.state import incident_from_dict
 
     existing = local.open(incident_from_dict(payload["incident"]))  # the ticket a crashed attempt created
     assert w.run_once(0.0) == 1
@@ -207,7 +215,7 @@ class _Flaky:
         return None
 
     def open(self, incident):  # type: ignore[no-untyped-def]
-        from exporters.tickets.base import TicketRef
+        from hostwarden.exporters.tickets.base import TicketRef
 
         return TicketRef("flaky", "1")
 

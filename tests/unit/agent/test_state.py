@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from agent import sqlitefile
-from agent.state import MIGRATIONS, SCHEMA_VERSION, StateDB
+from hostwarden.agent import sqlitefile
+from hostwarden.agent.state import MIGRATIONS, SCHEMA_VERSION, StateDB
 
 
 def test_state_new_file_mode_0600_wal_and_full_sync(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hostwarden.agent.schema import ConfigErrors
+from hostwarden.agent.webconfig import AUTH_CACHE_SECONDS, WebSecurity, load_web_config
 
-from agent.schema import ConfigErrors
-from agent.webconfig import AUTH_CACHE_SECONDS, WebSecurity, load_web_config
 from tests.support.tls import Pki, bcrypt_hash, make_pki
 
 

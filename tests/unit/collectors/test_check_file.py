@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from agent.schema import Duration
-from collectors.check_file import FileCheck, FileConfig, evaluate, stat_files
+from hostwarden.agent.schema import Duration
+from hostwarden.collectors.check_file import FileCheck, FileConfig, evaluate, stat_files
 
 NOW = 1_700_000_000.0
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from collectors.check_http import HttpConfig, _asn1_time, cert_expiry_days
+from hostwarden.collectors.check_http import HttpConfig, _asn1_time, cert_expiry_days
 
 
 def test_http_config_defaults_follow_blackbox() -> None:

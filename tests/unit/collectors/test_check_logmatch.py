@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from collectors.check_logmatch import LogFollower, LogmatchCheck, LogmatchConfig
+from hostwarden.collectors.check_logmatch import LogFollower, LogmatchCheck, LogmatchConfig
 
 
 def append(path, text: str) -> None:

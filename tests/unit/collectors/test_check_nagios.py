@@ -11,11 +11,10 @@ import time
 
 import psutil
 import pytest
-
-from agent.schema import Duration
-from collectors.check_nagios import NagiosCheck, NagiosConfig, PluginRun, interpret, perfdata_samples
-from collectors.checks import Status
-from collectors.perfdata import parse_perfdata
+from hostwarden.agent.schema import Duration
+from hostwarden.collectors.check_nagios import NagiosCheck, NagiosConfig, PluginRun, interpret, perfdata_samples
+from hostwarden.collectors.checks import Status
+from hostwarden.collectors.perfdata import parse_perfdata
 
 
 def plugin(tmp_path, name: str, body: str, *, executable: bool = True) -> str:

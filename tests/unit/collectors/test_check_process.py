@@ -12,9 +12,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
-from agent.schema import Duration
-from collectors.check_process import ProcessCheck, ProcessConfig, ProcessTable
+from hostwarden.agent.schema import Duration
+from hostwarden.collectors.check_process import ProcessCheck, ProcessConfig, ProcessTable
 
 SLEEP = shutil.which("sleep")
 pytestmark = pytest.mark.skipif(SLEEP is None, reason="needs the sleep binary (coreutils)")

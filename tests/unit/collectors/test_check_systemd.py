@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent.schema import Regex
-from collectors.check_systemd import SystemdConfig, UnitInfo, describe_error, evaluate
+from hostwarden.agent.schema import Regex
+from hostwarden.collectors.check_systemd import SystemdConfig, UnitInfo, describe_error, evaluate
 
 
 def test_evaluate_reloading_counts_as_ok_and_type_from_suffix() -> None:

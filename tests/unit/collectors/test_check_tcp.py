@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from collectors.check_tcp import TcpConfig, split_host_port
+from hostwarden.collectors.check_tcp import TcpConfig, split_host_port
 
 
 @pytest.mark.parametrize(("address", "error"), [("nohost", "expected HOST:PORT"), ("::1:80", "brackets"),

@@ -12,13 +12,12 @@ import time
 from dataclasses import dataclass
 
 import pytest
-
-from agent.samples import MetricDef, metric_defs
-from agent.schema import Duration, Errors
-from agent.yamlsrc import Loc, load_yaml
-from collectors.check_file import FileConfig
-from collectors.check_tcp import TcpConfig
-from collectors.checks import CheckConfig, CheckResult, CheckRunner, Status, parse_checks, sample
+from hostwarden.agent.samples import MetricDef, metric_defs
+from hostwarden.agent.schema import Duration, Errors
+from hostwarden.agent.yamlsrc import Loc, load_yaml
+from hostwarden.collectors.check_file import FileConfig
+from hostwarden.collectors.check_tcp import TcpConfig
+from hostwarden.collectors.checks import CheckConfig, CheckResult, CheckRunner, Status, parse_checks, sample
 
 
 def parse(text: str, base_dir: str = "/etc/hostwarden") -> tuple[list, Errors]:
@@ -223,7 +222,7 @@ def test_runner_hung_check_times_out_without_delaying_others(caplog: pytest.LogC
     gate("quick")
     runner = CheckRunner([cfg("hung", timeout=Duration(0.3)), cfg("quick")], grace=0.05, types=TYPES)
     t0 = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="collectors.checks"):
+    with caplog.at_level(logging.WARNING, logger="hostwarden.collectors.checks"):
         out = runner.collect(0.0)
     waited = time.monotonic() - t0
     assert waited < 5.0  # bounded by the hung check's 0.3 s deadline, not by the hung run
@@ -299,7 +298,7 @@ def test_runner_disabled_check_is_not_run_or_reported() -> None:
 def test_runner_logs_once_per_state_change(caplog: pytest.LogCaptureFixture) -> None:
     gate("f")
     runner = CheckRunner([cfg("f", ok=False)], types=TYPES)
-    with caplog.at_level(logging.INFO, logger="collectors.checks"):
+    with caplog.at_level(logging.INFO, logger="hostwarden.collectors.checks"):
         for now in (0.0, 10.0, 20.0):
             runner.collect(now)
     assert caplog.text.count("check f: CRITICAL") == 1

@@ -6,9 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-
-from agent.samples import Sample
-from collectors.cpu import CpuCollector, CpuConfig
+from hostwarden.agent.samples import Sample
+from hostwarden.collectors.cpu import CpuCollector, CpuConfig
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "proc" / "basic"
 

@@ -4,10 +4,9 @@ import re
 from pathlib import Path
 
 import pytest
-
-from agent.samples import Sample
-from collectors.diskio import DEFAULT_DEVICE_EXCLUDE, DiskioCollector, DiskioConfig
-from collectors.procfs import read_text
+from hostwarden.agent.samples import Sample
+from hostwarden.collectors.diskio import DEFAULT_DEVICE_EXCLUDE, DiskioCollector, DiskioConfig
+from hostwarden.collectors.procfs import read_text
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "proc" / "basic"
 

@@ -13,11 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from agent.samples import Sample
-from agent.schema import Duration, Errors, Regex, build
-from agent.yamlsrc import Loc
-from collectors.filesystem import (
+from hostwarden.agent.samples import Sample
+from hostwarden.agent.schema import Duration, Errors, Regex, build
+from hostwarden.agent.yamlsrc import Loc
+from hostwarden.collectors.filesystem import (
     TIMED_OUT,
     FilesystemCollector,
     FilesystemConfig,
@@ -154,7 +153,7 @@ def test_filesystem_config_keys_parse_from_yaml_values() -> None:
 def test_filesystem_statvfs_error_is_device_error_logged_once(gate: Gate, caplog: pytest.LogCaptureFixture) -> None:
     gate.errors["/mnt/nfs"] = errno.EACCES
     col = FilesystemCollector(proc_root=str(FIXTURE), statvfs=gate)
-    with caplog.at_level(logging.WARNING, logger="collectors.filesystem"):
+    with caplog.at_level(logging.WARNING, logger="hostwarden.collectors.filesystem"):
         for t in range(3):
             mounts = by_mount(list(col.collect(float(t))))
     assert mounts["/mnt/nfs"] == {"node_filesystem_readonly": 0.0, "node_filesystem_device_error": 1.0,
@@ -162,7 +161,7 @@ def test_filesystem_statvfs_error_is_device_error_logged_once(gate: Gate, caplog
     assert mounts["/"]["node_filesystem_device_error"] == 0.0
     assert len([r for r in caplog.records if "/mnt/nfs" in r.getMessage()]) == 1
     del gate.errors["/mnt/nfs"]
-    with caplog.at_level(logging.INFO, logger="collectors.filesystem"):
+    with caplog.at_level(logging.INFO, logger="hostwarden.collectors.filesystem"):
         mounts = by_mount(list(col.collect(9.0)))
     assert mounts["/mnt/nfs"]["node_filesystem_device_error"] == 0.0
     assert any("available again" in r.getMessage() for r in caplog.records)
@@ -259,7 +258,7 @@ def test_filesystem_real_proc_root_matches_statvfs() -> None:
 _MOUNT_CHANGE_SCRIPT = textwrap.dedent("""
     import subprocess, sys, tempfile
     sys.path.insert(0, sys.argv[1])
-    from collectors.filesystem import MountTable
+    from hostwarden.collectors.filesystem import MountTable
     table = MountTable("/proc")
     table._paths = ["/proc/self/mountinfo"]  # this namespace's table, not pid 1's
     assert table.read() is not None

@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from collectors import base
-from collectors.textfile import TextfileConfig
-from exporters.prometheus import Exposition
+from hostwarden.collectors import base
+from hostwarden.collectors.textfile import TextfileConfig
+from hostwarden.exporters.prometheus import Exposition
 
 HOST = ("cpu", "memory", "filesystem", "diskio", "network", "load", "uptime", "textfile")
 SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")

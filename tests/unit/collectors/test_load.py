@@ -4,8 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-from collectors.load import LoadCollector, LoadConfig
+from hostwarden.collectors.load import LoadCollector, LoadConfig
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "proc" / "basic"
 

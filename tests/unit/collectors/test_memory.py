@@ -4,9 +4,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from agent.samples import Sample
-from collectors.memory import MemoryCollector, MemoryConfig, metric_name
+from hostwarden.agent.samples import Sample
+from hostwarden.collectors.memory import MemoryCollector, MemoryConfig, metric_name
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "proc" / "basic"
 

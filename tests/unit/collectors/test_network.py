@@ -3,9 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import psutil
-
-from agent.samples import Sample
-from collectors.network import COLUMNS, NetworkCollector, NetworkConfig
+from hostwarden.agent.samples import Sample
+from hostwarden.collectors.network import COLUMNS, NetworkCollector, NetworkConfig
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "proc" / "basic"
 

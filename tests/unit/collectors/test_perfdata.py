@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from hostwarden.collectors.perfdata import PerfItem, parse_output, parse_perfdata
 from hypothesis import given
 from hypothesis import strategies as st
-
-from collectors.perfdata import PerfItem, parse_output, parse_perfdata
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "checks", "plugin-output")
 

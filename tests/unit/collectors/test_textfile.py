@@ -7,11 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
+from hostwarden.agent.samples import Sample
+from hostwarden.collectors.textfile import TextfileCollector, TextfileConfig, parse_textfile
+from hostwarden.exporters.prometheus import Exposition
 from prometheus_client.parser import text_string_to_metric_families
-
-from agent.samples import Sample
-from collectors.textfile import TextfileCollector, TextfileConfig, parse_textfile
-from exporters.prometheus import Exposition
 
 GOOD = """\
 # HELP backup_last_success_timestamp_seconds When the last backup finished.
@@ -67,7 +66,7 @@ def test_textfile_malformed_file_reported_other_file_kept_logged_once(tmp_path: 
     col, d = make(tmp_path)
     write_old(d / "a_good.prom", GOOD)
     write_old(d / "b_bad.prom", "this is { not metrics\n")
-    with caplog.at_level(logging.WARNING, logger="collectors.textfile"):
+    with caplog.at_level(logging.WARNING, logger="hostwarden.collectors.textfile"):
         for _ in range(3):
             out = values(list(col.collect(time.time())))
     assert out[("node_textfile_scrape_error", ())] == 1
@@ -77,7 +76,7 @@ def test_textfile_malformed_file_reported_other_file_kept_logged_once(tmp_path: 
     assert len([r for r in caplog.records if "b_bad.prom" in r.getMessage()]) == 1
 
     write_old(d / "b_bad.prom", "fixed_metric 1\n")
-    with caplog.at_level(logging.INFO, logger="collectors.textfile"):
+    with caplog.at_level(logging.INFO, logger="hostwarden.collectors.textfile"):
         out = values(list(col.collect(time.time())))
     assert out[("node_textfile_scrape_error", ())] == 0
     assert out[("fixed_metric", ())] == 1

@@ -5,8 +5,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from collectors.uptime import UptimeCollector, UptimeConfig
+from hostwarden.collectors.uptime import UptimeCollector, UptimeConfig
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "proc" / "basic"
 

@@ -6,10 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
-
-from agent.config import load_config
-from agent.schema import ConfigErrors, Errors
-from rules.loader import load_rule_files
+from hostwarden.agent.config import load_config
+from hostwarden.agent.schema import ConfigErrors, Errors
+from hostwarden.rules.loader import load_rule_files
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 

@@ -7,8 +7,8 @@ import dataclasses
 import logging
 
 import pytest
+from hostwarden.exporters.tickets.alertmanager import AlertmanagerBackend, AlertmanagerConfig, label_name, rfc3339
 
-from exporters.tickets.alertmanager import AlertmanagerBackend, AlertmanagerConfig, label_name, rfc3339
 from tests.contract.incidents import make_incident, with_ref
 from tests.support.doc_examples import parse_tickets_example
 
@@ -52,7 +52,7 @@ def test_alert_payload_labels_annotations_and_lease() -> None:
 
 
 def test_resend_is_throttled_to_the_interval_and_only_for_own_incidents(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="exporters.tickets.alertmanager")
+    caplog.set_level(logging.INFO, logger="hostwarden.exporters.tickets.alertmanager")
     b = backend(dry_run=True, resend_interval=60.0)
     inc = make_incident()
     ref = b.open(inc)

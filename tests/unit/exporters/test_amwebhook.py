@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from exporters.amwebhook import (
+from hostwarden.exporters.amwebhook import (
     GROUP_ALERTNAME,
     GroupTracker,
     PayloadError,
@@ -14,7 +13,8 @@ from exporters.amwebhook import (
     parse_notification,
     save_groups,
 )
-from rules.alerts import AlertState, AlertTransition, TransitionKind, fingerprint
+from hostwarden.rules.alerts import AlertState, AlertTransition, TransitionKind, fingerprint
+
 from tests.unit.exporters.am_payloads import T, am_alert, payload
 
 

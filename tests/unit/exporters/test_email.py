@@ -7,9 +7,9 @@ import dataclasses
 import logging
 
 import pytest
+from hostwarden.agent.secrets import SecretError
+from hostwarden.exporters.tickets.email import EmailBackend, EmailConfig, header_text, short_fp
 
-from agent.secrets import SecretError
-from exporters.tickets.email import EmailBackend, EmailConfig, header_text, short_fp
 from tests.contract.incidents import HOSTILE, make_incident, resolved
 from tests.support.doc_examples import parse_tickets_example
 
@@ -53,7 +53,7 @@ def test_subject_and_message_ids() -> None:
 
 
 def test_email_dry_run_needs_no_server(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="exporters.tickets.email")
+    caplog.set_level(logging.INFO, logger="hostwarden.exporters.tickets.email")
     b = EmailBackend(cfg(dry_run=True, host="127.0.0.1", port=1))
     inc = make_incident()
     ref = b.open(inc)

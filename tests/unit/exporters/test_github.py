@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from exporters.tickets.github import GitHubBackend, GitHubConfig, marker, neutralise_title
+from hostwarden.exporters.tickets.github import GitHubBackend, GitHubConfig, marker, neutralise_title
+
 from tests.contract.incidents import make_incident
 from tests.support.doc_examples import parse_tickets_example
 

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hostwarden.exporters.tickets.base import PermanentError, TransientError
+from hostwarden.exporters.tickets.http import HttpClient, classify, parse_retry_after
 
-from exporters.tickets.base import PermanentError, TransientError
-from exporters.tickets.http import HttpClient, classify, parse_retry_after
 from tests.support.agent import free_port
 from tests.support.tls import make_pki
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from hostwarden.exporters.tickets.base import PermanentError
+from hostwarden.exporters.tickets.jira import JiraBackend, JiraConfig, _pick_transition, adf_from_plain, bounded
 
-from exporters.tickets.base import PermanentError
-from exporters.tickets.jira import JiraBackend, JiraConfig, _pick_transition, adf_from_plain, bounded
 from tests.contract.incidents import make_incident
 from tests.support.doc_examples import parse_tickets_example
 
@@ -69,7 +69,7 @@ def test_jira_fields_map_priority_category_and_extra_fields() -> None:
 
 
 def test_jira_missing_secret_is_reported_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent.secrets import SecretError
+    from hostwarden.agent.secrets import SecretError
 
     monkeypatch.delenv("HW_TEST_UNSET_TOKEN", raising=False)
     with pytest.raises(SecretError, match="HW_TEST_UNSET_TOKEN"):

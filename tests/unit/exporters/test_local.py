@@ -7,8 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from exporters.tickets.base import (
+from hostwarden.exporters.tickets.base import (
     Incident,
     PermanentError,
     TicketRef,
@@ -16,7 +15,8 @@ from exporters.tickets.base import (
     reset_idempotency_key,
     set_idempotency_key,
 )
-from exporters.tickets.local import InvalidTransition, LocalBackend, LocalConfig, default_path
+from hostwarden.exporters.tickets.local import InvalidTransition, LocalBackend, LocalConfig, default_path
+
 from tests.support.incidents import HOST, alert
 
 T0 = 1_700_000_000.0

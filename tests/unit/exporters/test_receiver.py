@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hostwarden.agent.schema import MISSING, Errors
+from hostwarden.agent.yamlsrc import load_yaml
+from hostwarden.exporters.amwebhook import parse_notification
+from hostwarden.exporters.receiver import Receiver, ReceiverConfig, WebhookServer, parse_receiver
+from hostwarden.rules.alerts import AlertTransition, TransitionKind
 
-from agent.schema import MISSING, Errors
-from agent.yamlsrc import load_yaml
-from exporters.amwebhook import parse_notification
-from exporters.receiver import Receiver, ReceiverConfig, WebhookServer, parse_receiver
-from rules.alerts import AlertTransition, TransitionKind
 from tests.unit.exporters.am_payloads import T, am_alert, payload
 
 
@@ -164,9 +164,9 @@ def test_webhook_server_handles_concurrent_notifications_of_one_group_once(
 
 
 def test_receiver_with_real_incident_manager_one_incident_per_group(tmp_path: Path) -> None:
-    from agent.incidents import IncidentManager
-    from agent.state import StateDB
-    from exporters.tickets.config import parse_tickets
+    from hostwarden.agent.incidents import IncidentManager
+    from hostwarden.agent.state import StateDB
+    from hostwarden.exporters.tickets.config import parse_tickets
 
     errors = Errors()
     node = load_yaml("backends: [{name: ops, type: local}]\nupdate_interval: 0s\n", str(tmp_path / "c.yaml"))

@@ -6,13 +6,13 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hostwarden.agent.schema import ConfigErrors, Errors
+from hostwarden.agent.secrets import SecretError
+from hostwarden.agent.yamlsrc import load_yaml
+from hostwarden.exporters.tickets.base import PermanentError, TicketRef, registry
+from hostwarden.exporters.tickets.config import parse_tickets
+from hostwarden.exporters.tickets.redmine import RedmineBackend, RedmineConfig, _Meta, _pick
 
-from agent.schema import ConfigErrors, Errors
-from agent.secrets import SecretError
-from agent.yamlsrc import load_yaml
-from exporters.tickets.base import PermanentError, TicketRef, registry
-from exporters.tickets.config import parse_tickets
-from exporters.tickets.redmine import RedmineBackend, RedmineConfig, _Meta, _pick
 from tests.support.agent import free_port
 from tests.support.ticket_incidents import make_incident
 
@@ -67,7 +67,7 @@ def test_redmine_dry_run_sends_nothing_and_logs_payload(caplog: pytest.LogCaptur
     b = RedmineBackend(RedmineConfig(name="ops", url=f"http://127.0.0.1:{free_port()}", project="ops",
                                      api_key_env="UNSET_IN_DRY_RUN", dry_run=True, tracker="Bug"))
     inc = make_incident(priority="P1")
-    with caplog.at_level(logging.INFO, logger="exporters.tickets.redmine"):
+    with caplog.at_level(logging.INFO, logger="hostwarden.exporters.tickets.redmine"):
         assert b.find(inc.fingerprint) is None
         ref = b.open(inc)
         b.update(ref, inc, "escalated")

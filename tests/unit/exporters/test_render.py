@@ -6,11 +6,8 @@ import html
 import re
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from exporters.tickets.base import Incident, TimelineEntry
-from exporters.tickets.render import (
+from hostwarden.exporters.tickets.base import Incident, TimelineEntry
+from hostwarden.exporters.tickets.render import (
     FLAVOURS,
     escape_inline,
     last_event,
@@ -18,7 +15,9 @@ from exporters.tickets.render import (
     render_event,
     render_title,
 )
-from rules.alerts import Alert, AlertState
+from hostwarden.rules.alerts import Alert, AlertState
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 T0 = 1_700_000_000.0
 EVIL = "@ann <script>x</script> ```` `tick` [a](http://evil.example) {noformat} </pre> <code> {{macro}}"

@@ -7,12 +7,12 @@ import logging
 from pathlib import Path
 
 import pytest
+from hostwarden.agent.schema import ConfigErrors, Errors
+from hostwarden.agent.yamlsrc import load_yaml
+from hostwarden.exporters.tickets.base import TicketRef, registry
+from hostwarden.exporters.tickets.config import parse_tickets
+from hostwarden.exporters.tickets.rt import RtBackend, RtConfig, _sql_quote
 
-from agent.schema import ConfigErrors, Errors
-from agent.yamlsrc import load_yaml
-from exporters.tickets.base import TicketRef, registry
-from exporters.tickets.config import parse_tickets
-from exporters.tickets.rt import RtBackend, RtConfig, _sql_quote
 from tests.support.agent import free_port
 from tests.support.ticket_incidents import make_incident
 
@@ -76,7 +76,7 @@ def test_rt_dry_run_sends_nothing_and_logs(caplog: pytest.LogCaptureFixture) -> 
     b = RtBackend(RtConfig(name="h", url=f"http://127.0.0.1:{free_port()}", queue="General", token_env="UNSET",
                            dry_run=True, category_field="Category"))
     inc = make_incident(priority="P2")
-    with caplog.at_level(logging.INFO, logger="exporters.tickets.rt"):
+    with caplog.at_level(logging.INFO, logger="hostwarden.exporters.tickets.rt"):
         assert b.find(inc.fingerprint) is None
         ref = b.open(inc)
         b.update(ref, inc, "escalated")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from exporters.tickets.servicenow import ServiceNowBackend, ServiceNowConfig, _bounded, defuse
+from hostwarden.exporters.tickets.servicenow import ServiceNowBackend, ServiceNowConfig, _bounded, defuse
+
 from tests.contract.incidents import make_incident
 from tests.support.doc_examples import parse_tickets_example
 

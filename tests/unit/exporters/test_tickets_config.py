@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from agent.schema import ConfigErrors, Errors
-from agent.yamlsrc import load_yaml
-from exporters.tickets.config import TicketsConfig, parse_tickets
+from hostwarden.agent.schema import ConfigErrors, Errors
+from hostwarden.agent.yamlsrc import load_yaml
+from hostwarden.exporters.tickets.config import TicketsConfig, parse_tickets
 
 
 def parse(text: str) -> TicketsConfig:

@@ -4,10 +4,9 @@ import gzip
 import http.client
 
 import pytest
-
-from agent.samples import Sample
-from exporters.prometheus import Exposition
-from exporters.web import MetricsServer
+from hostwarden.agent.samples import Sample
+from hostwarden.exporters.prometheus import Exposition
+from hostwarden.exporters.web import MetricsServer
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-
-from exporters.tickets.base import (
+from hostwarden.exporters.tickets.base import (
     Incident,
     PermanentError,
     TicketRef,
@@ -21,7 +20,8 @@ from exporters.tickets.base import (
     reset_idempotency_key,
     set_idempotency_key,
 )
-from exporters.tickets.webhook import WebhookBackend, WebhookConfig, parse_retry_after
+from hostwarden.exporters.tickets.webhook import WebhookBackend, WebhookConfig, parse_retry_after
+
 from tests.support.incidents import HOST, alert
 from tests.support.tls import make_pki
 from tests.support.webhook_receiver import CountingReceiver, Reply

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from exporters.tickets.zammad import ZammadBackend, ZammadConfig
+from hostwarden.exporters.tickets.zammad import ZammadBackend, ZammadConfig
+
 from tests.contract.incidents import HOSTILE, make_incident
 from tests.support.doc_examples import parse_tickets_example
 

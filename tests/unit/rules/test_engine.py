@@ -7,12 +7,11 @@ expected state after the step).
 from __future__ import annotations
 
 import pytest
-
-from rules.alerts import AlertState, TransitionKind
-from rules.engine import Observation, RuleState, percent_state_change, plain_threshold
-from rules.model import Flap, Rule, Threshold
-from rules.promql import compile_expr
-from rules.templates import parse_template
+from hostwarden.rules.alerts import AlertState, TransitionKind
+from hostwarden.rules.engine import Observation, RuleState, percent_state_change, plain_threshold
+from hostwarden.rules.model import Flap, Rule, Threshold
+from hostwarden.rules.promql import compile_expr
+from hostwarden.rules.templates import parse_template
 
 LABELS = (("alertname", "T"), ("mountpoint", "/"))
 

@@ -3,11 +3,10 @@ from __future__ import annotations
 import os
 
 import yaml
-
-from agent.cli import main
-from agent.schema import Errors
-from rules.export import export_groups
-from rules.loader import load_rule_files
+from hostwarden.agent.cli import main
+from hostwarden.agent.schema import Errors
+from hostwarden.rules.export import export_groups
+from hostwarden.rules.loader import load_rule_files
 
 SRC = """
 groups:

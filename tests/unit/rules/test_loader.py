@@ -4,11 +4,10 @@ import glob
 import os
 
 import pytest
-
-from agent.schema import Errors
-from agent.yamlsrc import Loc
-from rules.loader import load_rule_files, parse_threshold, scalar_loc
-from rules.model import Threshold
+from hostwarden.agent.schema import Errors
+from hostwarden.agent.yamlsrc import Loc
+from hostwarden.rules.loader import load_rule_files, parse_threshold, scalar_loc
+from hostwarden.rules.model import Threshold
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 BROKEN = os.path.join(ROOT, "tests", "fixtures", "rules_broken")

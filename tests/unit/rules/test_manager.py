@@ -5,12 +5,11 @@ import logging
 import math
 
 import pytest
-
-from agent.schema import Errors
-from agent.store import STALE_NAN, SeriesStore, is_stale
-from rules.alerts import AlertState, TransitionKind
-from rules.loader import load_rule_files
-from rules.manager import RuleManager
+from hostwarden.agent.schema import Errors
+from hostwarden.agent.store import STALE_NAN, SeriesStore, is_stale
+from hostwarden.rules.alerts import AlertState, TransitionKind
+from hostwarden.rules.loader import load_rule_files
+from hostwarden.rules.manager import RuleManager
 
 RULES = """
 groups:
@@ -134,7 +133,7 @@ groups:
     store = store_with({("x", (("mode", "a"),)): [(1000.0, 1.0)], ("y", ()): [(1000.0, 1.0)]})
     assert [t.kind for t in m.evaluate(groups[0], store, 1000)] == [TransitionKind.FIRING, TransitionKind.FIRING]
     store.load_series("x", (("mode", "b"),), [(1010.0, 1.0)])  # two series collapse to one label set
-    with caplog.at_level(logging.WARNING, logger="rules.manager"):
+    with caplog.at_level(logging.WARNING, logger="hostwarden.rules.manager"):
         for t in (1015, 1030):
             assert m.evaluate(groups[0], store, t) == []
     assert len([r for r in caplog.records if "Dup" in r.getMessage()]) == 1

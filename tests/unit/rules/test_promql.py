@@ -1,4 +1,4 @@
-"""rules.promql: the compile-time contract (types, selectors, rejections with positions) and the
+"""hostwarden.rules.promql: the compile-time contract (types, selectors, rejections with positions) and the
 evaluation semantics not covered by the ported upstream cases (test_promql_testdata.py).
 
 Every expected value here is computed by hand from Prometheus' definitions; the arithmetic is in
@@ -10,12 +10,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from agent.samples import Sample
-from agent.store import STALE_NAN, SeriesStore
-from rules.promql import (
+from hostwarden.agent.samples import Sample
+from hostwarden.agent.store import STALE_NAN, SeriesStore
+from hostwarden.rules.promql import (
     Element,
     PromQLError,
     Selector,
@@ -24,6 +21,8 @@ from rules.promql import (
     instant_query,
     line_column,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def store_with(*series: tuple[str, dict[str, str], list[tuple[float, float]]]) -> SeriesStore:

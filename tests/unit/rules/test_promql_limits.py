@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from agent.schema import Errors
-from agent.store import SeriesStore
-from rules.loader import load_rule_files
-from rules.manager import RuleManager
-from rules.promql import PromQLError, compile_expr
-from rules.promql_eval import MAX_SAMPLES, MAX_SUBQUERY_STEPS
+from hostwarden.agent.schema import Errors
+from hostwarden.agent.store import SeriesStore
+from hostwarden.rules.loader import load_rule_files
+from hostwarden.rules.manager import RuleManager
+from hostwarden.rules.promql import PromQLError, compile_expr
+from hostwarden.rules.promql_eval import MAX_SAMPLES, MAX_SUBQUERY_STEPS
 
 T = 10_000.0
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from agent.store import SeriesStore
-from rules.promql import PromQLError, compile_expr
-from rules.promql_regex import MEMO_MAX, RegexError, compile_matcher, compile_re2, compile_regex
+from hostwarden.agent.store import SeriesStore
+from hostwarden.rules.promql import PromQLError, compile_expr
+from hostwarden.rules.promql_regex import MEMO_MAX, RegexError, compile_matcher, compile_re2, compile_regex
 
 EVIL = "a" * 40 + "!"  # minutes (exponential) for `(a+)+` on a backtracking engine; linear on RE2
 

@@ -4,12 +4,11 @@ freshly compiled one does."""
 
 from __future__ import annotations
 
+from hostwarden.agent.samples import Sample, labels_of
+from hostwarden.agent.store import SeriesStore
+from hostwarden.rules.promql import compile_expr
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from agent.samples import Sample, labels_of
-from agent.store import SeriesStore
-from rules.promql import compile_expr
 
 T0 = 1_700_000_000.0
 VALUES = ["v1", "v2", "v12", "w1", "v1x"]

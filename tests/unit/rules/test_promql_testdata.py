@@ -21,9 +21,8 @@ import sys
 from dataclasses import dataclass, field
 
 import pytest
-
-from agent.store import STALE_NAN, SeriesStore
-from rules.promql import Element, PromQLError, compile_expr
+from hostwarden.agent.store import STALE_NAN, SeriesStore
+from hostwarden.rules.promql import Element, PromQLError, compile_expr
 
 # -- the promqltest format -----------------------------------------------------------------------
 

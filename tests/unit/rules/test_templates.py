@@ -3,8 +3,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-
-from rules.templates import (
+from hostwarden.rules.templates import (
     TemplateData,
     TemplateError,
     go_float,
@@ -112,7 +111,7 @@ def test_parse_template_errors_have_message_and_position(text: str, message: str
 def test_template_render_error_renders_marker_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
     t = parse_template("v={{ $value | humanize }}")
     bad = TemplateData(value="not a number")
-    with caplog.at_level(logging.WARNING, logger="rules.templates"):
+    with caplog.at_level(logging.WARNING, logger="hostwarden.rules.templates"):
         first = t.render(bad)
         second = t.render(bad)
     # as in Prometheus, the whole template renders as the error

@@ -13,10 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from rules.templates import (
+from hostwarden.rules.templates import (
     FUNCTIONS,
     MAX_OUTPUT_CHARS,
     MAX_PRINTF_WIDTH,
@@ -26,6 +23,9 @@ from rules.templates import (
     TemplateError,
     parse_template,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tests.support.agent import ROOT
 
 STEPS_ERROR = f"<error expanding template: template exceeds {MAX_STEPS} execution steps " \
@@ -67,7 +67,7 @@ HEAVY: dict[str, tuple[str, dict[str, str]]] = {
 _CHILD = """
 import json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-from rules.templates import TemplateData, parse_template
+from hostwarden.rules.templates import TemplateData, parse_template
 out = {}
 for name, (text, labels) in json.load(sys.stdin).items():
     try:
@@ -156,7 +156,7 @@ def test_templates_range_over_labels_stops_once_output_over_limit() -> None:
 def test_templates_truncation_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     t = parse_template("{{ $labels.a }}")
     data = TemplateData(labels={"a": "x" * (MAX_OUTPUT_CHARS + 5)})
-    with caplog.at_level(logging.WARNING, logger="rules.templates"):
+    with caplog.at_level(logging.WARNING, logger="hostwarden.rules.templates"):
         assert t.render(data) == t.render(data)
     assert [r.getMessage() for r in caplog.records] == \
         [f"template '{{{{ $labels.a }}}}': output truncated at {MAX_OUTPUT_CHARS} characters"]

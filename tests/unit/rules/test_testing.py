@@ -6,10 +6,9 @@ import math
 import os
 
 import pytest
-
-from agent.cli import main
-from agent.store import is_stale
-from rules.testing import RuleTestError, expand_values, parse_series_selector, run_test_files
+from hostwarden.agent.cli import main
+from hostwarden.agent.store import is_stale
+from hostwarden.rules.testing import RuleTestError, expand_values, parse_series_selector, run_test_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 RULE_TESTS = os.path.join(ROOT, "tests", "rules")
