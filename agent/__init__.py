@@ -1,3 +1,1 @@
-"""hostwarden agent: daemon, CLI, scheduling, state and config loading."""
-
-__version__ = "0.1.0"
+"""hostwarden agent: the application — CLI commands, daemon (the composition root), config assembly."""

@@ -10,11 +10,11 @@ import argparse
 import importlib
 import sys
 
-from hostwarden.agent import __version__
+from hostwarden.agent.core import __version__
 
 COMMAND_MODULES: tuple[str, ...] = (
     "hostwarden.agent.cmd_run",          # run, check-config
-    "hostwarden.rules.cli",              # test-rules, rules export
+    "hostwarden.agent.cmd_rules",              # test-rules, rules export
     "hostwarden.agent.cmd_tickets",      # tickets ..., report
     "hostwarden.agent.install",          # install
     "hostwarden.exporters.receiver",     # receive

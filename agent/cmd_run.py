@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from hostwarden.agent.paths import default_config_path
+from hostwarden.agent.core.paths import default_config_path
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +32,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _setup_logging(level: str, fmt: str) -> None:
-    from hostwarden.agent.logsetup import setup_logging
+    from hostwarden.agent.core.logsetup import setup_logging
 
     setup_logging(level, fmt)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from hostwarden.agent.core.schema import ConfigErrors
     from hostwarden.agent.daemon import Agent, load_all
-    from hostwarden.agent.schema import ConfigErrors
 
     _setup_logging(args.log_level, args.log_format)
     path = args.config or default_config_path()
@@ -50,9 +50,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.error("%s", issue)
         print(f"hostwarden: {len(e.issues)} configuration problem(s) in {path}; not starting", file=sys.stderr)
         return 2
-    from hostwarden.agent.outbox import BackendInitError
-    from hostwarden.agent.secrets import SecretError
-    from hostwarden.agent.sqlitefile import SchemaTooNew
+    from hostwarden.agent.core.secrets import SecretError
+    from hostwarden.agent.core.sqlitefile import SchemaTooNew
+    from hostwarden.agent.incidents.outbox import BackendInitError
 
     try:
         agent = Agent(config, groups, listen_address=args.listen_address, web_config_file=args.web_config_file,
@@ -74,8 +74,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from hostwarden.agent.core.schema import ConfigErrors
     from hostwarden.agent.daemon import build_collectors, load_all, tickets_config_of
-    from hostwarden.agent.schema import ConfigErrors
 
     path = args.file or args.config_opt or default_config_path()
     try:
@@ -88,7 +88,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return 2
     problems = []
     try:
-        from hostwarden.agent.outbox import build_backends
+        from hostwarden.agent.incidents.outbox import build_backends
 
         build_backends(tickets, state_dir=config.state_dir, check_only=True)
     except TypeError:

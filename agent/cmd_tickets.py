@@ -16,8 +16,8 @@ import sys
 import time
 from typing import Any
 
-from hostwarden.agent.paths import default_config_path
-from hostwarden.agent.units import human_duration, parse_duration
+from hostwarden.agent.core.paths import default_config_path
+from hostwarden.agent.core.units import human_duration, parse_duration
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 LIST_FIELDS = ("id", "status", "priority", "fingerprint", "title", "opened_at", "resolved_at", "reopen_count")
@@ -112,7 +112,7 @@ def _run(fn: Any) -> Any:
 
 def _load(args: argparse.Namespace) -> Any:
     from hostwarden.agent.config import load_config
-    from hostwarden.agent.schema import ConfigErrors
+    from hostwarden.agent.core.schema import ConfigErrors
 
     path = args.config or default_config_path()
     try:
@@ -128,8 +128,8 @@ def _load(args: argparse.Namespace) -> Any:
 def tickets_config(config: Any) -> Any:
     if config.tickets is not None:
         return config.tickets
-    from hostwarden.agent.schema import Errors
-    from hostwarden.agent.yamlsrc import Loc
+    from hostwarden.agent.core.schema import Errors
+    from hostwarden.agent.core.yamlsrc import Loc
     from hostwarden.exporters.tickets.config import parse_tickets
 
     errors = Errors()
@@ -170,7 +170,7 @@ def _store(config: Any, backend: str | None, *, must_exist: bool) -> Any:
 
 
 def _state(config: Any) -> Any:
-    from hostwarden.agent.state import StateDB
+    from hostwarden.agent.incidents.state import StateDB
 
     path = os.path.join(config.state_dir, "state.db")
     if not os.path.exists(path):
@@ -327,7 +327,7 @@ def cmd_act(args: argparse.Namespace) -> int:
 # -- outbox ----------------------------------------------------------------------------------------------------
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    from hostwarden.agent.outbox import list_outbox
+    from hostwarden.agent.incidents.outbox import list_outbox
 
     config = _load(args)
     state = _state(config)
@@ -357,7 +357,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from hostwarden.agent.outbox import retry
+    from hostwarden.agent.incidents.outbox import retry
 
     config = _load(args)
     state = _state(config)
@@ -370,7 +370,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 # -- report ----------------------------------------------------------------------------------------------------
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from hostwarden.agent.report import build_report, render_text
+    from hostwarden.agent.incidents.report import build_report, render_text
 
     config = _load(args)
     try:
@@ -378,7 +378,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CommandError(f"--since: {e}", EXIT_USAGE) from None
     now = time.time()
-    from hostwarden.agent.state import StateDB
+    from hostwarden.agent.incidents.state import StateDB
 
     state = _state(config) or StateDB(":memory:")
     policy = tickets_config(config).policy()
@@ -394,7 +394,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 # -- preview ---------------------------------------------------------------------------------------------------
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from hostwarden.agent.preview import PreviewError, preview_rule
+    from hostwarden.agent.incidents.preview import PreviewError, preview_rule
 
     config = _load(args)
     labels: dict[str, str] = {}

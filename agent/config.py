@@ -14,9 +14,9 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from hostwarden.agent import paths
-from hostwarden.agent.schema import MISSING, ConfigErrors, Duration, Errors, Regex, build, did_you_mean, short
-from hostwarden.agent.yamlsrc import Loc, LocDict, YAMLSourceError, load_yaml_file
+from hostwarden.agent.core import paths
+from hostwarden.agent.core.schema import MISSING, ConfigErrors, Duration, Errors, Regex, build, did_you_mean, short
+from hostwarden.agent.core.yamlsrc import Loc, LocDict, YAMLSourceError, load_yaml_file
 
 DEFAULT_PORT = 19842
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
@@ -198,7 +198,7 @@ def load_config(path: str) -> AgentConfig:
 
 
 def _issue(loc: Loc, message: str) -> Any:
-    from hostwarden.agent.schema import Issue
+    from hostwarden.agent.core.schema import Issue
 
     return Issue(loc, message)
 

@@ -31,13 +31,13 @@ from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from hostwarden.agent import __version__
-from hostwarden.agent.clock import AgentClock
 from hostwarden.agent.config import AgentConfig, load_config
-from hostwarden.agent.paths import ensure_dir
-from hostwarden.agent.samples import MetricDef, Sample, labels_of, metric_defs
-from hostwarden.agent.schema import ConfigErrors, Errors
-from hostwarden.agent.store import SeriesStore
+from hostwarden.agent.core import __version__
+from hostwarden.agent.core.clock import AgentClock
+from hostwarden.agent.core.paths import ensure_dir
+from hostwarden.agent.core.samples import MetricDef, Sample, labels_of, metric_defs
+from hostwarden.agent.core.schema import ConfigErrors, Errors
+from hostwarden.agent.core.store import SeriesStore
 from hostwarden.exporters.prometheus import Exposition
 from hostwarden.exporters.web import MetricsServer
 from hostwarden.rules.manager import METRICS as RULE_METRICS
@@ -77,7 +77,7 @@ SELF_METRICS = metric_defs(
 
 
 def _self_metrics() -> dict[str, MetricDef]:
-    from hostwarden.agent.incidents import INCIDENT_METRICS
+    from hostwarden.agent.incidents.manager import INCIDENT_METRICS
 
     return {**SELF_METRICS, **INCIDENT_METRICS}
 
@@ -134,7 +134,7 @@ def tickets_config_of(config: AgentConfig) -> Any:
     """The `tickets:` section, or what an absent section means: the embedded `local` backend."""
     if config.tickets is not None:
         return config.tickets
-    from hostwarden.agent.yamlsrc import load_yaml
+    from hostwarden.agent.core.yamlsrc import load_yaml
     from hostwarden.exporters.tickets.config import parse_tickets
 
     errors = Errors()
@@ -175,7 +175,7 @@ class Agent:
         self._freeze_after = int(os.environ.get("HOSTWARDEN_DEBUG_FREEZE_SCHEDULER_AFTER", "0") or 0)
         self._heartbeats = 0
         if notifier is None:
-            from hostwarden.agent.sdnotify import Notifier
+            from hostwarden.agent.core.sdnotify import Notifier
 
             notifier = Notifier(unset_environment=True)  # plugins must not inherit NOTIFY_SOCKET
         self.notifier = notifier
@@ -185,11 +185,11 @@ class Agent:
         self._metric_defs = _self_metrics()
         self.security = None
         if self.web_config_file:  # validated before anything starts: file:line errors, exit 2
-            from hostwarden.agent.webconfig import load_web_config
+            from hostwarden.agent.core.webconfig import load_web_config
 
             self.security = load_web_config(self.web_config_file)
 
-        from hostwarden.agent.state import StateDB
+        from hostwarden.agent.incidents.state import StateDB
 
         state_dir = ensure_dir(config.state_dir)
         self.state = StateDB(os.path.join(state_dir, "state.db"))
@@ -197,9 +197,9 @@ class Agent:
 
     # -- building -----------------------------------------------------------------------------------
     def _build(self, config: AgentConfig, rule_groups: list[Any]) -> None:
-        from hostwarden.agent.diagnosis import Diagnoser
-        from hostwarden.agent.incidents import IncidentManager
-        from hostwarden.agent.outbox import OutboxWorker, build_backends
+        from hostwarden.agent.incidents.diagnosis import Diagnoser
+        from hostwarden.agent.incidents.manager import IncidentManager
+        from hostwarden.agent.incidents.outbox import OutboxWorker, build_backends
         from hostwarden.rules.manager import RuleManager
 
         self.config = config
@@ -455,9 +455,9 @@ class Agent:
                 self.checks = self._build_checks(config)
                 self.rules.replace_groups(groups)
                 self._apply_retention()
-                from hostwarden.agent.diagnosis import Diagnoser
-                from hostwarden.agent.incidents import IncidentManager
-                from hostwarden.agent.outbox import OutboxWorker, build_backends
+                from hostwarden.agent.incidents.diagnosis import Diagnoser
+                from hostwarden.agent.incidents.manager import IncidentManager
+                from hostwarden.agent.incidents.outbox import OutboxWorker, build_backends
 
                 old_outbox.stop(drain_timeout=1.0)
                 self.tickets_config = tickets_config_of(config)

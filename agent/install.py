@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hostwarden.agent.paths import PACKAGE_CONFIG_DIR
+from hostwarden.agent.core.paths import PACKAGE_CONFIG_DIR
 
 UNIT_NAME = "hostwarden.service"
 UNIT_DIR = "/etc/systemd/system"

@@ -214,12 +214,12 @@ def prometheus_chain(workdir: Path, *, interval: str, rate_window: str, fn: str,
 
 def outbox_throughput(n: int, backend_yaml: str, workdir: Path) -> float:
     """Operations per second: n incidents opened (find + open each) through IncidentManager + OutboxWorker."""
-    from hostwarden.agent.incidents import IncidentManager
-    from hostwarden.agent.outbox import OutboxWorker, build_backends
-    from hostwarden.agent.samples import labels_of
-    from hostwarden.agent.schema import Errors
-    from hostwarden.agent.state import StateDB
-    from hostwarden.agent.yamlsrc import load_yaml
+    from hostwarden.agent.core.samples import labels_of
+    from hostwarden.agent.core.schema import Errors
+    from hostwarden.agent.core.yamlsrc import load_yaml
+    from hostwarden.agent.incidents.manager import IncidentManager
+    from hostwarden.agent.incidents.outbox import OutboxWorker, build_backends
+    from hostwarden.agent.incidents.state import StateDB
     from hostwarden.exporters.tickets.config import parse_tickets
     from hostwarden.rules.alerts import Alert, AlertState, AlertTransition, TransitionKind
 

@@ -33,9 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hostwarden.agent.samples import labels_of  # noqa: E402
-from hostwarden.agent.schema import Errors  # noqa: E402
-from hostwarden.agent.store import SeriesStore  # noqa: E402
+from hostwarden.agent.core.samples import labels_of  # noqa: E402
+from hostwarden.agent.core.schema import Errors  # noqa: E402
+from hostwarden.agent.core.store import SeriesStore  # noqa: E402
 
 SHARDS = 100
 PROM_WAIT_SECONDS = 120

@@ -38,9 +38,9 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hostwarden.agent.samples import MetricDef, Sample, metric_defs  # noqa: E402
-from hostwarden.agent.schema import Errors  # noqa: E402
-from hostwarden.agent.store import SeriesStore  # noqa: E402
+from hostwarden.agent.core.samples import MetricDef, Sample, metric_defs  # noqa: E402
+from hostwarden.agent.core.schema import Errors  # noqa: E402
+from hostwarden.agent.core.store import SeriesStore  # noqa: E402
 from hostwarden.exporters.prometheus import Exposition  # noqa: E402
 from hostwarden.rules.loader import load_rule_files  # noqa: E402
 from hostwarden.rules.manager import METRICS as RULE_METRICS  # noqa: E402

@@ -26,9 +26,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
 
-from hostwarden.agent.registry import Registry
-from hostwarden.agent.samples import MetricDef, Sample
-from hostwarden.agent.schema import Duration
+from hostwarden.agent.core.registry import Registry
+from hostwarden.agent.core.samples import MetricDef, Sample
+from hostwarden.agent.core.schema import Duration
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ import os
 import time
 from dataclasses import dataclass
 
-from hostwarden.agent.samples import MetricDef, Sample, metric_defs
-from hostwarden.agent.schema import Duration
-from hostwarden.agent.units import human_duration
+from hostwarden.agent.core.samples import MetricDef, Sample, metric_defs
+from hostwarden.agent.core.schema import Duration
+from hostwarden.agent.core.units import human_duration
 from hostwarden.collectors.checks import CheckConfig, CheckResult, register_check, resolve_path, sample
 
 

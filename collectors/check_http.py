@@ -21,10 +21,10 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 
-from hostwarden.agent import __version__
-from hostwarden.agent.samples import MetricDef, metric_defs
-from hostwarden.agent.schema import Regex
-from hostwarden.agent.secrets import SecretError, resolve
+from hostwarden.agent.core import __version__
+from hostwarden.agent.core.samples import MetricDef, metric_defs
+from hostwarden.agent.core.schema import Regex
+from hostwarden.agent.core.secrets import SecretError, resolve
 from hostwarden.collectors.checks import CheckConfig, CheckResult, register_check, remaining, resolve_path, sample
 
 REDIRECTS = (301, 302, 303, 307, 308)

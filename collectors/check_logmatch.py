@@ -22,8 +22,8 @@ import re
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from hostwarden.agent.samples import MetricDef, metric_defs
-from hostwarden.agent.schema import Regex
+from hostwarden.agent.core.samples import MetricDef, metric_defs
+from hostwarden.agent.core.schema import Regex
 from hostwarden.collectors.checks import CheckConfig, CheckResult, register_check, resolve_path, sample
 
 log = logging.getLogger(__name__)

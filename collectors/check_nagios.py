@@ -18,7 +18,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from hostwarden.agent.samples import MetricDef, Sample, metric_defs
+from hostwarden.agent.core.samples import MetricDef, Sample, metric_defs
 from hostwarden.collectors.checks import CheckConfig, CheckResult, Status, register_check, resolve_path, sample
 from hostwarden.collectors.perfdata import PerfItem, parse_output
 

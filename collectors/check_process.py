@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 
 import psutil
-from hostwarden.agent.samples import MetricDef, metric_defs
-from hostwarden.agent.schema import Regex
+from hostwarden.agent.core.samples import MetricDef, metric_defs
+from hostwarden.agent.core.schema import Regex
 from hostwarden.collectors.checks import CheckConfig, CheckResult, register_check, resolve_path, sample
 
 

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from hostwarden.agent.samples import MetricDef, Sample, metric_defs
-from hostwarden.agent.schema import Regex
+from hostwarden.agent.core.samples import MetricDef, Sample, metric_defs
+from hostwarden.agent.core.schema import Regex
 from hostwarden.collectors.checks import CheckConfig, CheckResult, Status, register_check, remaining, sample
 from jeepney import DBusAddress, DBusErrorResponse, MessageType, new_method_call
 from jeepney.io.blocking import DBusConnection, open_dbus_connection

@@ -6,7 +6,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from hostwarden.agent.samples import MetricDef, metric_defs
+from hostwarden.agent.core.samples import MetricDef, metric_defs
 from hostwarden.collectors.checks import CheckConfig, CheckResult, register_check, remaining, sample
 
 

@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Protocol
 
-from hostwarden.agent.samples import Labels, MetricDef, Sample, labels_of, metric_defs
-from hostwarden.agent.schema import MISSING, Duration, Errors, build_tagged
-from hostwarden.agent.yamlsrc import Loc, LocDict, LocList
+from hostwarden.agent.core.samples import Labels, MetricDef, Sample, labels_of, metric_defs
+from hostwarden.agent.core.schema import MISSING, Duration, Errors, build_tagged
+from hostwarden.agent.core.yamlsrc import Loc, LocDict, LocList
 
 log = logging.getLogger(__name__)
 

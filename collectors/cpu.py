@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from hostwarden.agent.samples import Labels, MetricDef, Sample, metric_defs
+from hostwarden.agent.core.samples import Labels, MetricDef, Sample, metric_defs
 from hostwarden.collectors.base import CollectorConfig, register
 from hostwarden.collectors.procfs import read_text
 

@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from hostwarden.agent.samples import Labels, MetricDef, Sample, metric_defs
-from hostwarden.agent.schema import Regex
+from hostwarden.agent.core.samples import Labels, MetricDef, Sample, metric_defs
+from hostwarden.agent.core.schema import Regex
 from hostwarden.collectors.base import CollectorConfig, register
 from hostwarden.collectors.procfs import read_text
 

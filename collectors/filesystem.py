@@ -33,8 +33,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from hostwarden.agent.samples import Labels, MetricDef, Sample, metric_defs
-from hostwarden.agent.schema import Duration, Regex
+from hostwarden.agent.core.samples import Labels, MetricDef, Sample, metric_defs
+from hostwarden.agent.core.schema import Duration, Regex
 from hostwarden.collectors.base import CollectorConfig, register
 from hostwarden.collectors.procfs import read_text
 

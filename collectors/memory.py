@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from hostwarden.agent.samples import MetricDef, Sample, metric_defs
+from hostwarden.agent.core.samples import MetricDef, Sample, metric_defs
 from hostwarden.collectors.base import CollectorConfig, register
 from hostwarden.collectors.procfs import read_text
 

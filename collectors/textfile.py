@@ -29,8 +29,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from hostwarden.agent.paths import default_state_dir
-from hostwarden.agent.samples import Labels, MetricDef, Sample, metric_defs
+from hostwarden.agent.core.paths import default_state_dir
+from hostwarden.agent.core.samples import Labels, MetricDef, Sample, metric_defs
 from hostwarden.collectors.base import CollectorConfig, register
 from prometheus_client.parser import text_string_to_metric_families
 

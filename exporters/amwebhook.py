@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from hostwarden.agent.samples import Labels
+from hostwarden.agent.core.samples import Labels
 from hostwarden.rules.alerts import SEVERITY_ORDER, Alert, AlertState, AlertTransition, TransitionKind
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterable
 
-from hostwarden.agent.samples import Labels, MetricDef, Sample
+from hostwarden.agent.core.samples import Labels, MetricDef, Sample
 from prometheus_client import CollectorRegistry
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 
-from hostwarden.agent.schema import MISSING, Errors, build
-from hostwarden.agent.yamlsrc import Loc
+from hostwarden.agent.core.schema import MISSING, Errors, build
+from hostwarden.agent.core.yamlsrc import Loc
 from hostwarden.exporters.amwebhook import (
     GroupTracker,
     Notification,
@@ -270,7 +270,7 @@ def start_receiver(rc: ReceiverConfig, incidents: Any, *, state_dir: str, wake: 
                    lock: Any = None, listen_address: str | None = None) -> tuple[WebhookServer, Receiver]:
     """Resolve the token, build TLS, start serving `rc` into `incidents`; for `run` with a `receiver:` section
     and for `hostwarden receive`. Raises SecretError/ValueError (token), ConfigErrors (web config), OSError."""
-    from hostwarden.agent.secrets import resolve
+    from hostwarden.agent.core.secrets import resolve
 
     token = None
     if rc.auth == "bearer":
@@ -279,7 +279,7 @@ def start_receiver(rc: ReceiverConfig, incidents: Any, *, state_dir: str, wake: 
             raise ValueError("receiver: the bearer token is empty")
     ssl_ctx = None
     if rc.web_config_file:
-        from hostwarden.agent.webconfig import load_web_config
+        from hostwarden.agent.core.webconfig import load_web_config
 
         ssl_ctx = load_web_config(rc.web_config_file).ssl_context()
     receiver = Receiver(incidents, state_path=os.path.join(state_dir, STATE_FILE),
@@ -305,11 +305,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
-    from hostwarden.agent.logsetup import setup_logging
-    from hostwarden.agent.outbox import BackendInitError
-    from hostwarden.agent.paths import default_config_path
-    from hostwarden.agent.schema import ConfigErrors
-    from hostwarden.agent.secrets import SecretError
+    from hostwarden.agent.core.logsetup import setup_logging
+    from hostwarden.agent.core.paths import default_config_path
+    from hostwarden.agent.core.schema import ConfigErrors
+    from hostwarden.agent.core.secrets import SecretError
+    from hostwarden.agent.incidents.outbox import BackendInitError
 
     setup_logging(args.log_level, args.log_format)
     path = args.config or default_config_path()
@@ -338,11 +338,11 @@ class ReceiverService:
     """`hostwarden receive`: the webhook server, the incident manager, the outbox and a periodic tick."""
 
     def __init__(self, config: Any, receiver_config: ReceiverConfig, *, listen_address: str | None = None) -> None:
+        from hostwarden.agent.core.paths import ensure_dir
         from hostwarden.agent.daemon import tickets_config_of
-        from hostwarden.agent.incidents import IncidentManager
-        from hostwarden.agent.outbox import OutboxWorker, build_backends
-        from hostwarden.agent.paths import ensure_dir
-        from hostwarden.agent.state import StateDB
+        from hostwarden.agent.incidents.manager import IncidentManager
+        from hostwarden.agent.incidents.outbox import OutboxWorker, build_backends
+        from hostwarden.agent.incidents.state import StateDB
 
         self.config = config
         self.receiver_config = receiver_config

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-from hostwarden.agent import __version__
+from hostwarden.agent.core import __version__
 from hostwarden.exporters.prometheus import Exposition
 
 log = logging.getLogger(__name__)

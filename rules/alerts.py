@@ -10,7 +10,7 @@ import enum
 import hashlib
 from dataclasses import dataclass, field
 
-from hostwarden.agent.samples import Labels, label_value
+from hostwarden.agent.core.samples import Labels, label_value
 
 
 class AlertState(enum.Enum):

@@ -32,7 +32,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from hostwarden.agent.samples import Labels
+from hostwarden.agent.core.samples import Labels
 from hostwarden.rules.alerts import SEVERITY_ORDER, Alert, AlertState, AlertTransition, TransitionKind
 from hostwarden.rules.model import Flap, Rule
 

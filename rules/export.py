@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from hostwarden.agent.units import format_duration
+from hostwarden.agent.core.units import format_duration
 from hostwarden.rules.model import NEGATED, Rule, RuleGroup, Threshold
 
 

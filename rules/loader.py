@@ -30,9 +30,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from hostwarden.agent.schema import Errors, did_you_mean
-from hostwarden.agent.units import parse_duration
-from hostwarden.agent.yamlsrc import Loc, LocDict, LocList, YAMLSourceError, load_yaml
+from hostwarden.agent.core.schema import Errors, did_you_mean
+from hostwarden.agent.core.units import parse_duration
+from hostwarden.agent.core.yamlsrc import Loc, LocDict, LocList, YAMLSourceError, load_yaml
 from hostwarden.rules.model import NEGATED, Flap, Rule, RuleGroup, Threshold
 from hostwarden.rules.promql import Compiled, PromQLError, compile_expr
 from hostwarden.rules.templates import Template, TemplateError, parse_template

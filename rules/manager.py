@@ -23,8 +23,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from hostwarden.agent.samples import Labels, MetricDef, Sample, metric_defs
-from hostwarden.agent.store import STALE_NAN, SeriesStore
+from hostwarden.agent.core.samples import Labels, MetricDef, Sample, metric_defs
+from hostwarden.agent.core.store import STALE_NAN, SeriesStore
 from hostwarden.rules.alerts import Alert, AlertState, AlertTransition, TransitionKind
 from hostwarden.rules.engine import AlertRecord, Observation, RuleState
 from hostwarden.rules.model import Rule, RuleGroup

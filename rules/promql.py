@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import promql_parser
-from hostwarden.agent.store import SeriesStore
+from hostwarden.agent.core.store import SeriesStore
 from hostwarden.rules import promql_lexer as lexer
 from hostwarden.rules.promql_aggregate import AggregateNode
 from hostwarden.rules.promql_eval import (

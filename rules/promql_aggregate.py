@@ -13,8 +13,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from hostwarden.agent.samples import Labels
-from hostwarden.agent.store import SeriesStore
+from hostwarden.agent.core.samples import Labels
+from hostwarden.agent.core.store import SeriesStore
 from hostwarden.rules.promql_eval import INF, MATCH_CACHE_MAX, NAN, Node, Options, set_label
 from hostwarden.rules.promql_types import NAME_LABEL, PromQLError, Sample
 

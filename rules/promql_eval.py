@@ -21,8 +21,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from hostwarden.agent.samples import Labels
-from hostwarden.agent.store import SeriesStore, is_stale
+from hostwarden.agent.core.samples import Labels
+from hostwarden.agent.core.store import SeriesStore, is_stale
 from hostwarden.rules.promql_regex import compile_matcher
 from hostwarden.rules.promql_types import NAME_LABEL, PromQLError, Sample, format_labels
 

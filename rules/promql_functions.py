@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from hostwarden.agent.samples import Labels
-from hostwarden.agent.store import SeriesStore
+from hostwarden.agent.core.samples import Labels
+from hostwarden.agent.core.store import SeriesStore
 from hostwarden.rules.promql_aggregate import fsum, kahan_mean, kahan_sum, kahan_variance, mean, quantile
 from hostwarden.rules.promql_eval import (
     INF,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from dataclasses import dataclass
 
-from hostwarden.agent.samples import Labels, label_value
+from hostwarden.agent.core.samples import Labels, label_value
 
 NAME_LABEL = "__name__"
 

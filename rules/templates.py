@@ -494,7 +494,7 @@ def _match(pattern: Any, text: Any) -> bool:
 
 
 def _parse_duration(s: Any) -> float:
-    from hostwarden.agent.units import parse_duration
+    from hostwarden.agent.core.units import parse_duration
 
     try:
         return parse_duration(_want_str("parseDuration", s))

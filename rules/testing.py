@@ -36,11 +36,11 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import promql_parser
-from hostwarden.agent.samples import Labels
-from hostwarden.agent.schema import Errors, did_you_mean
-from hostwarden.agent.store import STALE_NAN, SeriesStore
-from hostwarden.agent.units import format_duration, parse_duration
-from hostwarden.agent.yamlsrc import LocDict, YAMLSourceError, load_yaml_file
+from hostwarden.agent.core.samples import Labels
+from hostwarden.agent.core.schema import Errors, did_you_mean
+from hostwarden.agent.core.store import STALE_NAN, SeriesStore
+from hostwarden.agent.core.units import format_duration, parse_duration
+from hostwarden.agent.core.yamlsrc import LocDict, YAMLSourceError, load_yaml_file
 from hostwarden.rules.loader import load_rule_files
 from hostwarden.rules.manager import RuleManager
 from hostwarden.rules.model import RuleGroup

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from hostwarden.agent.schema import Duration
-from hostwarden.agent.secrets import resolve
+from hostwarden.agent.core.schema import Duration
+from hostwarden.agent.core.secrets import resolve
 from hostwarden.exporters.tickets.base import (
     BackendConfig,
     Incident,

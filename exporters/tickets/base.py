@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from hostwarden.agent.registry import Registry
-from hostwarden.agent.samples import Labels
-from hostwarden.agent.schema import Duration
+from hostwarden.agent.core.registry import Registry
+from hostwarden.agent.core.samples import Labels
+from hostwarden.agent.core.schema import Duration
 from hostwarden.rules.alerts import Alert
 
 

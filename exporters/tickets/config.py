@@ -28,9 +28,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from hostwarden.agent.priority import PRIORITIES, PriorityPolicy, build_policy
-from hostwarden.agent.schema import MISSING, Duration, Errors, Regex, build, build_tagged
-from hostwarden.agent.yamlsrc import Loc, LocDict, LocList
+from hostwarden.agent.core.priority import PRIORITIES, PriorityPolicy, build_policy
+from hostwarden.agent.core.schema import MISSING, Duration, Errors, Regex, build, build_tagged
+from hostwarden.agent.core.yamlsrc import Loc, LocDict, LocList
 from hostwarden.exporters.tickets.base import BackendConfig, registry
 
 Priority = Literal["P1", "P2", "P3", "P4"]

@@ -26,8 +26,8 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any, Literal
 
-from hostwarden.agent.secrets import resolve
-from hostwarden.agent.units import human_duration
+from hostwarden.agent.core.secrets import resolve
+from hostwarden.agent.core.units import human_duration
 from hostwarden.exporters.tickets import render
 from hostwarden.exporters.tickets.base import (
     BackendConfig,

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import requests
-from hostwarden.agent.secrets import resolve
+from hostwarden.agent.core.secrets import resolve
 from hostwarden.exporters.tickets.base import (
     BackendConfig,
     Incident,

@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 import requests
 import urllib3
-from hostwarden.agent import secrets
+from hostwarden.agent.core import secrets
 from hostwarden.exporters.tickets.base import PermanentError, TransientError
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from hostwarden.agent import sqlitefile
-from hostwarden.agent.units import human_duration
+from hostwarden.agent.core import sqlitefile
+from hostwarden.agent.core.units import human_duration
 from hostwarden.exporters.tickets.base import (
     BackendConfig,
     Incident,

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from hostwarden.agent import secrets
+from hostwarden.agent.core import secrets
 from hostwarden.exporters.tickets.base import (
     BackendConfig,
     Incident,

@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import requests
-from hostwarden.agent import __version__
-from hostwarden.agent.secrets import resolve
+from hostwarden.agent.core import __version__
+from hostwarden.agent.core.secrets import resolve
 from hostwarden.exporters.tickets import render
 from hostwarden.exporters.tickets.base import (
     BackendConfig,

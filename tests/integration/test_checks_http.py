@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from hostwarden.agent.schema import Duration
+from hostwarden.agent.core.schema import Duration
 from hostwarden.collectors.check_http import HttpCheck, HttpConfig, cert_not_after
 from hostwarden.collectors.checks import Status
 

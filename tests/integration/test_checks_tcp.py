@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from hostwarden.agent.schema import Duration
+from hostwarden.agent.core.schema import Duration
 from hostwarden.collectors.check_tcp import TcpCheck, TcpConfig
 from hostwarden.collectors.checks import Status
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hostwarden.agent.diagnosis import Diagnoser
-from hostwarden.agent.incidents import IncidentManager
-from hostwarden.agent.outbox import OutboxWorker, build_backends
-from hostwarden.agent.samples import Sample
-from hostwarden.agent.schema import Errors
-from hostwarden.agent.state import StateDB
-from hostwarden.agent.store import SeriesStore
+from hostwarden.agent.core.samples import Sample
+from hostwarden.agent.core.schema import Errors
+from hostwarden.agent.core.store import SeriesStore
+from hostwarden.agent.incidents.diagnosis import Diagnoser
+from hostwarden.agent.incidents.manager import IncidentManager
+from hostwarden.agent.incidents.outbox import OutboxWorker, build_backends
+from hostwarden.agent.incidents.state import StateDB
 from hostwarden.rules.loader import load_rule_files
 from hostwarden.rules.manager import RuleManager
 

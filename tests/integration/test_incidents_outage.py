@@ -8,9 +8,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from hostwarden.agent.incidents import IncidentManager
-from hostwarden.agent.outbox import OutboxWorker, build_backends
-from hostwarden.agent.state import StateDB
+from hostwarden.agent.incidents.manager import IncidentManager
+from hostwarden.agent.incidents.outbox import OutboxWorker, build_backends
+from hostwarden.agent.incidents.state import StateDB
 
 from tests.support.incidents import HOST, alert, firing, resolved, severity, tickets_config
 from tests.support.webhook_receiver import CountingReceiver, Reply

@@ -13,7 +13,7 @@ import os
 import subprocess
 
 import pytest
-from hostwarden.agent.schema import Errors
+from hostwarden.agent.core.schema import Errors
 from hostwarden.rules.export import export_groups
 from hostwarden.rules.loader import load_rule_files
 from hostwarden.rules.testing import run_test_files

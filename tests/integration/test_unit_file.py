@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hostwarden.agent import install
 from hostwarden.agent.cmd_run import add_commands as add_run_commands
-from hostwarden.agent.paths import PACKAGE_CONFIG_DIR
+from hostwarden.agent.core.paths import PACKAGE_CONFIG_DIR
 
 pytestmark = pytest.mark.integration
 

@@ -14,12 +14,12 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import hostwarden.agent.clock
+import hostwarden.agent.core.clock
 import pytest
-from hostwarden.agent.clock import AgentClock
-from hostwarden.agent.samples import Sample
-from hostwarden.agent.schema import Errors
-from hostwarden.agent.store import SeriesStore
+from hostwarden.agent.core.clock import AgentClock
+from hostwarden.agent.core.samples import Sample
+from hostwarden.agent.core.schema import Errors
+from hostwarden.agent.core.store import SeriesStore
 from hostwarden.rules.alerts import AlertTransition, TransitionKind
 from hostwarden.rules.loader import load_rule_files
 from hostwarden.rules.manager import RuleManager
@@ -70,7 +70,7 @@ class FakeTime:
 @pytest.fixture
 def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     fake = FakeTime()
-    monkeypatch.setattr(hostwarden.agent.clock, "time", fake)
+    monkeypatch.setattr(hostwarden.agent.core.clock, "time", fake)
     return fake
 
 

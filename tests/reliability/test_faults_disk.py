@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hostwarden.agent.incidents import IncidentManager
-from hostwarden.agent.state import StateDB
+from hostwarden.agent.incidents.manager import IncidentManager
+from hostwarden.agent.incidents.state import StateDB
 
 from tests.reliability.agentprobe import Scraper, parse_exposition, record, value
 from tests.support.agent import AgentProcess, start_agent, wait_for, write_config
@@ -288,7 +288,7 @@ def test_faults_disk_full_incident_opened_logged_once_not_per_retry(  # F19 (fix
                               state=state, hostname=HOST, external_labels={})
     small_disk.fill()
     a = alert("DiskFullRetry", at=T0, disk="sda")
-    with caplog.at_level(logging.INFO, logger="hostwarden.agent.incidents"):
+    with caplog.at_level(logging.INFO, logger="hostwarden.agent.incidents.manager"):
         manager.handle([firing(a)], T0)  # cannot be recorded: kept in memory
         manager.tick(T0 + 10)  # retried: still full
         manager.tick(T0 + 20)
@@ -303,12 +303,12 @@ def test_faults_disk_full_incident_opened_logged_once_not_per_retry(  # F19 (fix
 
 def test_faults_disk_full_fresh_state_db_in_memory_then_written_back_when_space_returns(
         small_disk: SmallDisk, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    import hostwarden.agent.state
+    import hostwarden.agent.incidents.state
 
-    monkeypatch.setattr(hostwarden.agent.state, "RECOVER_EVERY", 0.0)
+    monkeypatch.setattr(hostwarden.agent.incidents.state, "RECOVER_EVERY", 0.0)
     small_disk.fill()
     path = small_disk.path / "state.db"
-    with caplog.at_level(logging.INFO, logger="hostwarden.agent.state"):
+    with caplog.at_level(logging.INFO, logger="hostwarden.agent.incidents.state"):
         db = StateDB(str(path))
         assert db.degraded and db.write_errors == 1
         db.save_alert_states([{"rule": "WhileFull"}])  # in memory; the file cannot take it (tried, still full)
@@ -329,9 +329,9 @@ def test_faults_disk_full_wal_left_by_kill_9_not_overwritten_by_memory_copy(
         small_disk: SmallDisk, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    import hostwarden.agent.state
+    import hostwarden.agent.incidents.state
 
-    monkeypatch.setattr(hostwarden.agent.state, "RECOVER_EVERY", 0.0)
+    monkeypatch.setattr(hostwarden.agent.incidents.state, "RECOVER_EVERY", 0.0)
     path = small_disk.path / "state.db"
     StateDB(str(path)).close()
     # a writer killed with -9 right after its commit: the row lives only in the -wal file

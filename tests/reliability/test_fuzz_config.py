@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from hostwarden.agent.config import GlobalConfig, WebConfig, load_config
-from hostwarden.agent.schema import ConfigErrors, Errors
+from hostwarden.agent.core.schema import ConfigErrors, Errors
 from hostwarden.collectors import base as collector_base
 from hostwarden.collectors.checks import check_types
 from hostwarden.exporters.receiver import ReceiverConfig
@@ -117,8 +117,8 @@ def _load_in_subprocess(path: Path, timeout: float) -> str:
     """load_config in a child with a time and memory limit: 'ConfigErrors', another exception name, or 'hang'."""
     code = ("import resource, sys\n"
             "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
-            "from agent.config import load_config\n"
-            "from agent.schema import ConfigErrors\n"
+            "from hostwarden.agent.config import load_config\n"
+            "from hostwarden.agent.core.schema import ConfigErrors\n"
             "try:\n    load_config(sys.argv[1]); print('accepted')\n"
             "except ConfigErrors: print('ConfigErrors')\n"
             "except BaseException as e: print(type(e).__name__)\n")

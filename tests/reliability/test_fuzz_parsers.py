@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hostwarden.agent.samples import Sample
-from hostwarden.agent.store import SeriesStore
+from hostwarden.agent.core.samples import Sample
+from hostwarden.agent.core.store import SeriesStore
 from hostwarden.collectors.check_nagios import PluginRun, interpret
 from hostwarden.collectors.checks import CheckResult
 from hostwarden.collectors.perfdata import parse_output
@@ -138,8 +138,8 @@ def test_promql_arbitrary_text_only_promql_error(text: str, store: SeriesStore) 
 
 def _eval_in_subprocess(expr: str, series_label: str, timeout: float) -> str:
     code = ("import sys\n"
-            "from agent.samples import Sample\nfrom agent.store import SeriesStore\n"
-            "from rules.promql import compile_expr\n"
+            "from hostwarden.agent.core.samples import Sample\nfrom hostwarden.agent.core.store import SeriesStore\n"
+            "from hostwarden.rules.promql import compile_expr\n"
             "s = SeriesStore(); s.set_retention({}, all_names=3600.0); t = 1_700_000_000.0\n"
             "s.append('x', [Sample('x', (('a', sys.argv[2]),), 1.0, t - 5)], t - 5)\n"
             "assert s.series_count() == 1\n"
@@ -217,7 +217,7 @@ def test_templates_parse_only_template_error_render_never_raises(text: str, data
 def _render_in_subprocess(text: str, timeout: float) -> str:
     code = ("import resource, sys\n"
             "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
-            "from rules.templates import parse_template, TemplateData\n"
+            "from hostwarden.rules.templates import parse_template, TemplateData\n"
             "d = TemplateData(labels={'a': 'a' * 30 + '!'}, value=1.0, external_labels={}, external_url='')\n"
             "try:\n    out = parse_template(sys.argv[1]).render(d)\n"
             "except BaseException as e:\n    print(type(e).__name__); raise SystemExit(0)\n"

@@ -17,7 +17,7 @@ from pathlib import Path
 import hostwarden.exporters.receiver as receiver_module
 import pytest
 from hostwarden.agent.config import load_config
-from hostwarden.agent.schema import ConfigErrors
+from hostwarden.agent.core.schema import ConfigErrors
 from hostwarden.exporters.receiver import Notification, ReceiverConfig, WebhookServer
 
 from tests.reliability.servers import post_webhook

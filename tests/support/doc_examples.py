@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from hostwarden.agent.schema import Errors
-from hostwarden.agent.yamlsrc import load_yaml
+from hostwarden.agent.core.schema import Errors
+from hostwarden.agent.core.yamlsrc import load_yaml
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "backends.md"
 

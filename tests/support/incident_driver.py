@@ -49,9 +49,9 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=90.0)
     args = ap.parse_args()
 
-    from hostwarden.agent.incidents import IncidentManager
-    from hostwarden.agent.outbox import OutboxWorker, build_backends
-    from hostwarden.agent.state import StateDB
+    from hostwarden.agent.incidents.manager import IncidentManager
+    from hostwarden.agent.incidents.outbox import OutboxWorker, build_backends
+    from hostwarden.agent.incidents.state import StateDB
 
     from tests.support.incidents import HOST, tickets_config
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from hostwarden.agent.samples import labels_of
-from hostwarden.agent.schema import Errors
-from hostwarden.agent.yamlsrc import load_yaml
+from hostwarden.agent.core.samples import labels_of
+from hostwarden.agent.core.schema import Errors
+from hostwarden.agent.core.yamlsrc import load_yaml
 from hostwarden.exporters.tickets.config import TicketsConfig, parse_tickets
 from hostwarden.rules.alerts import Alert, AlertState, AlertTransition, TransitionKind
 

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from hostwarden.agent.incidents import IncidentManager
-from hostwarden.agent.schema import Duration
-from hostwarden.agent.state import StateDB
+from hostwarden.agent.core.schema import Duration
+from hostwarden.agent.incidents.manager import IncidentManager
+from hostwarden.agent.incidents.state import StateDB
 from hostwarden.exporters.tickets.config import TicketsConfig
 from hostwarden.rules.alerts import Alert, AlertState, AlertTransition, TransitionKind
 

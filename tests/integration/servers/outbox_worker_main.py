@@ -20,8 +20,8 @@ import sys
 import time
 from typing import Any
 
-from hostwarden.agent.outbox import OutboxWorker
-from hostwarden.agent.state import StateDB
+from hostwarden.agent.incidents.outbox import OutboxWorker
+from hostwarden.agent.incidents.state import StateDB
 from hostwarden.exporters.tickets.base import BackendConfig, TicketBackend
 from hostwarden.exporters.tickets.redmine import RedmineBackend
 from hostwarden.exporters.tickets.rt import RtBackend

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hostwarden.agent.core.sdnotify import Notifier
 from hostwarden.agent.daemon import Agent, load_all
-from hostwarden.agent.sdnotify import Notifier
 
 from tests.reliability.agentprobe import parse_exposition, value
 

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from hostwarden.agent.diagnosis import Diagnoser, scan_largest
-from hostwarden.agent.samples import labels_of
-from hostwarden.agent.store import SeriesStore
+from hostwarden.agent.core.samples import labels_of
+from hostwarden.agent.core.store import SeriesStore
+from hostwarden.agent.incidents.diagnosis import Diagnoser, scan_largest
 from hostwarden.collectors.checks import CheckResult
 
 from tests.support.incidents import alert

@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 
 import pytest
-from hostwarden.agent.incidents import IncidentManager, apply_remote_statuses
-from hostwarden.agent.state import StateDB
+from hostwarden.agent.incidents.manager import IncidentManager, apply_remote_statuses
+from hostwarden.agent.incidents.state import StateDB
 from hostwarden.exporters.tickets.base import RemoteStatus, TicketRef
 from hostwarden.rules.alerts import TransitionKind
 

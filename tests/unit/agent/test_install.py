@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from hostwarden.agent import install
-from hostwarden.agent.paths import PACKAGE_CONFIG_DIR
+from hostwarden.agent.core.paths import PACKAGE_CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -10,8 +10,8 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from hostwarden.agent import secrets
-from hostwarden.agent.logsetup import AgentFormatter, setup_logging, under_journal
+from hostwarden.agent.core import secrets
+from hostwarden.agent.core.logsetup import AgentFormatter, setup_logging, under_journal
 
 LOGFMT_PAIR = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
 

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from hostwarden.agent.incidents import IncidentManager
-from hostwarden.agent.outbox import (
+from hostwarden.agent.incidents.manager import IncidentManager
+from hostwarden.agent.incidents.outbox import (
     BackendInitError,
     OutboxWorker,
     TokenBucket,
@@ -18,7 +18,7 @@ from hostwarden.agent.outbox import (
     list_outbox,
     retry,
 )
-from hostwarden.agent.state import StateDB
+from hostwarden.agent.incidents.state import StateDB
 from hostwarden.exporters.tickets.local import LocalBackend
 
 from tests.support.incidents import HOST, alert, firing, resolved, severity, tickets_config
@@ -139,7 +139,7 @@ def test_outbox_find_adopts_ticket_created_before_a_crash(db: StateDB, tmp_path:
     m.handle([firing(a)], T0)
     local: LocalBackend = backends["local"]  # type: ignore[assignment]
     payload = json.loads(db.query("SELECT payload FROM outbox")[0]["payload"])
-    from hostwarden.agent.state import incident_from_dict
+    from hostwarden.agent.incidents.state import incident_from_dict
 
     existing = local.open(incident_from_dict(payload["incident"]))  # the ticket a crashed attempt created
     assert w.run_once(0.0) == 1

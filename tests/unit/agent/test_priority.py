@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hostwarden.agent.priority import DEFAULT_SLA, build_policy
+from hostwarden.agent.core.priority import DEFAULT_SLA, build_policy
 
 
 def test_priority_default_matrix_cells() -> None:

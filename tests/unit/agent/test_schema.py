@@ -3,8 +3,8 @@ from __future__ import annotations
 import typing
 from dataclasses import dataclass, field
 
-from hostwarden.agent.schema import MISSING, ConfigErrors, Duration, Errors, Regex, build
-from hostwarden.agent.yamlsrc import load_yaml
+from hostwarden.agent.core.schema import MISSING, ConfigErrors, Duration, Errors, Regex, build
+from hostwarden.agent.core.yamlsrc import load_yaml
 
 
 @dataclass(frozen=True)

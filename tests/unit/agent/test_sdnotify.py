@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from hostwarden.agent.sdnotify import Notifier, watchdog_interval
+from hostwarden.agent.core.sdnotify import Notifier, watchdog_interval
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_notifier_without_socket_is_disabled_noop() -> None:
 
 def test_notifier_missing_socket_logs_once_and_never_raises(tmp_path, caplog) -> None:
     n = Notifier(str(tmp_path / "absent.sock"))
-    with caplog.at_level(logging.WARNING, logger="hostwarden.agent.sdnotify"):
+    with caplog.at_level(logging.WARNING, logger="hostwarden.agent.core.sdnotify"):
         for _ in range(5):
             assert n.watchdog() is False
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -101,7 +101,7 @@ def test_notifier_missing_socket_logs_once_and_never_raises(tmp_path, caplog) ->
 def test_notifier_socket_appearing_later_recovers_and_logs_once(tmp_path, caplog) -> None:
     path = str(tmp_path / "late.sock")
     n = Notifier(path)
-    with caplog.at_level(logging.INFO, logger="hostwarden.agent.sdnotify"):
+    with caplog.at_level(logging.INFO, logger="hostwarden.agent.core.sdnotify"):
         assert n.watchdog() is False
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(path)

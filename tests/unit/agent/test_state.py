@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostwarden.agent import sqlitefile
-from hostwarden.agent.state import MIGRATIONS, SCHEMA_VERSION, StateDB
+from hostwarden.agent.core import sqlitefile
+from hostwarden.agent.incidents.state import MIGRATIONS, SCHEMA_VERSION, StateDB
 
 
 def test_state_new_file_mode_0600_wal_and_full_sync(tmp_path: Path) -> None:
@@ -149,8 +149,8 @@ def _run_unwritable(d: Path, subprocess: Any, sys: Any) -> None:
     code = (
         "import os, sys, json, logging\n"
         "logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
-        "from agent.state import StateDB\n"
-        "import agent.sqlitefile, urllib.parse, hashlib, uuid\n"
+        "from hostwarden.agent.incidents.state import StateDB\n"
+        "import hostwarden.agent.core.sqlitefile, urllib.parse, hashlib, uuid\n"
         "os.setgid(65534); os.setuid(65534)\n"
         f"db = StateDB({str(path)!r})\n"
         "rows = db.load_alert_states()\n"

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from hostwarden.agent.samples import Sample, labels_of
-from hostwarden.agent.store import STALE_NAN, SeriesStore, is_stale
+from hostwarden.agent.core.samples import Sample, labels_of
+from hostwarden.agent.core.store import STALE_NAN, SeriesStore, is_stale
 
 
 def _snap(t: float, **series: float) -> list[Sample]:

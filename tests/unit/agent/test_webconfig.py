@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostwarden.agent.schema import ConfigErrors
-from hostwarden.agent.webconfig import AUTH_CACHE_SECONDS, WebSecurity, load_web_config
+from hostwarden.agent.core.schema import ConfigErrors
+from hostwarden.agent.core.webconfig import AUTH_CACHE_SECONDS, WebSecurity, load_web_config
 
 from tests.support.tls import Pki, bcrypt_hash, make_pki
 

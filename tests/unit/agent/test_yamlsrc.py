@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from hostwarden.agent.yamlsrc import LocDict, YAMLSourceError, load_yaml
+from hostwarden.agent.core.yamlsrc import LocDict, YAMLSourceError, load_yaml
 
 
 def test_load_yaml_nested_mapping_records_key_and_item_locations() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from hostwarden.agent.schema import Duration
+from hostwarden.agent.core.schema import Duration
 from hostwarden.collectors.check_file import FileCheck, FileConfig, evaluate, stat_files
 
 NOW = 1_700_000_000.0

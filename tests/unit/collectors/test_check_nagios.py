@@ -11,7 +11,7 @@ import time
 
 import psutil
 import pytest
-from hostwarden.agent.schema import Duration
+from hostwarden.agent.core.schema import Duration
 from hostwarden.collectors.check_nagios import NagiosCheck, NagiosConfig, PluginRun, interpret, perfdata_samples
 from hostwarden.collectors.checks import Status
 from hostwarden.collectors.perfdata import parse_perfdata

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from hostwarden.agent.schema import Duration
+from hostwarden.agent.core.schema import Duration
 from hostwarden.collectors.check_process import ProcessCheck, ProcessConfig, ProcessTable
 
 SLEEP = shutil.which("sleep")
@@ -85,7 +85,7 @@ def test_process_bad_or_missing_pidfile_is_down_with_reason(tmp_path) -> None:
 def test_process_agent_itself_is_never_counted() -> None:
     # a child interpreter runs the check for a regex that its own command line matches
     token = f"hw-self-{uuid.uuid4().hex}"
-    code = ("import time; from collectors.check_process import ProcessCheck, ProcessConfig; "
+    code = ("import time; from hostwarden.collectors.check_process import ProcessCheck, ProcessConfig; "
             f"r = ProcessCheck(ProcessConfig(name='p', cmdline='{token}', min=0)).run(time.monotonic() + 5); "
             "print(int(r.samples[0].value))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hostwarden.agent.schema import Regex
+from hostwarden.agent.core.schema import Regex
 from hostwarden.collectors.check_systemd import SystemdConfig, UnitInfo, describe_error, evaluate
 
 

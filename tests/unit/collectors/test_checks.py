@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from hostwarden.agent.samples import MetricDef, metric_defs
-from hostwarden.agent.schema import Duration, Errors
-from hostwarden.agent.yamlsrc import Loc, load_yaml
+from hostwarden.agent.core.samples import MetricDef, metric_defs
+from hostwarden.agent.core.schema import Duration, Errors
+from hostwarden.agent.core.yamlsrc import Loc, load_yaml
 from hostwarden.collectors.check_file import FileConfig
 from hostwarden.collectors.check_tcp import TcpConfig
 from hostwarden.collectors.checks import CheckConfig, CheckResult, CheckRunner, Status, parse_checks, sample

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hostwarden.agent.samples import Sample
+from hostwarden.agent.core.samples import Sample
 from hostwarden.collectors.cpu import CpuCollector, CpuConfig
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "proc" / "basic"

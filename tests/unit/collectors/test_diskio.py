@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hostwarden.agent.samples import Sample
+from hostwarden.agent.core.samples import Sample
 from hostwarden.collectors.diskio import DEFAULT_DEVICE_EXCLUDE, DiskioCollector, DiskioConfig
 from hostwarden.collectors.procfs import read_text
 

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hostwarden.agent.samples import Sample
-from hostwarden.agent.schema import Duration, Errors, Regex, build
-from hostwarden.agent.yamlsrc import Loc
+from hostwarden.agent.core.samples import Sample
+from hostwarden.agent.core.schema import Duration, Errors, Regex, build
+from hostwarden.agent.core.yamlsrc import Loc
 from hostwarden.collectors.filesystem import (
     TIMED_OUT,
     FilesystemCollector,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from hostwarden.agent.samples import Sample
+from hostwarden.agent.core.samples import Sample
 from hostwarden.collectors.memory import MemoryCollector, MemoryConfig, metric_name
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "proc" / "basic"

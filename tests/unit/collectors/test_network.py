@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import psutil
-from hostwarden.agent.samples import Sample
+from hostwarden.agent.core.samples import Sample
 from hostwarden.collectors.network import COLUMNS, NetworkCollector, NetworkConfig
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "proc" / "basic"

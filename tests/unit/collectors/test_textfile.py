@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hostwarden.agent.samples import Sample
+from hostwarden.agent.core.samples import Sample
 from hostwarden.collectors.textfile import TextfileCollector, TextfileConfig, parse_textfile
 from hostwarden.exporters.prometheus import Exposition
 from prometheus_client.parser import text_string_to_metric_families

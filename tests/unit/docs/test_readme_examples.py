@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from hostwarden.agent.config import load_config
-from hostwarden.agent.schema import ConfigErrors, Errors
+from hostwarden.agent.core.schema import ConfigErrors, Errors
 from hostwarden.rules.loader import load_rule_files
 
 README = Path(__file__).resolve().parents[3] / "README.md"

@@ -7,7 +7,7 @@ import dataclasses
 import logging
 
 import pytest
-from hostwarden.agent.secrets import SecretError
+from hostwarden.agent.core.secrets import SecretError
 from hostwarden.exporters.tickets.email import EmailBackend, EmailConfig, header_text, short_fp
 
 from tests.contract.incidents import HOSTILE, make_incident, resolved

@@ -69,7 +69,7 @@ def test_jira_fields_map_priority_category_and_extra_fields() -> None:
 
 
 def test_jira_missing_secret_is_reported_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hostwarden.agent.secrets import SecretError
+    from hostwarden.agent.core.secrets import SecretError
 
     monkeypatch.delenv("HW_TEST_UNSET_TOKEN", raising=False)
     with pytest.raises(SecretError, match="HW_TEST_UNSET_TOKEN"):

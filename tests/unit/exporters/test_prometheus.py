@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import gzip
 
-from hostwarden.agent.samples import MetricDef, Sample, labels_of, metric_defs
+from hostwarden.agent.core.samples import MetricDef, Sample, labels_of, metric_defs
 from hostwarden.exporters.prometheus import Exposition, format_value
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text

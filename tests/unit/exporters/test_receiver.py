@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostwarden.agent.schema import MISSING, Errors
-from hostwarden.agent.yamlsrc import load_yaml
+from hostwarden.agent.core.schema import MISSING, Errors
+from hostwarden.agent.core.yamlsrc import load_yaml
 from hostwarden.exporters.amwebhook import parse_notification
 from hostwarden.exporters.receiver import Receiver, ReceiverConfig, WebhookServer, parse_receiver
 from hostwarden.rules.alerts import AlertTransition, TransitionKind
@@ -164,8 +164,8 @@ def test_webhook_server_handles_concurrent_notifications_of_one_group_once(
 
 
 def test_receiver_with_real_incident_manager_one_incident_per_group(tmp_path: Path) -> None:
-    from hostwarden.agent.incidents import IncidentManager
-    from hostwarden.agent.state import StateDB
+    from hostwarden.agent.incidents.manager import IncidentManager
+    from hostwarden.agent.incidents.state import StateDB
     from hostwarden.exporters.tickets.config import parse_tickets
 
     errors = Errors()

@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 
 import pytest
-from hostwarden.agent.schema import ConfigErrors, Errors
-from hostwarden.agent.secrets import SecretError
-from hostwarden.agent.yamlsrc import load_yaml
+from hostwarden.agent.core.schema import ConfigErrors, Errors
+from hostwarden.agent.core.secrets import SecretError
+from hostwarden.agent.core.yamlsrc import load_yaml
 from hostwarden.exporters.tickets.base import PermanentError, TicketRef, registry
 from hostwarden.exporters.tickets.config import parse_tickets
 from hostwarden.exporters.tickets.redmine import RedmineBackend, RedmineConfig, _Meta, _pick

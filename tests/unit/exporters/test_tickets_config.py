@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hostwarden.agent.schema import ConfigErrors, Errors
-from hostwarden.agent.yamlsrc import load_yaml
+from hostwarden.agent.core.schema import ConfigErrors, Errors
+from hostwarden.agent.core.yamlsrc import load_yaml
 from hostwarden.exporters.tickets.config import TicketsConfig, parse_tickets
 
 

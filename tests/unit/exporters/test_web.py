@@ -4,7 +4,7 @@ import gzip
 import http.client
 
 import pytest
-from hostwarden.agent.samples import Sample
+from hostwarden.agent.core.samples import Sample
 from hostwarden.exporters.prometheus import Exposition
 from hostwarden.exporters.web import MetricsServer
 

@@ -4,7 +4,7 @@ import os
 
 import yaml
 from hostwarden.agent.cli import main
-from hostwarden.agent.schema import Errors
+from hostwarden.agent.core.schema import Errors
 from hostwarden.rules.export import export_groups
 from hostwarden.rules.loader import load_rule_files
 

@@ -4,8 +4,8 @@ import glob
 import os
 
 import pytest
-from hostwarden.agent.schema import Errors
-from hostwarden.agent.yamlsrc import Loc
+from hostwarden.agent.core.schema import Errors
+from hostwarden.agent.core.yamlsrc import Loc
 from hostwarden.rules.loader import load_rule_files, parse_threshold, scalar_loc
 from hostwarden.rules.model import Threshold
 

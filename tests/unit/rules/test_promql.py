@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from hostwarden.agent.samples import Sample
-from hostwarden.agent.store import STALE_NAN, SeriesStore
+from hostwarden.agent.core.samples import Sample
+from hostwarden.agent.core.store import STALE_NAN, SeriesStore
 from hostwarden.rules.promql import (
     Element,
     PromQLError,

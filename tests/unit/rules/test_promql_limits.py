@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from hostwarden.agent.schema import Errors
-from hostwarden.agent.store import SeriesStore
+from hostwarden.agent.core.schema import Errors
+from hostwarden.agent.core.store import SeriesStore
 from hostwarden.rules.loader import load_rule_files
 from hostwarden.rules.manager import RuleManager
 from hostwarden.rules.promql import PromQLError, compile_expr

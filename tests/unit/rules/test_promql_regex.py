@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hostwarden.agent.store import SeriesStore
+from hostwarden.agent.core.store import SeriesStore
 from hostwarden.rules.promql import PromQLError, compile_expr
 from hostwarden.rules.promql_regex import MEMO_MAX, RegexError, compile_matcher, compile_re2, compile_regex
 

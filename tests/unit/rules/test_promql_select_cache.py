@@ -4,8 +4,8 @@ freshly compiled one does."""
 
 from __future__ import annotations
 
-from hostwarden.agent.samples import Sample, labels_of
-from hostwarden.agent.store import SeriesStore
+from hostwarden.agent.core.samples import Sample, labels_of
+from hostwarden.agent.core.store import SeriesStore
 from hostwarden.rules.promql import compile_expr
 from hypothesis import given, settings
 from hypothesis import strategies as st

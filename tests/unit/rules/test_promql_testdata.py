@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass, field
 
 import pytest
-from hostwarden.agent.store import STALE_NAN, SeriesStore
+from hostwarden.agent.core.store import STALE_NAN, SeriesStore
 from hostwarden.rules.promql import Element, PromQLError, compile_expr
 
 # -- the promqltest format -----------------------------------------------------------------------

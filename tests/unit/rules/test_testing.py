@@ -7,7 +7,7 @@ import os
 
 import pytest
 from hostwarden.agent.cli import main
-from hostwarden.agent.store import is_stale
+from hostwarden.agent.core.store import is_stale
 from hostwarden.rules.testing import RuleTestError, expand_values, parse_series_selector, run_test_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))

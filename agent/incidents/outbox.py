@@ -33,9 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hostwarden.agent.incidents import apply_remote_statuses
-from hostwarden.agent.secrets import redact
-from hostwarden.agent.state import StateDB, incident_from_dict
+from hostwarden.agent.core.secrets import redact
+from hostwarden.agent.incidents.manager import apply_remote_statuses
+from hostwarden.agent.incidents.state import StateDB, incident_from_dict
 from hostwarden.exporters.tickets.base import (
     Incident,
     PermanentError,

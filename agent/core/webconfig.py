@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import bcrypt
-from hostwarden.agent.schema import MISSING, ConfigErrors, Errors, Issue, build, did_you_mean
-from hostwarden.agent.yamlsrc import Loc, LocDict, LocList, YAMLSourceError, load_yaml_file
+from hostwarden.agent.core.schema import MISSING, ConfigErrors, Errors, Issue, build, did_you_mean
+from hostwarden.agent.core.yamlsrc import Loc, LocDict, LocList, YAMLSourceError, load_yaml_file
 
 log = logging.getLogger(__name__)
 

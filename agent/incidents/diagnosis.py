@@ -26,8 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 import psutil
-from hostwarden.agent.store import SeriesStore, is_stale
-from hostwarden.agent.units import human_duration
+from hostwarden.agent.core.store import SeriesStore, is_stale
+from hostwarden.agent.core.units import human_duration
 from hostwarden.rules.alerts import Alert
 
 SERIES_WINDOW = 600.0

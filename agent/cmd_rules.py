@@ -39,7 +39,7 @@ def cmd_test_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_export(args: argparse.Namespace) -> int:
-    from hostwarden.agent.schema import ConfigErrors, Errors
+    from hostwarden.agent.core.schema import ConfigErrors, Errors
     from hostwarden.rules.export import export_groups
     from hostwarden.rules.loader import load_rule_files
 
@@ -50,8 +50,8 @@ def cmd_rules_export(args: argparse.Namespace) -> int:
             errors.raise_if_any()
             sources = list(args.rule_files)
         else:
+            from hostwarden.agent.core.paths import default_config_path
             from hostwarden.agent.daemon import load_all
-            from hostwarden.agent.paths import default_config_path
 
             path = args.config or default_config_path()
             config, groups = load_all(path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PACKAGE_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+PACKAGE_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 DEFAULT_CONFIG = PACKAGE_CONFIG_DIR / "hostwarden.yaml"
 
 

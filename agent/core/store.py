@@ -22,7 +22,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from hostwarden.agent.samples import Labels, Sample
+from hostwarden.agent.core.samples import Labels, Sample
 
 STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
 _STALE_BITS = struct.pack("<d", STALE_NAN)

@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any, Literal, TextIO
 
-from hostwarden.agent import secrets
+from hostwarden.agent.core import secrets
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
           "error": logging.ERROR}

@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from hostwarden.agent.units import parse_duration
-from hostwarden.agent.yamlsrc import Loc, LocDict, LocList
+from hostwarden.agent.core.units import parse_duration
+from hostwarden.agent.core.yamlsrc import Loc, LocDict, LocList
 
 T = TypeVar("T")
 

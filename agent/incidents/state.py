@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from hostwarden.agent import sqlitefile
-from hostwarden.agent.samples import Labels
+from hostwarden.agent.core import sqlitefile
+from hostwarden.agent.core.samples import Labels
 from hostwarden.exporters.tickets.base import Incident, TimelineEntry
 from hostwarden.rules.alerts import Alert, AlertState
 

@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from hostwarden.agent.priority import PriorityPolicy
-from hostwarden.agent.state import StateDB
-from hostwarden.agent.units import human_duration
+from hostwarden.agent.core.priority import PriorityPolicy
+from hostwarden.agent.core.units import human_duration
+from hostwarden.agent.incidents.state import StateDB
 
 
 @dataclass

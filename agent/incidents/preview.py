@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from hostwarden.agent.schema import Errors
-from hostwarden.agent.state import StateDB, incident_to_dict
+from hostwarden.agent.core.schema import Errors
+from hostwarden.agent.incidents.state import StateDB, incident_to_dict
 from hostwarden.exporters.tickets import render
 
 
@@ -36,7 +36,7 @@ def _find_rule(config: Any, name: str) -> tuple[Any, Any]:
                 names.append(r.name)
                 if r.name == name:
                     return g, r
-    from hostwarden.agent.schema import did_you_mean
+    from hostwarden.agent.core.schema import did_you_mean
 
     raise PreviewError(f"no alert rule {name!r} in {len(config.rule_files)} rule file(s)" + did_you_mean(name, names),
                        2)
@@ -76,10 +76,10 @@ def example_alert(group: Any, rule: Any, *, labels: dict[str, str], value: float
 
 def preview_rule(config: Any, tickets: Any, rule_name: str, *, labels: dict[str, str], value: float | None,
                  severity: str | None, diagnose: bool, now: float) -> dict[str, Any]:
-    from hostwarden.agent.diagnosis import Diagnoser
-    from hostwarden.agent.incidents import IncidentManager
-    from hostwarden.agent.outbox import BackendInitError, build_backends
-    from hostwarden.agent.store import SeriesStore
+    from hostwarden.agent.core.store import SeriesStore
+    from hostwarden.agent.incidents.diagnosis import Diagnoser
+    from hostwarden.agent.incidents.manager import IncidentManager
+    from hostwarden.agent.incidents.outbox import BackendInitError, build_backends
 
     group, rule = _find_rule(config, rule_name)
     alert = example_alert(group, rule, labels=labels, value=value, severity=severity,
@@ -122,6 +122,6 @@ def preview_rule(config: Any, tickets: Any, rule_name: str, *, labels: dict[str,
 
 
 def _human(seconds: float) -> str:
-    from hostwarden.agent.units import human_duration
+    from hostwarden.agent.core.units import human_duration
 
     return human_duration(seconds)
