@@ -17,7 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hostwarden.agent.cmd_rules",              # test-rules, rules export
     "hostwarden.agent.cmd_tickets",      # tickets ..., report
     "hostwarden.agent.install",          # install
-    "hostwarden.exporters.receiver",     # receive
+    "hostwarden.agent.cmd_receive",      # receive
 )
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2

@@ -74,8 +74,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from hostwarden.agent.config import tickets_config_of
     from hostwarden.agent.core.schema import ConfigErrors
-    from hostwarden.agent.daemon import build_collectors, load_all, tickets_config_of
+    from hostwarden.agent.daemon import build_collectors, load_all
 
     path = args.file or args.config_opt or default_config_path()
     try:

@@ -204,3 +204,17 @@ def _issue(loc: Loc, message: str) -> Any:
 
 
 __all__ = ["DEFAULT_LISTEN", "DEFAULT_PORT", "AgentConfig", "ConfigErrors", "Regex", "load_config"]
+
+
+def tickets_config_of(config: AgentConfig) -> Any:
+    """The `tickets:` section, or what an absent section means: the embedded `local` backend."""
+    if config.tickets is not None:
+        return config.tickets
+    from hostwarden.agent.core.yamlsrc import load_yaml
+    from hostwarden.exporters.tickets.config import parse_tickets
+
+    errors = Errors()
+    node = load_yaml("{}", config.path)
+    parsed = parse_tickets(node, errors, node.loc, os.path.dirname(config.path))
+    errors.raise_if_any()
+    return parsed

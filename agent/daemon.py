@@ -31,7 +31,7 @@ from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from hostwarden.agent.config import AgentConfig, load_config
+from hostwarden.agent.config import AgentConfig, load_config, tickets_config_of
 from hostwarden.agent.core import __version__
 from hostwarden.agent.core.clock import AgentClock
 from hostwarden.agent.core.paths import ensure_dir
@@ -129,19 +129,6 @@ def load_all(path: str) -> tuple[AgentConfig, list[Any]]:
     groups = load_rules(config)
     return config, groups
 
-
-def tickets_config_of(config: AgentConfig) -> Any:
-    """The `tickets:` section, or what an absent section means: the embedded `local` backend."""
-    if config.tickets is not None:
-        return config.tickets
-    from hostwarden.agent.core.yamlsrc import load_yaml
-    from hostwarden.exporters.tickets.config import parse_tickets
-
-    errors = Errors()
-    node = load_yaml("{}", config.path)
-    parsed = parse_tickets(node, errors, node.loc, os.path.dirname(config.path))
-    errors.raise_if_any()
-    return parsed
 
 
 class Agent:
@@ -420,8 +407,8 @@ class Agent:
             from hostwarden.exporters.receiver import start_receiver
 
             self.receiver_server, self.receiver = start_receiver(
-                self.config.receiver, self.incidents, state_dir=self.config.state_dir, wake=self.outbox.wake,
-                lock=self._lock)
+                self.config.receiver, self.incidents, state_dir=self.config.state_dir, clock=self.clock.now,
+                wake=self.outbox.wake, lock=self._lock)
         self._ready = True
         host, port = self.server.address
         log.info("hostwarden %s listening on %s:%d (%d collectors, %d checks, %d rule groups)", __version__, host,

@@ -214,6 +214,7 @@ def prometheus_chain(workdir: Path, *, interval: str, rate_window: str, fn: str,
 
 def outbox_throughput(n: int, backend_yaml: str, workdir: Path) -> float:
     """Operations per second: n incidents opened (find + open each) through IncidentManager + OutboxWorker."""
+    from hostwarden.agent.core.alert import Alert, AlertState
     from hostwarden.agent.core.samples import labels_of
     from hostwarden.agent.core.schema import Errors
     from hostwarden.agent.core.yamlsrc import load_yaml
@@ -221,7 +222,7 @@ def outbox_throughput(n: int, backend_yaml: str, workdir: Path) -> float:
     from hostwarden.agent.incidents.outbox import OutboxWorker, build_backends
     from hostwarden.agent.incidents.state import StateDB
     from hostwarden.exporters.tickets.config import parse_tickets
-    from hostwarden.rules.alerts import Alert, AlertState, AlertTransition, TransitionKind
+    from hostwarden.rules.alerts import AlertTransition, TransitionKind
 
     errors = Errors()
     node = load_yaml(backend_yaml, str(workdir / "t.yaml"))

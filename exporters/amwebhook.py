@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from hostwarden.agent.core.alert import SEVERITY_ORDER, Alert, AlertState
 from hostwarden.agent.core.samples import Labels
-from hostwarden.rules.alerts import SEVERITY_ORDER, Alert, AlertState, AlertTransition, TransitionKind
+from hostwarden.rules.alerts import AlertTransition, TransitionKind
 
 log = logging.getLogger(__name__)
 

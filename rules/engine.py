@@ -32,8 +32,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from hostwarden.agent.core.alert import SEVERITY_ORDER, Alert, AlertState
 from hostwarden.agent.core.samples import Labels
-from hostwarden.rules.alerts import SEVERITY_ORDER, Alert, AlertState, AlertTransition, TransitionKind
+from hostwarden.rules.alerts import AlertTransition, TransitionKind
 from hostwarden.rules.model import Flap, Rule
 
 DEFAULT_SEVERITY = "warning"

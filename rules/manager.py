@@ -17,15 +17,15 @@ and logged once per change (new error message, recovery).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from hostwarden.agent.core.alert import Alert, AlertState, alert_from_dict, alert_to_dict
 from hostwarden.agent.core.samples import Labels, MetricDef, Sample, metric_defs
 from hostwarden.agent.core.store import STALE_NAN, SeriesStore
-from hostwarden.rules.alerts import Alert, AlertState, AlertTransition, TransitionKind
+from hostwarden.rules.alerts import AlertTransition, TransitionKind
 from hostwarden.rules.engine import AlertRecord, Observation, RuleState
 from hostwarden.rules.model import Rule, RuleGroup
 from hostwarden.rules.promql import Element, PromQLError
@@ -348,26 +348,3 @@ class RuleManager:
             restored += 1
         if restored:
             log.info("restored %d alert states", restored)
-
-
-def alert_to_dict(a: Alert) -> dict[str, Any]:
-    return {"rule": a.rule, "group": a.group, "labels": [list(p) for p in a.labels],
-            "identity": [list(p) for p in a.identity], "state": a.state.value, "severity": a.severity,
-            "value": a.value if math.isfinite(a.value) else repr(a.value), "active_since": a.active_since,
-            "fired_at": a.fired_at, "resolved_at": a.resolved_at, "annotations": [list(p) for p in a.annotations],
-            "category": a.category, "threshold": a.threshold, "expr": a.expr, "flapping": a.flapping,
-            "source": a.source}
-
-
-def alert_from_dict(d: dict[str, Any]) -> Alert:
-    def labels(v: Any) -> Labels:
-        return tuple((str(k), str(x)) for k, x in v)
-
-    return Alert(rule=str(d["rule"]), group=str(d["group"]), labels=labels(d["labels"]),
-                 identity=labels(d["identity"]), state=AlertState(d["state"]), severity=str(d["severity"]),
-                 value=float(d["value"]), active_since=float(d["active_since"]),
-                 fired_at=None if d.get("fired_at") is None else float(d["fired_at"]),
-                 resolved_at=None if d.get("resolved_at") is None else float(d["resolved_at"]),
-                 annotations=labels(d.get("annotations", [])), category=str(d.get("category", "")),
-                 threshold=str(d.get("threshold", "")), expr=str(d.get("expr", "")),
-                 flapping=bool(d.get("flapping")), source=str(d.get("source", "")))

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from typing import Any
 
 import psutil
+from hostwarden.agent.core.alert import Alert
 from hostwarden.agent.core.store import SeriesStore, is_stale
 from hostwarden.agent.core.units import human_duration
-from hostwarden.rules.alerts import Alert
 
 SERIES_WINDOW = 600.0
 MAX_SERIES = 3

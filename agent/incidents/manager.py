@@ -30,12 +30,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from hostwarden.agent.core.alert import SEVERITY_ORDER, Alert, AlertState, alert_from_dict, alert_to_dict, fingerprint
+from hostwarden.agent.core.incident import Incident, RemoteStatus, TicketRef, TimelineEntry, incident_to_dict
 from hostwarden.agent.core.samples import Labels, MetricDef, Sample, labels_of, metric_defs
 from hostwarden.agent.core.units import format_duration, human_duration
-from hostwarden.agent.incidents.state import StateDB, alert_from_dict, alert_to_dict, incident_to_dict
-from hostwarden.exporters.tickets.base import Incident, RemoteStatus, TicketRef, TimelineEntry
+from hostwarden.agent.incidents.state import StateDB
 from hostwarden.exporters.tickets.config import TicketsConfig
-from hostwarden.rules.alerts import SEVERITY_ORDER, Alert, AlertState, AlertTransition, TransitionKind, fingerprint
+from hostwarden.rules.alerts import AlertTransition, TransitionKind
 
 log = logging.getLogger(__name__)
 

@@ -33,19 +33,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hostwarden.agent.core.incident import Incident, PermanentError, TicketRef, TransientError, incident_from_dict
 from hostwarden.agent.core.secrets import redact
 from hostwarden.agent.incidents.manager import apply_remote_statuses
-from hostwarden.agent.incidents.state import StateDB, incident_from_dict
-from hostwarden.exporters.tickets.base import (
-    Incident,
-    PermanentError,
-    TicketBackend,
-    TicketRef,
-    TransientError,
-    registry,
-    reset_idempotency_key,
-    set_idempotency_key,
-)
+from hostwarden.agent.incidents.state import StateDB
+from hostwarden.exporters.tickets.base import TicketBackend, registry, reset_idempotency_key, set_idempotency_key
 
 log = logging.getLogger(__name__)
 

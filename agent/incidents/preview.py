@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from hostwarden.agent.core.incident import incident_to_dict
 from hostwarden.agent.core.schema import Errors
-from hostwarden.agent.incidents.state import StateDB, incident_to_dict
+from hostwarden.agent.incidents.state import StateDB
 from hostwarden.exporters.tickets import render
 
 
@@ -44,7 +45,7 @@ def _find_rule(config: Any, name: str) -> tuple[Any, Any]:
 
 def example_alert(group: Any, rule: Any, *, labels: dict[str, str], value: float | None, severity: str | None,
                   external_labels: dict[str, str], now: float) -> Any:
-    from hostwarden.rules.alerts import AlertState
+    from hostwarden.agent.core.alert import AlertState
     from hostwarden.rules.engine import AlertRecord, RuleState
     from hostwarden.rules.templates import TemplateData
 

@@ -27,9 +27,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from hostwarden.agent.core import sqlitefile
-from hostwarden.agent.core.samples import Labels
-from hostwarden.exporters.tickets.base import Incident, TimelineEntry
-from hostwarden.rules.alerts import Alert, AlertState
 
 log = logging.getLogger(__name__)
 
@@ -306,52 +303,3 @@ def _row_key(row: dict, text: str) -> str:
     identity = [row.get(k) for k in _IDENTITY_KEYS]
     basis = json.dumps(identity, sort_keys=True, default=str) if "rule" in row else text
     return hashlib.sha256(basis.encode()).hexdigest()[:24]
-
-
-# -- codecs: Alert / Incident <-> JSON (outbox payloads, incident rows) -------------------------------------
-
-def _labels(pairs: Any) -> Labels:
-    return tuple((str(k), str(v)) for k, v in pairs)
-
-
-def alert_to_dict(a: Alert) -> dict[str, Any]:
-    return {
-        "rule": a.rule, "group": a.group, "labels": [list(p) for p in a.labels],
-        "identity": [list(p) for p in a.identity], "state": a.state.value, "severity": a.severity,
-        "value": a.value, "active_since": a.active_since, "fired_at": a.fired_at, "resolved_at": a.resolved_at,
-        "annotations": [list(p) for p in a.annotations], "category": a.category, "threshold": a.threshold,
-        "expr": a.expr, "flapping": a.flapping, "source": a.source,
-    }
-
-
-def alert_from_dict(d: dict[str, Any]) -> Alert:
-    return Alert(
-        rule=d["rule"], group=d.get("group", ""), labels=_labels(d.get("labels", ())),
-        identity=_labels(d.get("identity", ())), state=AlertState(d.get("state", "firing")),
-        severity=d.get("severity", ""), value=float(d.get("value", 0.0)), active_since=float(d.get("active_since", 0)),
-        fired_at=d.get("fired_at"), resolved_at=d.get("resolved_at"),
-        annotations=tuple((str(k), str(v)) for k, v in d.get("annotations", ())), category=d.get("category", ""),
-        threshold=d.get("threshold", ""), expr=d.get("expr", ""), flapping=bool(d.get("flapping", False)),
-        source=d.get("source", ""),
-    )
-
-
-def incident_to_dict(i: Incident) -> dict[str, Any]:
-    return {
-        "fingerprint": i.fingerprint, "alert": alert_to_dict(i.alert), "title": i.title, "priority": i.priority,
-        "category": i.category, "host": i.host, "labels": [list(p) for p in i.labels], "opened_at": i.opened_at,
-        "diagnosis": i.diagnosis, "acknowledged_at": i.acknowledged_at, "resolved_at": i.resolved_at,
-        "reopen_count": i.reopen_count, "timeline": [[e.at, e.kind, e.text] for e in i.timeline],
-        "storm_of": list(i.storm_of), "extra_fields": i.extra_fields,
-    }
-
-
-def incident_from_dict(d: dict[str, Any]) -> Incident:
-    return Incident(
-        fingerprint=d["fingerprint"], alert=alert_from_dict(d["alert"]), title=d["title"], priority=d["priority"],
-        category=d.get("category", ""), host=d.get("host", ""), labels=_labels(d.get("labels", ())),
-        opened_at=float(d["opened_at"]), diagnosis=d.get("diagnosis", ""), acknowledged_at=d.get("acknowledged_at"),
-        resolved_at=d.get("resolved_at"), reopen_count=int(d.get("reopen_count", 0)),
-        timeline=tuple(TimelineEntry(float(at), str(kind), str(text)) for at, kind, text in d.get("timeline", ())),
-        storm_of=tuple(d.get("storm_of", ())), extra_fields=dict(d.get("extra_fields") or {}),
-    )

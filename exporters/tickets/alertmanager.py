@@ -37,16 +37,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from hostwarden.agent.core.incident import Incident, PermanentError, TicketRef, TransientError
 from hostwarden.agent.core.schema import Duration
 from hostwarden.agent.core.secrets import resolve
-from hostwarden.exporters.tickets.base import (
-    BackendConfig,
-    Incident,
-    PermanentError,
-    TicketRef,
-    TransientError,
-    register,
-)
+from hostwarden.exporters.tickets.base import BackendConfig, register
 from hostwarden.exporters.tickets.http import HttpClient
 from hostwarden.exporters.tickets.render import render_title
 

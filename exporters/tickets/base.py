@@ -11,70 +11,23 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
+from hostwarden.agent.core.incident import (
+    Incident,
+    PermanentError,
+    RemoteStatus,
+    TicketRef,
+    TimelineEntry,
+    TransientError,
+)
 from hostwarden.agent.core.registry import Registry
-from hostwarden.agent.core.samples import Labels
 from hostwarden.agent.core.schema import Duration
-from hostwarden.rules.alerts import Alert
 
-
-class TransientError(Exception):
-    """Timeouts, connection refused, 5xx, 429: retry later. `retry_after` seconds when the server said."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class PermanentError(Exception):
-    """Bad credentials, validation errors (400/401/403/404/422): dead-letter, count, log once."""
-
-
-@dataclass(frozen=True, slots=True)
-class TicketRef:
-    backend: str  # the backend's configured name
-    id: str
-    url: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class TimelineEntry:
-    at: float
-    kind: str  # opened | updated | escalated | deescalated | flapping | resolved | reopened | acknowledged | comment
-    text: str
-
-
-@dataclass(frozen=True)
-class Incident:
-    """What a backend needs to render and file a ticket: a snapshot, never mutated in place."""
-
-    fingerprint: str
-    alert: Alert
-    title: str
-    priority: str  # P1..P4
-    category: str
-    host: str
-    labels: Labels  # identity labels + external labels
-    opened_at: float
-    diagnosis: str = ""  # plain text (markdown-safe), bounded in size
-    ticket_ref: TicketRef | None = None
-    acknowledged_at: float | None = None
-    resolved_at: float | None = None
-    reopen_count: int = 0
-    timeline: tuple[TimelineEntry, ...] = ()
-    storm_of: tuple[str, ...] = ()  # for a storm ticket: the fingerprints it groups
-    extra_fields: dict[str, Any] = field(default_factory=dict)  # backend field mapping results
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteStatus:
-    """What polling a ticket tells us (two-way sync)."""
-
-    ref: TicketRef
-    state: Literal["open", "acknowledged", "resolved", "closed", "missing"]
-    assignee: str = ""
-    changed_at: float | None = None
+# The value types are defined in agent.core.incident (the lowest layer) and re-exported for backend modules.
+__all__ = ["ALL_MODULES", "BackendConfig", "Incident", "PermanentError", "PollingBackend", "RemoteStatus",
+           "TicketBackend", "TicketRef", "TimelineEntry", "TransientError", "idempotency_key", "register", "registry",
+           "reset_idempotency_key", "set_idempotency_key"]
 
 
 @dataclass(frozen=True)

@@ -26,18 +26,11 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any, Literal
 
+from hostwarden.agent.core.incident import Incident, PermanentError, TicketRef, TransientError
 from hostwarden.agent.core.secrets import resolve
 from hostwarden.agent.core.units import human_duration
 from hostwarden.exporters.tickets import render
-from hostwarden.exporters.tickets.base import (
-    BackendConfig,
-    Incident,
-    PermanentError,
-    TicketRef,
-    TransientError,
-    idempotency_key,
-    register,
-)
+from hostwarden.exporters.tickets.base import BackendConfig, idempotency_key, register
 
 log = logging.getLogger(__name__)
 

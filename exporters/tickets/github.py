@@ -43,16 +43,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import requests
+from hostwarden.agent.core.incident import Incident, PermanentError, RemoteStatus, TicketRef, TransientError
 from hostwarden.agent.core.secrets import resolve
-from hostwarden.exporters.tickets.base import (
-    BackendConfig,
-    Incident,
-    PermanentError,
-    RemoteStatus,
-    TicketRef,
-    TransientError,
-    register,
-)
+from hostwarden.exporters.tickets.base import BackendConfig, register
 from hostwarden.exporters.tickets.http import MAX_RETRY_AFTER, Doc, HttpClient, parse_retry_after
 from hostwarden.exporters.tickets.render import render_body, render_event, render_title
 

@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 from hostwarden.agent.core import secrets
-from hostwarden.exporters.tickets.base import PermanentError, TransientError
+from hostwarden.agent.core.incident import PermanentError, TransientError
 
 log = logging.getLogger(__name__)
 

@@ -27,17 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from hostwarden.agent.core import sqlitefile
+from hostwarden.agent.core.incident import Incident, PermanentError, RemoteStatus, TicketRef, TransientError
 from hostwarden.agent.core.units import human_duration
-from hostwarden.exporters.tickets.base import (
-    BackendConfig,
-    Incident,
-    PermanentError,
-    RemoteStatus,
-    TicketRef,
-    TransientError,
-    idempotency_key,
-    register,
-)
+from hostwarden.exporters.tickets.base import BackendConfig, idempotency_key, register
 
 log = logging.getLogger(__name__)
 

@@ -39,14 +39,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from hostwarden.agent.core import secrets
-from hostwarden.exporters.tickets.base import (
-    BackendConfig,
-    Incident,
-    PermanentError,
-    RemoteStatus,
-    TicketRef,
-    register,
-)
+from hostwarden.agent.core.incident import Incident, PermanentError, RemoteStatus, TicketRef
+from hostwarden.exporters.tickets.base import BackendConfig, register
 from hostwarden.exporters.tickets.http import Doc, HttpClient
 from hostwarden.exporters.tickets.render import Flavour, last_event, render_body, render_event, render_title
 

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from hostwarden.exporters.tickets.base import Incident
+from hostwarden.agent.core.incident import Incident
 
 Flavour = Literal["plain", "markdown", "textile", "html", "jira_wiki"]
 FLAVOURS: tuple[str, ...] = ("plain", "markdown", "textile", "html", "jira_wiki")

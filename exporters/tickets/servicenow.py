@@ -39,8 +39,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from hostwarden.agent.core.incident import Incident, PermanentError, RemoteStatus, TicketRef
 from hostwarden.agent.core.secrets import resolve
-from hostwarden.exporters.tickets.base import BackendConfig, Incident, PermanentError, RemoteStatus, TicketRef, register
+from hostwarden.exporters.tickets.base import BackendConfig, register
 from hostwarden.exporters.tickets.http import Doc, HttpClient
 from hostwarden.exporters.tickets.render import render_body, render_event, render_title
 

@@ -30,17 +30,10 @@ from typing import Any, Literal
 
 import requests
 from hostwarden.agent.core import __version__
+from hostwarden.agent.core.incident import Incident, PermanentError, TicketRef, TransientError
 from hostwarden.agent.core.secrets import resolve
 from hostwarden.exporters.tickets import render
-from hostwarden.exporters.tickets.base import (
-    BackendConfig,
-    Incident,
-    PermanentError,
-    TicketRef,
-    TransientError,
-    idempotency_key,
-    register,
-)
+from hostwarden.exporters.tickets.base import BackendConfig, idempotency_key, register
 from hostwarden.exporters.tickets.http import parse_retry_after, read_body
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ import dataclasses
 import itertools
 from typing import Any
 
-from hostwarden.exporters.tickets.base import Incident, TicketRef, TimelineEntry
-from hostwarden.rules.alerts import Alert, AlertState
+from hostwarden.agent.core.alert import Alert, AlertState
+from hostwarden.agent.core.incident import Incident, TicketRef, TimelineEntry
 
 T0 = 1_700_000_000.0
 _seq = itertools.count(1)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from hostwarden.exporters.tickets.base import PermanentError, TicketRef, TransientError
+from hostwarden.agent.core.incident import PermanentError, TicketRef, TransientError
 from hostwarden.exporters.tickets.github import MAX_BODY, GitHubBackend, GitHubConfig, marker
 from hostwarden.exporters.tickets.render import render_body, render_event
 

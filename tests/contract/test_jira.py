@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from hostwarden.exporters.tickets.base import PermanentError, TicketRef, TransientError
+from hostwarden.agent.core.incident import PermanentError, TicketRef, TransientError
 from hostwarden.exporters.tickets.jira import JiraBackend, JiraConfig, adf_from_plain
 from hostwarden.exporters.tickets.render import render_event
 

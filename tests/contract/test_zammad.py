@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from hostwarden.exporters.tickets.base import PermanentError, TicketRef, TransientError
+from hostwarden.agent.core.incident import PermanentError, TicketRef, TransientError
 from hostwarden.exporters.tickets.render import render_body, render_event
 from hostwarden.exporters.tickets.zammad import ZammadBackend, ZammadConfig
 

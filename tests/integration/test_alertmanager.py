@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from hostwarden.agent.core.incident import PermanentError, TransientError
 from hostwarden.exporters.tickets.alertmanager import AlertmanagerBackend, AlertmanagerConfig, rfc3339
-from hostwarden.exporters.tickets.base import PermanentError, TransientError
 
 from tests.contract.incidents import make_incident, resolved, with_ref
 from tests.support.agent import ROOT, free_port, hostwarden_cmd, run_cli

@@ -16,13 +16,8 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from hostwarden.exporters.tickets.base import (
-    PermanentError,
-    TicketRef,
-    TransientError,
-    reset_idempotency_key,
-    set_idempotency_key,
-)
+from hostwarden.agent.core.incident import PermanentError, TicketRef, TransientError
+from hostwarden.exporters.tickets.base import reset_idempotency_key, set_idempotency_key
 from hostwarden.exporters.tickets.email import EmailBackend, EmailConfig
 
 from tests.contract.incidents import HOSTILE, make_incident, resolved

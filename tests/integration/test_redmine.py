@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostwarden.exporters.tickets.base import PermanentError, TicketRef, TransientError
+from hostwarden.agent.core.incident import PermanentError, TicketRef, TransientError
 from hostwarden.exporters.tickets.redmine import RedmineBackend, RedmineConfig
 
 from tests.integration.servers.redmine import RedmineServer

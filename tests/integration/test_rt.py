@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostwarden.exporters.tickets.base import PermanentError, TicketRef, TransientError
+from hostwarden.agent.core.incident import PermanentError, TicketRef, TransientError
 from hostwarden.exporters.tickets.rt import RtBackend, RtConfig
 
 from tests.integration.servers.rt import RtServer

@@ -36,8 +36,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from hostwarden.agent.core.incident import PermanentError, RemoteStatus, TicketRef, TransientError
 from hostwarden.exporters.tickets.alertmanager import AlertmanagerBackend, AlertmanagerConfig
-from hostwarden.exporters.tickets.base import PermanentError, RemoteStatus, TicketRef, TransientError
 from hostwarden.exporters.tickets.github import GitHubBackend, GitHubConfig
 from hostwarden.exporters.tickets.http import MAX_RETRY_AFTER, Doc, HttpClient, parse_retry_after
 from hostwarden.exporters.tickets.jira import JiraBackend, JiraConfig

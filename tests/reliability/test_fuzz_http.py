@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hostwarden.agent.core.incident import PermanentError, TicketRef, TransientError
 from hostwarden.exporters.receiver import Notification, ReceiverConfig, WebhookServer
-from hostwarden.exporters.tickets.base import PermanentError, TicketRef, TransientError
 from hostwarden.exporters.tickets.github import GitHubBackend, GitHubConfig
 from hostwarden.exporters.tickets.http import HttpClient
 from hostwarden.exporters.tickets.jira import JiraBackend, JiraConfig
@@ -50,7 +50,7 @@ def receiver() -> Iterator[tuple[WebhookServer, list[Notification]]]:
         return len(n.alerts)
 
     server = WebhookServer(ReceiverConfig(listen_address="127.0.0.1:0", token_env="UNUSED"), on_notification,
-                           token=TOKEN, listen_address="127.0.0.1:0")
+                           token=TOKEN, listen_address="127.0.0.1:0", clock=time.time)
     server.start()
     yield server, received
     server.stop()

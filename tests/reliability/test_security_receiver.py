@@ -35,7 +35,7 @@ def _server(config: ReceiverConfig, token: str | None) -> tuple[WebhookServer, l
         got.append(n)
         return len(n.alerts)
 
-    server = WebhookServer(config, on_notification, token=token, listen_address="127.0.0.1:0")
+    server = WebhookServer(config, on_notification, token=token, listen_address="127.0.0.1:0", clock=time.time)
     server.start()
     return server, got
 
@@ -64,7 +64,8 @@ def test_receiver_config_auth_none_must_be_explicit_and_is_accepted(tmp_path: Pa
 
 def test_receiver_server_bearer_without_token_refuses_to_start() -> None:
     with pytest.raises(ValueError):
-        WebhookServer(ReceiverConfig(token_env="X"), lambda n, now: 0, token=None, listen_address="127.0.0.1:0")
+        WebhookServer(ReceiverConfig(token_env="X"), lambda n, now: 0, token=None, listen_address="127.0.0.1:0",
+                      clock=time.time)
 
 
 @pytest.mark.parametrize("authorization", [None, "", "Bearer", "Bearer ", f"Basic {TOKEN}", f"Bearer {TOKEN}x",

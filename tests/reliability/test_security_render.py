@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hostwarden.exporters.tickets.base import Incident, TimelineEntry
+from hostwarden.agent.core.incident import Incident, TimelineEntry
 from hostwarden.exporters.tickets.email import EmailBackend, EmailConfig
 from hostwarden.exporters.tickets.github import neutralise_title
 from hostwarden.exporters.tickets.jira import adf_from_plain

@@ -23,7 +23,8 @@ EXPECTED_OPS = ("open", "update", "resolve", "reopen", "resolve")
 
 
 def transition(phase: int, i: int, at: float):  # type: ignore[no-untyped-def]
-    from hostwarden.rules.alerts import AlertState, AlertTransition, TransitionKind
+    from hostwarden.agent.core.alert import AlertState
+    from hostwarden.rules.alerts import AlertTransition, TransitionKind
 
     from tests.support.incidents import alert
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from hostwarden.agent.core.alert import Alert, AlertState
 from hostwarden.agent.core.samples import labels_of
 from hostwarden.agent.core.schema import Errors
 from hostwarden.agent.core.yamlsrc import load_yaml
 from hostwarden.exporters.tickets.config import TicketsConfig, parse_tickets
-from hostwarden.rules.alerts import Alert, AlertState, AlertTransition, TransitionKind
+from hostwarden.rules.alerts import AlertTransition, TransitionKind
 
 HOST = "testhost"
 

@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from hostwarden.agent.core.alert import Alert, AlertState
 from hostwarden.agent.core.schema import Duration
 from hostwarden.agent.incidents.manager import IncidentManager
 from hostwarden.agent.incidents.state import StateDB
 from hostwarden.exporters.tickets.config import TicketsConfig
-from hostwarden.rules.alerts import Alert, AlertState, AlertTransition, TransitionKind
+from hostwarden.rules.alerts import AlertTransition, TransitionKind
 
 from tests.integration.servers import outbox_worker_main
 from tests.support.agent import ROOT

@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from hostwarden.exporters.tickets.base import Incident, TimelineEntry
-from hostwarden.rules.alerts import Alert, AlertState
+from hostwarden.agent.core.alert import Alert, AlertState
+from hostwarden.agent.core.incident import Incident, TimelineEntry
 
 _seq = itertools.count(1)
 T0 = 1_700_000_000.0

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from hostwarden.agent.cli import main
+from hostwarden.agent.core.incident import RemoteStatus, TicketRef
 from hostwarden.agent.incidents.manager import IncidentManager, apply_remote_statuses
 from hostwarden.agent.incidents.outbox import OutboxWorker, build_backends
 from hostwarden.agent.incidents.state import StateDB
-from hostwarden.exporters.tickets.base import RemoteStatus, TicketRef
 
 from tests.support.incidents import HOST, alert, firing, resolved, tickets_config
 

@@ -7,9 +7,9 @@ import logging
 from pathlib import Path
 
 import pytest
+from hostwarden.agent.core.incident import RemoteStatus, TicketRef
 from hostwarden.agent.incidents.manager import IncidentManager, apply_remote_statuses
 from hostwarden.agent.incidents.state import StateDB
-from hostwarden.exporters.tickets.base import RemoteStatus, TicketRef
 from hostwarden.rules.alerts import TransitionKind
 
 from tests.support.incidents import HOST, alert, firing, flapping, resolved, severity, tickets_config

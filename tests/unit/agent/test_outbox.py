@@ -139,7 +139,7 @@ def test_outbox_find_adopts_ticket_created_before_a_crash(db: StateDB, tmp_path:
     m.handle([firing(a)], T0)
     local: LocalBackend = backends["local"]  # type: ignore[assignment]
     payload = json.loads(db.query("SELECT payload FROM outbox")[0]["payload"])
-    from hostwarden.agent.incidents.state import incident_from_dict
+    from hostwarden.agent.core.incident import incident_from_dict
 
     existing = local.open(incident_from_dict(payload["incident"]))  # the ticket a crashed attempt created
     assert w.run_once(0.0) == 1
@@ -215,7 +215,7 @@ class _Flaky:
         return None
 
     def open(self, incident):  # type: ignore[no-untyped-def]
-        from hostwarden.exporters.tickets.base import TicketRef
+        from hostwarden.agent.core.incident import TicketRef
 
         return TicketRef("flaky", "1")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hostwarden.agent.core.alert import AlertState, fingerprint
 from hostwarden.exporters.amwebhook import (
     GROUP_ALERTNAME,
     GroupTracker,
@@ -13,7 +14,7 @@ from hostwarden.exporters.amwebhook import (
     parse_notification,
     save_groups,
 )
-from hostwarden.rules.alerts import AlertState, AlertTransition, TransitionKind, fingerprint
+from hostwarden.rules.alerts import AlertTransition, TransitionKind
 
 from tests.unit.exporters.am_payloads import T, am_alert, payload
 

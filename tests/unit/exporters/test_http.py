@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hostwarden.exporters.tickets.base import PermanentError, TransientError
+from hostwarden.agent.core.incident import PermanentError, TransientError
 from hostwarden.exporters.tickets.http import HttpClient, classify, parse_retry_after
 
 from tests.support.agent import free_port

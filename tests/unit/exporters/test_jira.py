@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hostwarden.exporters.tickets.base import PermanentError
+from hostwarden.agent.core.incident import PermanentError
 from hostwarden.exporters.tickets.jira import JiraBackend, JiraConfig, _pick_transition, adf_from_plain, bounded
 
 from tests.contract.incidents import make_incident

@@ -7,14 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from hostwarden.exporters.tickets.base import (
-    Incident,
-    PermanentError,
-    TicketRef,
-    TimelineEntry,
-    reset_idempotency_key,
-    set_idempotency_key,
-)
+from hostwarden.agent.core.incident import Incident, PermanentError, TicketRef, TimelineEntry
+from hostwarden.exporters.tickets.base import reset_idempotency_key, set_idempotency_key
 from hostwarden.exporters.tickets.local import InvalidTransition, LocalBackend, LocalConfig, default_path
 
 from tests.support.incidents import HOST, alert

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -141,7 +142,8 @@ def test_webhook_server_rejects_bad_requests_with_clear_answers(server: tuple[We
 
 def test_webhook_server_answers_500_when_handling_fails_so_alertmanager_retries() -> None:
     rec = Receiver(RecordingIncidents(fail=True), state_path=None)
-    srv = WebhookServer(ReceiverConfig(listen_address="127.0.0.1:0", auth="none"), rec.handle, token=None)
+    srv = WebhookServer(ReceiverConfig(listen_address="127.0.0.1:0", auth="none"), rec.handle, token=None,
+                        clock=time.time)
     srv.start()
     try:
         status, _ = post(srv, json.dumps(payload(am_alert())).encode(), token=None)

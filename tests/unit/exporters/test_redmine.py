@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hostwarden.agent.core.incident import PermanentError, TicketRef
 from hostwarden.agent.core.schema import ConfigErrors, Errors
 from hostwarden.agent.core.secrets import SecretError
 from hostwarden.agent.core.yamlsrc import load_yaml
-from hostwarden.exporters.tickets.base import PermanentError, TicketRef, registry
+from hostwarden.exporters.tickets.base import registry
 from hostwarden.exporters.tickets.config import parse_tickets
 from hostwarden.exporters.tickets.redmine import RedmineBackend, RedmineConfig, _Meta, _pick
 

@@ -6,7 +6,8 @@ import html
 import re
 
 import pytest
-from hostwarden.exporters.tickets.base import Incident, TimelineEntry
+from hostwarden.agent.core.alert import Alert, AlertState
+from hostwarden.agent.core.incident import Incident, TimelineEntry
 from hostwarden.exporters.tickets.render import (
     FLAVOURS,
     escape_inline,
@@ -15,7 +16,6 @@ from hostwarden.exporters.tickets.render import (
     render_event,
     render_title,
 )
-from hostwarden.rules.alerts import Alert, AlertState
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

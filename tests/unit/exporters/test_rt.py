@@ -7,9 +7,10 @@ import logging
 from pathlib import Path
 
 import pytest
+from hostwarden.agent.core.incident import TicketRef
 from hostwarden.agent.core.schema import ConfigErrors, Errors
 from hostwarden.agent.core.yamlsrc import load_yaml
-from hostwarden.exporters.tickets.base import TicketRef, registry
+from hostwarden.exporters.tickets.base import registry
 from hostwarden.exporters.tickets.config import parse_tickets
 from hostwarden.exporters.tickets.rt import RtBackend, RtConfig, _sql_quote
 

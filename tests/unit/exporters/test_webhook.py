@@ -11,15 +11,8 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-from hostwarden.exporters.tickets.base import (
-    Incident,
-    PermanentError,
-    TicketRef,
-    TimelineEntry,
-    TransientError,
-    reset_idempotency_key,
-    set_idempotency_key,
-)
+from hostwarden.agent.core.incident import Incident, PermanentError, TicketRef, TimelineEntry, TransientError
+from hostwarden.exporters.tickets.base import reset_idempotency_key, set_idempotency_key
 from hostwarden.exporters.tickets.webhook import WebhookBackend, WebhookConfig, parse_retry_after
 
 from tests.support.incidents import HOST, alert

@@ -7,7 +7,8 @@ expected state after the step).
 from __future__ import annotations
 
 import pytest
-from hostwarden.rules.alerts import AlertState, TransitionKind
+from hostwarden.agent.core.alert import AlertState
+from hostwarden.rules.alerts import TransitionKind
 from hostwarden.rules.engine import Observation, RuleState, percent_state_change, plain_threshold
 from hostwarden.rules.model import Flap, Rule, Threshold
 from hostwarden.rules.promql import compile_expr

@@ -5,9 +5,10 @@ import logging
 import math
 
 import pytest
+from hostwarden.agent.core.alert import AlertState
 from hostwarden.agent.core.schema import Errors
 from hostwarden.agent.core.store import STALE_NAN, SeriesStore, is_stale
-from hostwarden.rules.alerts import AlertState, TransitionKind
+from hostwarden.rules.alerts import TransitionKind
 from hostwarden.rules.loader import load_rule_files
 from hostwarden.rules.manager import RuleManager
 
