@@ -31,7 +31,6 @@ one-shot use): start what is due at `now`, wait for it, return the latest result
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import math
 import os
@@ -44,6 +43,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Protocol
 
+from hostwarden.agent.core.registry import Registry
 from hostwarden.agent.core.samples import Labels, MetricDef, Sample, labels_of, metric_defs
 from hostwarden.agent.core.schema import MISSING, Duration, Errors, build_tagged
 from hostwarden.agent.core.yamlsrc import Loc, LocDict, LocList
@@ -135,8 +135,6 @@ class Check(Protocol):
 
 # -- registry -----------------------------------------------------------------------------------
 
-_REGISTRY: dict[str, type] = {}
-
 ALL_CHECK_MODULES: tuple[str, ...] = (
     "hostwarden.collectors.check_systemd",
     "hostwarden.collectors.check_process",
@@ -146,33 +144,18 @@ ALL_CHECK_MODULES: tuple[str, ...] = (
     "hostwarden.collectors.check_file",
     "hostwarden.collectors.check_logmatch",
 )
-_loaded = False
 
 
-def register_check(type_name: str) -> Callable[[type], type]:
-    def deco(cls: type) -> type:
-        if type_name in _REGISTRY and _REGISTRY[type_name] is not cls:
-            raise ValueError(f"check type {type_name!r} registered twice "
-                             f"({_REGISTRY[type_name].__module__}, {cls.__module__})")
-        config = getattr(cls, "Config", None)
-        if not (isinstance(config, type) and issubclass(config, CheckConfig)):
-            raise TypeError(f"check type {type_name!r}: Config must subclass CheckConfig")
-        if not callable(getattr(cls, "run", None)):
-            raise TypeError(f"check type {type_name!r} has no run(deadline) method")
-        cls.type_name = type_name
-        _REGISTRY[type_name] = cls
-        return cls
-
-    return deco
+def _validate(type_name: str, cls: type) -> None:
+    if not issubclass(cls.Config, CheckConfig):  # type: ignore[attr-defined]
+        raise TypeError(f"check type {type_name!r}: Config must subclass CheckConfig")
+    if not callable(getattr(cls, "run", None)):
+        raise TypeError(f"check type {type_name!r} has no run(deadline) method")
 
 
-def check_types() -> dict[str, type]:
-    global _loaded
-    if not _loaded:
-        for mod in ALL_CHECK_MODULES:
-            importlib.import_module(mod)
-        _loaded = True
-    return _REGISTRY
+_REGISTRY = Registry("check type", ALL_CHECK_MODULES, "type_name", validate=_validate)
+register_check = _REGISTRY.register
+check_types = _REGISTRY.classes
 
 
 # -- config -------------------------------------------------------------------------------------
