@@ -12,7 +12,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
@@ -37,6 +38,19 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, addr: tuple[str, int], handler: type, family: int) -> None:
         self.address_family = family
         super().__init__(addr, handler)
+
+
+def response_bytes(version: str, code: int, fields: Iterable[tuple[str, str]], body: bytes) -> bytes:
+    """One HTTP/1.x response, status line, header fields and body, as bytes to write at once (the public
+    BaseHTTPRequestHandler API writes headers on their own; its buffer is private)."""
+    try:
+        reason = HTTPStatus(code).phrase
+    except ValueError:
+        reason = ""
+    head = [f"{version} {code} {reason}\r\n"]
+    head += [f"{k}: {v}\r\n" for k, v in fields]
+    head.append("\r\n")
+    return "".join(head).encode("latin-1", "strict") + body
 
 
 class HTTPService:
@@ -127,21 +141,15 @@ class MetricsServer(HTTPService):
 
             def _send(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8",
                       headers: dict[str, str] | None = None) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
+                fields = [("Server", self.version_string()), ("Date", self.date_time_string()),
+                          ("Content-Type", content_type), ("Content-Length", str(len(body))),
+                          *(headers or {}).items()]
                 if server.security is not None:
-                    for k, v in server.security.extra_headers.items():
-                        self.send_header(k, v)
+                    fields += server.security.extra_headers.items()
                 # headers and body in one write: two small segments on a keep-alive connection meet
                 # Nagle's algorithm and the peer's delayed ACK (~40 ms per scrape)
-                self._headers_buffer.append(b"\r\n")
-                if self.command != "HEAD":
-                    self._headers_buffer.append(body)
-                self.wfile.write(b"".join(self._headers_buffer))
-                self._headers_buffer = []
+                self.wfile.write(response_bytes(self.protocol_version, code, fields,
+                                                b"" if self.command == "HEAD" else body))
 
             def _authorized(self) -> bool:
                 if server.security is None or server.security.check_auth(self.headers.get("Authorization")):

@@ -92,6 +92,14 @@ def classify(status: int) -> type[Exception] | None:
     return PermanentError
 
 
+def set_response_body(resp: requests.Response, body: bytes) -> None:
+    """Hand a body read by `read_body` (bounded, with a deadline) to `resp`, so `.content`, `.text` and `.json()`
+    answer from it. requests has no public way to do this: this is the one place that sets its private
+    `_content`, and tests/unit/exporters/test_http.py fails if an upgrade of requests stops honouring it."""
+    resp._content = body
+    resp._content_consumed = True
+
+
 class HttpClient:
     """One `requests.Session` per backend; thread-compatible (use from one dispatcher thread).
 
@@ -170,8 +178,7 @@ class HttpClient:
         MAX_ANSWER_BYTES: a larger one is marked `TRUNCATED`, refused by `json_body`), else its start."""
         limit = MAX_ANSWER_BYTES if whole else MAX_ERROR_BODY_BYTES
         body, truncated = read_body(resp, limit, self.timeout, where, redact=self.redact)
-        resp._content = body  # what Response.content itself would have stored
-        resp._content_consumed = True
+        set_response_body(resp, body)
         setattr(resp, TRUNCATED, truncated)
 
     def json(self, method: str, path: str, **kw: Any) -> Any:

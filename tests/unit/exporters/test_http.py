@@ -209,3 +209,19 @@ def test_request_uses_http_proxy_from_environment(serve: Callable[..., _Server],
     monkeypatch.setenv("NO_PROXY", "tickets.invalid")
     with pytest.raises(TransientError, match="connection failed"):
         HttpClient("http://tickets.invalid", timeout=5).request("GET", "/issues.json")
+
+
+def test_set_response_body_adapter_still_fits_requests() -> None:
+    """The one place that reaches into requests' private state: this fails when an upgrade changes it."""
+    import requests
+    from hostwarden.exporters.tickets.http import set_response_body
+
+    resp = requests.Response()
+    resp.status_code = 200
+    resp.encoding = "utf-8"
+    resp.raw = None
+    set_response_body(resp, b'{"id": 7, "name": "\xc3\xa9"}')
+    assert resp.content == b'{"id": 7, "name": "\xc3\xa9"}'
+    assert resp.text == '{"id": 7, "name": "é"}'
+    assert resp.json() == {"id": 7, "name": "é"}
+    assert list(resp.iter_content(4))[:1] == [b'{"id']  # consumed: iterates what was set, never the raw stream
