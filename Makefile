@@ -16,7 +16,7 @@ PY ?= .venv/bin/python
 BUILD ?= build
 PYTEST_ARGS ?=
 
-.PHONY: help reliability reliability-slow load soak bench bench-collect bench-rules bench-detect
+.PHONY: lint-imports help reliability reliability-slow load soak bench bench-collect bench-rules bench-detect
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
@@ -51,3 +51,9 @@ bench-detect: | $(BUILD)
 	$(PY) bench/detect.py | tee $(BUILD)/detect.txt
 
 bench: load soak bench-collect bench-rules bench-detect
+
+# The import contract (pyproject [tool.importlinter]) over a symlinked hostwarden/ view of the source folders.
+lint-imports:
+	rm -rf $(BUILD)/importview && mkdir -p $(BUILD)/importview/hostwarden
+	for d in agent collectors rules exporters config; do ln -s $(CURDIR)/$$d $(BUILD)/importview/hostwarden/$$d; done
+	PYTHONPATH=$(BUILD)/importview $(dir $(PY))lint-imports
