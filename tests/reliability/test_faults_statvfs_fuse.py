@@ -9,7 +9,9 @@ node_exporter behaves the same way; what the agent controls is that nothing wait
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -34,6 +36,7 @@ def test_faults_statvfs_blocking_in_kernel_scrapes_and_other_mounts_go_on(tmp_pa
     cfg = write_config(tmp_path, "collectors:\n  filesystem: {mount_timeout: 1s}\n")
     with HangingStatfsMount(mountpoint) as mount:
         agent = start_agent(cfg)
+        stopped = False
         try:
             mp = str(mountpoint)
             wait_for(lambda: value(_series(agent), "hostwarden_filesystem_device_error", **labels) == 1.0,
@@ -56,6 +59,9 @@ def test_faults_statvfs_blocking_in_kernel_scrapes_and_other_mounts_go_on(tmp_pa
             stopped = wait_for(lambda: "hostwarden stopped" in agent.log_text(), 10, what="the agent's stop")
         finally:
             mount.release()  # lets the kernel finish the blocked thread, so the process can be reaped
+            if stopped:  # it is exiting on the first SIGTERM: a second one (agent.stop) would race its exit
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    agent.proc.wait(20)
             code = agent.stop()
 
     ok = [s for s in scrapes if s.status == 200]
