@@ -57,10 +57,11 @@ class Alert:
     expr: str = ""
     flapping: bool = False
     source: str = ""  # rule file:line, for tickets and logs
+    discriminator: str = ""  # tells apart rules with the same alert name and labels ("" for the first one)
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.rule, self.identity)
+        return fingerprint(self.rule, self.identity, self.discriminator)
 
     def annotation(self, key: str, default: str = "") -> str:
         return label_value(self.annotations, key, default)
@@ -78,9 +79,14 @@ class AlertTransition:
     details: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
-def fingerprint(alertname: str, identity: Labels) -> str:
-    """Stable across restarts, versions and hosts' label order: sha256 of name + sorted labels, 16 hex."""
+def fingerprint(alertname: str, identity: Labels, discriminator: str = "") -> str:
+    """Stable across restarts, versions and hosts' label order: sha256 of name + sorted labels, 16 hex.
+
+    `discriminator` (empty for all but the second and later rules with the same alert name and labels,
+    see `RuleManager.discriminators`) is hashed after the labels, so the plain fingerprint is unchanged."""
     h = hashlib.sha256(alertname.encode())
     for k, v in sorted(identity):
         h.update(b"\x00" + k.encode() + b"\x01" + v.encode())
+    if discriminator:
+        h.update(b"\x02" + discriminator.encode())
     return h.hexdigest()[:16]

@@ -299,11 +299,12 @@ def _wal_has_content(path: str) -> bool:
 
 
 _IDENTITY_KEYS = ("group", "rule", "signature", "occurrence", "labels", "fingerprint")
+# rows written since groups are keyed by (file, name) also carry "file"; older rows keep their key
 
 
 def _row_key(row: dict, text: str) -> str:
     """Rows of the same alert keep their key while their state changes (an update, not delete + insert)."""
-    identity = [row.get(k) for k in _IDENTITY_KEYS]
+    identity = [row.get(k) for k in _IDENTITY_KEYS] + ([row["file"]] if "file" in row else [])
     basis = json.dumps(identity, sort_keys=True, default=str) if "rule" in row else text
     return hashlib.sha256(basis.encode()).hexdigest()[:24]
 
@@ -320,7 +321,7 @@ def alert_to_dict(a: Alert) -> dict[str, Any]:
         "identity": [list(p) for p in a.identity], "state": a.state.value, "severity": a.severity,
         "value": a.value, "active_since": a.active_since, "fired_at": a.fired_at, "resolved_at": a.resolved_at,
         "annotations": [list(p) for p in a.annotations], "category": a.category, "threshold": a.threshold,
-        "expr": a.expr, "flapping": a.flapping, "source": a.source,
+        "expr": a.expr, "flapping": a.flapping, "source": a.source, "discriminator": a.discriminator,
     }
 
 
@@ -332,7 +333,7 @@ def alert_from_dict(d: dict[str, Any]) -> Alert:
         fired_at=d.get("fired_at"), resolved_at=d.get("resolved_at"),
         annotations=tuple((str(k), str(v)) for k, v in d.get("annotations", ())), category=d.get("category", ""),
         threshold=d.get("threshold", ""), expr=d.get("expr", ""), flapping=bool(d.get("flapping", False)),
-        source=d.get("source", ""),
+        source=d.get("source", ""), discriminator=str(d.get("discriminator", "")),
     )
 
 
