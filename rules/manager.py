@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -51,6 +52,13 @@ METRICS: dict[str, MetricDef] = metric_defs(
 )
 
 
+DUPLICATE_SAMPLE = "duplicate sample for timestamp"  # Prometheus' TSDB error, which promtool reports
+
+
+def _bits(v: float) -> bytes:
+    return struct.pack("<d", v)
+
+
 class EvaluationError(Exception):
     pass
 
@@ -77,6 +85,8 @@ class RuleManager:
         self._recorded: dict[int, set[tuple[str, Labels]]] = {}  # id(rule) -> series it wrote last time
         self._alert_series: dict[GroupKey, set[tuple[str, Labels]]] = {}  # group -> ALERTS series written
         self._orphans: list[AlertTransition] = []
+        self._written_at: float | None = None  # ALERTS samples written at that time, by which rule (collisions)
+        self._written: dict[tuple[str, Labels], tuple[RuleState, float]] = {}
         self.replace_groups(groups)
 
     # -- configuration ---------------------------------------------------------------------------
@@ -193,6 +203,7 @@ class RuleManager:
                     state.discount(gap - group.interval)
         try:
             with store.lock:
+                ok: list[Rule] = []
                 for rule in group.rules:
                     try:
                         out.extend(self._evaluate_rule(group, rule, store, now))
@@ -202,8 +213,13 @@ class RuleManager:
                         log.debug("rule %s failed", rule.name, exc_info=True)
                         self._failed(group, rule, f"internal error: {type(e).__name__}: {e}", stats)
                     else:
+                        ok.append(rule)
+                collided = self._write_alert_series(group, store, now)
+                for rule in ok:
+                    if id(rule) in collided:  # as Prometheus: the rule's health, not an evaluation failure
+                        self._failed(group, rule, DUPLICATE_SAMPLE, None)
+                    else:
                         self._recovered(group, rule)
-                self._write_alert_series(group, store, now)
         except Exception:  # pragma: no cover - defensive: evaluate() must never raise
             log.exception("rule group %s: evaluation failed", group.name)
             stats.failures += 1
@@ -211,8 +227,9 @@ class RuleManager:
         stats.last_evaluation = now
         return out
 
-    def _failed(self, group: RuleGroup, rule: Rule, message: str, stats: GroupStats) -> None:
-        stats.failures += 1
+    def _failed(self, group: RuleGroup, rule: Rule, message: str, stats: GroupStats | None) -> None:
+        if stats is not None:
+            stats.failures += 1
         if self._errors.get(id(rule)) != message:
             log.warning("rule group %s: rule %s (%s) failed: %s", group.name, rule.name, rule.source, message)
         self._errors[id(rule)] = message
@@ -290,14 +307,30 @@ class RuleManager:
             out.append(Observation(final, el.value, annotations))
         return out
 
-    def _write_alert_series(self, group: RuleGroup, store: SeriesStore, now: float) -> None:
+    def _write_alert_series(self, group: RuleGroup, store: SeriesStore, now: float) -> set[int]:
+        """Write the group's ALERTS/ALERTS_FOR_STATE samples; returns id() of the rules whose sample collided
+        with one another rule wrote at `now` with another value (rules with the same alert name and labels,
+        active since different times): that sample is dropped, the first one kept, as Prometheus' TSDB does
+        ("duplicate sample for timestamp", the later rule's error)."""
+        if self._written_at != now:
+            self._written_at, self._written = now, {}
         written: set[tuple[str, Labels]] = set()
-        for sample in self._alert_samples(group, now):
-            store.load_series(sample.name, sample.labels, [(now, sample.value)])
-            written.add((sample.name, sample.labels))
+        collided: set[int] = set()
+        for state in self._group_states(group):
+            for sample in self._state_samples(state, now):
+                key = (sample.name, sample.labels)
+                first = self._written.get(key)
+                if first is not None and first[0] is not state and _bits(first[1]) != _bits(sample.value):
+                    collided.add(id(state.rule))
+                    written.add(key)
+                    continue
+                self._written[key] = (state, sample.value)
+                store.load_series(sample.name, sample.labels, [(now, sample.value)])
+                written.add(key)
         for name, labels in self._alert_series.get(group.key, set()) - written:
             store.load_series(name, labels, [(now, STALE_NAN)])
         self._alert_series[group.key] = written
+        return collided
 
     # -- reading state ---------------------------------------------------------------------------
     def _group_states(self, group: RuleGroup) -> list[RuleState]:
@@ -311,21 +344,28 @@ class RuleManager:
         return [a for s in self._group_states(group) if s.rule.name == rule_name for a in s.active()
                 if a.state is AlertState.FIRING]
 
-    def _alert_samples(self, group: RuleGroup, now: float) -> list[Sample]:
+    @staticmethod
+    def _state_samples(state: RuleState, now: float) -> list[Sample]:
         out: list[Sample] = []
-        for state in self._group_states(group):
-            for rec in state.alerts.values():
-                if rec.state is AlertState.INACTIVE:
-                    continue
-                labels = state.full_labels(rec)
-                with_state = tuple(sorted((*labels, ("alertstate", rec.state.value))))
-                out.append(Sample("ALERTS", with_state, 1.0, now))
-                out.append(Sample("ALERTS_FOR_STATE", labels, rec.active_since, now))
+        for rec in state.alerts.values():
+            if rec.state is AlertState.INACTIVE:
+                continue
+            labels = state.full_labels(rec)
+            with_state = tuple(sorted((*labels, ("alertstate", rec.state.value))))
+            out.append(Sample("ALERTS", with_state, 1.0, now))
+            out.append(Sample("ALERTS_FOR_STATE", labels, rec.active_since, now))
         return out
 
     def alert_samples(self, now: float) -> list[Sample]:
-        """ALERTS{alertname,alertstate,severity,...} = 1 and ALERTS_FOR_STATE{...} = active-since time."""
-        return [s for g in self.groups for s in self._alert_samples(g, now)]
+        """ALERTS{alertname,alertstate,severity,...} = 1 and ALERTS_FOR_STATE{...} = active-since time.
+
+        A series two rules give (the same alert name and labels) is exposed once, with the first rule's value."""
+        out: dict[tuple[str, Labels], Sample] = {}
+        for g in self.groups:
+            for state in self._group_states(g):
+                for s in self._state_samples(state, now):
+                    out.setdefault((s.name, s.labels), s)
+        return list(out.values())
 
     def self_samples(self) -> list[Sample]:
         out: list[Sample] = []
