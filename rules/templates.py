@@ -945,7 +945,11 @@ class _Parser:
                 if depth:
                     raise TemplateError("unclosed left paren", tpos)
                 inner = self._pipeline(tokens[i + 1:j - 1], tpos)
-                cur.append(_Operand("pipe", inner, (), tpos))
+                fields: tuple[str, ...] = ()
+                if j < len(tokens) and tokens[j][0] == "field" and tokens[j][2] == tokens[j - 1][2] + 1:
+                    fields = tuple(tokens[j][1].split(".")[1:])  # Go's chain node: `(query "x" | first).Value`
+                    j += 1
+                cur.append(_Operand("pipe", inner, fields, tpos))
                 i = j
                 continue
             if kind == "rp":
@@ -1274,7 +1278,10 @@ class Template:
         if o.kind == "ident":
             return _call(o.value, [], scope)
         if o.kind == "pipe":
-            return self._pipe(o.value, dot, scope)
+            v = self._pipe(o.value, dot, scope)
+            for f in o.fields:
+                v = _field(v, f)
+            return v
         if o.kind == "var":
             v = scope.root if o.value == "$" else scope.lookup(o.value)
         elif o.kind == "dot":
