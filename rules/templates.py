@@ -47,6 +47,7 @@ import inspect
 import logging
 import math
 import re
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -579,6 +580,82 @@ def _query_placeholder(q: Any) -> Any:  # `query` needs the render's query funct
     raise _ExecError("error calling query: no query engine")
 
 
+def _external_url_placeholder() -> str:  # `externalURL` and `pathPrefix` read the render's data: see _call
+    return ""
+
+
+def _eval_args(args: tuple[Any, ...]) -> str:
+    """Go's evalArgs for the escaper builtins: a single string as it is, anything else fmt.Sprint'ed."""
+    if len(args) == 1 and isinstance(args[0], str):
+        return args[0]
+    return _go_sprint(args)
+
+
+def _query_escape(s: str) -> str:
+    """Go's url.QueryEscape: everything but letters, digits and `-_.~` percent-encoded, space as `+`."""
+    return urllib.parse.quote_plus(s, safe="")
+
+
+def _graph_link(expr: Any) -> str:
+    return f"/graph?g0.expr={_query_escape(_want_str('graphLink', expr))}&g0.tab=0"
+
+
+def _table_link(expr: Any) -> str:
+    return f"/graph?g0.expr={_query_escape(_want_str('tableLink', expr))}&g0.tab=1"
+
+
+_HTML_ESCAPES = {"\0": "\ufffd", '"': "&#34;", "'": "&#39;", "&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def _html(*args: Any) -> str:
+    return "".join(_HTML_ESCAPES.get(c, c) for c in _eval_args(args))
+
+
+_JS_ESCAPES = {"\\": "\\\\", "'": "\\'", '"': '\\"', "<": "\\u003C", ">": "\\u003E", "&": "\\u0026",
+               "=": "\\u003D"}
+
+
+def _js(*args: Any) -> str:
+    """Go's JSEscapeString: quotes and backslashes escaped, `<>&=` and unprintable characters as \\uXXXX."""
+    out = []
+    for c in _eval_args(args):
+        if c in _JS_ESCAPES:
+            out.append(_JS_ESCAPES[c])
+        elif c.isprintable() or c == " ":
+            out.append(c)
+        else:
+            out.append(f"\\u{ord(c):04X}" if ord(c) < 0x10000 else c)
+    return "".join(out)
+
+
+def _args(*args: Any) -> dict[str, Any]:
+    return {f"arg{i}": a for i, a in enumerate(args)}
+
+
+def _slice(item: Any, *indexes: Any) -> Any:
+    """Go's `slice x 1 2`: a substring or a sub-list; out-of-range indexes are an error."""
+    if not isinstance(item, str | list | tuple):
+        raise _ExecError(f"error calling slice: can't slice item of type {_go_type(item)}")
+    if len(indexes) > 3 or (len(indexes) == 3 and isinstance(item, str)):
+        raise _ExecError(f"error calling slice: too many slice indexes: {len(indexes)}")
+    idx = []
+    for i in indexes:
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise _ExecError(f"error calling slice: cannot index slice/array with type {_go_type(i)}")
+        if not 0 <= i <= len(item):
+            raise _ExecError(f"error calling slice: index out of range: {i}")
+        idx.append(i)
+    lo = idx[0] if idx else 0
+    hi = idx[1] if len(idx) > 1 else len(item)
+    if hi < lo:
+        raise _ExecError(f"error calling slice: invalid slice index: {lo} > {hi}")
+    return item[lo:hi]
+
+
+def _call_builtin(fn: Any, *args: Any) -> Any:
+    raise _ExecError(f"error calling call: non-function of type {_go_type(fn)}")  # templates hold no functions
+
+
 def _first(v: Any) -> QuerySample:
     result = _want_result("first", v)
     if not result:
@@ -638,10 +715,20 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "value": _value,
     "strvalue": _strvalue,
     "sortByLabel": _sort_by_label,
+    "externalURL": _external_url_placeholder,
+    "pathPrefix": _external_url_placeholder,
+    "graphLink": _graph_link,
+    "tableLink": _table_link,
+    "args": _args,
+    "urlquery": lambda *a: _query_escape(_eval_args(a)),
+    "html": _html,
+    "js": _js,
+    "println": lambda *a: " ".join(go_str(x) for x in a) + "\n",
+    "slice": _slice,
+    "call": _call_builtin,
 }
-# Prometheus functions that need its web UI, and Go builtins hostwarden does not implement: rejected at load time.
-UNSUPPORTED_FUNCTIONS = frozenset({"args", "tmpl", "pathPrefix", "graphLink", "tableLink", "externalURL", "urlquery",
-                                   "html", "js", "call", "slice", "println"})
+# Prometheus' console-template function: rejected at load time.
+UNSUPPORTED_FUNCTIONS = frozenset({"tmpl"})
 
 
 # -- AST -------------------------------------------------------------------------------------------
@@ -1077,6 +1164,9 @@ def _call(name: str, args: list[Any], scope: _Scope) -> Any:
         raise _ExecError(f"wrong number of args for {name}: want {want} got {len(args)}")
     if name == "query":
         return _run_query(scope, args[0])
+    if name in ("externalURL", "pathPrefix"):
+        url = str(scope.root.get("ExternalURL", "")) if isinstance(scope.root, Mapping) else ""
+        return url if name == "externalURL" else urllib.parse.urlsplit(url).path
     try:
         result = fn(*args)
     except _ExecError:

@@ -114,3 +114,25 @@ def test_query_function_rejects_strings_and_ranges_and_memoizes_per_evaluation()
     first = q("x")
     store.load_series("x", (("k", "a"),), [(600.0, -1.0)])  # overwrite the sample at 600
     assert q("x") is first  # the same text within one evaluation is evaluated once
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("{{ externalURL }}|{{ pathPrefix }}", "http://prom.example:9090/prefix|/prefix"),
+    ('{{ externalURL }}{{ graphLink "up == 0" }}', "http://prom.example:9090/prefix/graph?g0.expr=up+%3D%3D+0&g0.tab=0"),
+    ('{{ tableLink "up" }}', "/graph?g0.expr=up&g0.tab=1"),
+    ('{{ (args 1 "b").arg1 }}', "b"),
+    ('{{ urlquery "a b&c" }}', "a+b%26c"),
+    ('{{ $labels.a | html }}', "x&lt;y"),
+    ('{{ println 1 2 "x" }}|', "1 2 x\n|"),
+    ('{{ slice "abcdef" 1 3 }}|{{ slice "abc" 1 }}', "bc|bc"),
+    ('{{ slice "abc" 5 }}', "<error expanding template: error calling slice: index out of range: 5>"),
+    ('{{ call "x" }}', "<error expanding template: error calling call: non-function of type string>"),
+])
+def test_template_web_and_builtin_functions(text: str, want: str) -> None:
+    data = TemplateData(labels={"a": "x<y"}, external_url="http://prom.example:9090/prefix")
+    assert parse_template(text).render(data) == want
+
+
+def test_template_tmpl_console_function_rejected_at_load() -> None:
+    with pytest.raises(Exception, match="function 'tmpl' is not supported in hostwarden templates"):
+        parse_template('{{ tmpl "x" . }}')
