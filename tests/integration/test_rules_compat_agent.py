@@ -13,6 +13,7 @@ import pytest
 
 from tests.reliability.agentprobe import parse_exposition
 from tests.support.agent import run_cli, start_agent, wait_for, write_config
+from tests.support.prometheus import start_prometheus
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +49,15 @@ groups:
 DEADLINE = 20.0
 
 
+def setup(tmp_path: Path) -> Path:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "a.yaml").write_text(FILE_A)
+    (tmp_path / "rules" / "b.yaml").write_text(FILE_B)
+    cfg = write_config(tmp_path, "rule_files: [rules/*.yaml]\ntickets:\n  reopen_window: 1h\n")
+    (tmp_path / "state" / "textfile").mkdir(parents=True, exist_ok=True)
+    return cfg
+
+
 def set_values(tmp_path: Path, a: float, b: float) -> None:
     d = tmp_path / "state" / "textfile"
     tmp = d / ".compat.prom.tmp"
@@ -62,11 +72,7 @@ def tickets(cfg: Path) -> list[dict]:
 
 
 def test_agent_same_group_name_in_two_files_duplicate_alerts_and_query_templates(tmp_path: Path) -> None:
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "a.yaml").write_text(FILE_A)
-    (tmp_path / "rules" / "b.yaml").write_text(FILE_B)
-    cfg = write_config(tmp_path, "rule_files: [rules/*.yaml]\ntickets:\n  reopen_window: 1h\n")
-    (tmp_path / "state" / "textfile").mkdir(parents=True, exist_ok=True)
+    cfg = setup(tmp_path)
     set_values(tmp_path, 5, 5)
     agent = start_agent(cfg)
     try:
@@ -91,4 +97,39 @@ def test_agent_same_group_name_in_two_files_duplicate_alerts_and_query_templates
             sorted((t["id"], t["fingerprint"], t["status"]) for t in opened)
         assert "resolved" not in agent.log_text() and "opened" not in agent.log_text().split("restored")[-1]
     finally:
+        agent.stop()
+
+
+def test_agent_and_real_prometheus_load_the_same_groups_and_fire_the_same_alerts(tmp_path: Path) -> None:
+    """Debian's Prometheus scrapes the agent and evaluates the same two files: the same (file, group) pairs,
+    the same alerts per rule (repeated names included) and the same `query`-rendered annotations."""
+    cfg = setup(tmp_path)
+    set_values(tmp_path, 15, 25)
+    agent = start_agent(cfg)
+    files = sorted(str(p) for p in (tmp_path / "rules").glob("*.yaml"))
+    prom = start_prometheus(tmp_path / "prom", f"  - job_name: hostwarden\n    static_configs:\n"
+                                               f"      - targets: ['127.0.0.1:{agent.port}']\n", rule_files=files)
+    try:
+        def prom_firing() -> list[dict]:
+            alerts = prom.api("alerts")["data"]["alerts"]
+            return alerts if len([a for a in alerts if a["state"] == "firing"]) >= 4 else []
+
+        alerts = wait_for(prom_firing, 60, what="four alerts firing in Prometheus")
+        groups = prom.api("rules")["data"]["groups"]
+        theirs_groups = sorted((g["file"], g["name"], len(g["rules"])) for g in groups)
+        metrics = parse_exposition(agent.scrape())
+        ours_groups = sorted((dict(lb)["file"], dict(lb)["group"], int(v)) for (n, lb), v in metrics.items()
+                             if n == "hostwarden_rule_group_rules")
+        assert ours_groups == theirs_groups == [(files[0], "EmbeddedExporter", 1), (files[1], "EmbeddedExporter", 3)]
+
+        theirs = sorted((a["labels"]["alertname"], a["annotations"]["summary"]) for a in alerts
+                        if a["state"] == "firing")
+        opened = wait_for(lambda: (t := tickets(cfg)) and len(t) >= 4 and t, DEADLINE, what="four tickets")
+        ours = sorted((t["rule"], t["title"]) for t in opened)  # one incident per firing rule
+        assert ours == theirs
+        assert [name for name, _ in ours] == ["CompatDuplicate", "CompatDuplicate", "CompatValueHigh",
+                                              "CompatValueHigh"]
+        assert ("CompatValueHigh", "a: 15 of 40 in total") in ours  # `query` over each one's own samples
+    finally:
+        prom.stop()
         agent.stop()
