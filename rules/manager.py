@@ -134,6 +134,7 @@ class RuleManager:
         self.groups = list(groups)
         self._states, self._rules, self._recorded = {}, {}, {}
         tags = self.discriminators(self.groups)
+        retired: list[RuleState] = []
         for key, rule in self._keys(self.groups).items():
             self._rules[id(rule)] = rule
             if rule.kind == "record":
@@ -141,17 +142,19 @@ class RuleManager:
                 continue
             state = old_states.pop(key, None)
             group = key[1]
+            if state is not None and state.discriminator != tags.get(id(rule), ""):
+                retired.append(state)  # its alerts' fingerprints change: resolve them, they fire anew
+                state = None
             if state is None:
                 state = RuleState(rule, group=group, external_labels=self.external_labels,
                                   discriminator=tags.get(id(rule), ""))
             else:
                 state.rule = rule
-                state.discriminator = tags.get(id(rule), "")
                 window = rule.flap.window if rule.flap else 1
                 for rec in state.alerts.values():
                     rec.history = deque(rec.history, maxlen=window)
             self._states[id(rule)] = state
-        for state in old_states.values():
+        for state in [*old_states.values(), *retired]:
             for rec in state.alerts.values():
                 if rec.state is AlertState.FIRING:
                     rec.state, rec.resolved_at = AlertState.INACTIVE, rec.last_eval
@@ -418,6 +421,12 @@ class RuleManager:
                     if row.get("state") == AlertState.FIRING.value and isinstance(row.get("alert"), dict):
                         alert = alert_from_dict(row["alert"])
                         self._orphans.append(AlertTransition(alert, TransitionKind.RESOLVED, now,
+                                                             details={"reason": "rule removed or changed"}))
+                    continue
+                saved = row.get("alert") if isinstance(row.get("alert"), dict) else {}
+                if str(saved.get("discriminator", "")) != state.discriminator:  # its fingerprint changed
+                    if row.get("state") == AlertState.FIRING.value:
+                        self._orphans.append(AlertTransition(alert_from_dict(saved), TransitionKind.RESOLVED, now,
                                                              details={"reason": "rule removed or changed"}))
                     continue
                 window = state.rule.flap.window if state.rule.flap else 1

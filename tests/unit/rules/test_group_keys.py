@@ -207,3 +207,36 @@ def test_export_renames_a_group_name_repeated_across_files(tmp_path: Path) -> No
     groups = load_files(tmp_path, a=GROUP_A, b=GROUP_B)
     text = export_groups(groups)
     assert '- name: "EmbeddedExporter"' in text and '- name: "EmbeddedExporter (b.yaml)"' in text
+
+
+def test_manager_reload_changing_a_rules_discriminator_resolves_its_old_fingerprint(tmp_path: Path) -> None:
+    one = "groups:\n  - name: g\n    rules:\n      - {alert: HighLoad, expr: 'load > 2'}\n"
+    (g,) = load_files(tmp_path, r=one)
+    m = RuleManager([g], external_labels={})
+    store = store_with({("load", ()): [(1000.0, 3.0), (1015.0, 3.0)]})
+    (fired,) = m.evaluate(g, store, 1000)
+    # a rule with the same name and labels is inserted before it: the old rule becomes the second one
+    two = one.replace("    rules:\n", "    rules:\n      - {alert: HighLoad, expr: 'load > 1'}\n")
+    (g2,) = load_files(tmp_path, r=two)
+    m.replace_groups([g2])
+    out = m.evaluate(g2, store, 1015)
+    kinds = [(t.kind, t.alert.fingerprint) for t in out]
+    assert kinds[0] == (TransitionKind.RESOLVED, fired.alert.fingerprint)  # nothing left open under the old one
+    assert [k for k, _ in kinds[1:]] == [TransitionKind.FIRING, TransitionKind.FIRING]
+    assert {fp for _, fp in kinds[1:]} == {fired.alert.fingerprint, out[2].alert.fingerprint}
+    assert out[1].alert.fingerprint != out[2].alert.fingerprint
+
+
+def test_manager_restore_state_with_another_discriminator_resolves_the_saved_alert(tmp_path: Path) -> None:
+    (g,) = load_files(tmp_path, r=DUPLICATES)
+    m = RuleManager([g], external_labels={})
+    m.evaluate(g, store_with({("load", (("window", "1m"),)): [(1000.0, 3.0)]}), 1000)
+    rows = json.loads(json.dumps(m.export_state()))
+    second = next(r for r in rows if r["alert"]["discriminator"])
+    second["alert"]["discriminator"] = "elsewhere;g;7"  # saved when the rule sat somewhere else
+    fresh = RuleManager(load_files(tmp_path, r=DUPLICATES), external_labels={})
+    fresh.restore_state(rows, 1010)
+    assert len(fresh.active_alerts()) == 1
+    out = fresh.evaluate(fresh.groups[0], store_with({("load", (("window", "1m"),)): [(1020.0, 3.0)]}), 1020)
+    assert [t.kind for t in out] == [TransitionKind.RESOLVED, TransitionKind.FIRING]
+    assert out[0].alert.discriminator == "elsewhere;g;7" and out[1].alert.discriminator == f"{g.key};1"
