@@ -136,3 +136,9 @@ def test_template_web_and_builtin_functions(text: str, want: str) -> None:
 def test_template_tmpl_console_function_rejected_at_load() -> None:
     with pytest.raises(Exception, match="function 'tmpl' is not supported in hostwarden templates"):
         parse_template('{{ tmpl "x" . }}')
+
+
+def test_template_literal_queries_found_for_retention_dynamic_ones_not() -> None:
+    t = parse_template('{{ query "a" }}{{ "b" | query }}{{ with query "c" }}{{ len (query "d") }}{{ end }}'
+                       '{{ printf "e%s" $labels.x | query }}{{ query (printf "f") }}')
+    assert t.literal_queries() == ["a", "b", "c", "d"]
