@@ -239,7 +239,7 @@ class Agent:
                                    id=f"collect:{interval:g}", name=f"collect every {interval:g}s")
         for group in self.rules.groups:
             self.scheduler.add_job(self._guard(self.evaluate_group), "interval", seconds=float(group.interval),
-                                   args=[group.name], id=f"rules:{group.name}")
+                                   args=[group.key], id=f"rules:{group.key}")
         self.scheduler.add_job(self._guard(self.incident_tick), "interval", seconds=INCIDENT_TICK_SECONDS,
                                id="incidents")
         wd = self.notifier.watchdog_interval()  # half of WatchdogSec when systemd asks for pings
@@ -303,9 +303,10 @@ class Agent:
         self.store.append("checks", samples, now)
         self.exposition.update("checks", samples, runner.metrics)
 
-    def evaluate_group(self, group_name: str) -> None:
+    def evaluate_group(self, key: Any) -> None:
+        """Evaluate the group `key` (a GroupKey: file and name; a plain name picks the first group of that name)."""
         with self._lock:
-            group = next((g for g in self.rules.groups if g.name == group_name), None)
+            group = next((g for g in self.rules.groups if key in (g.key, g.name)), None)
             if group is None:
                 return
             now = self.clock.now()
@@ -401,7 +402,7 @@ class Agent:
         self.collect_cycle()
         self._start_checks()
         for group in self.rules.groups:
-            self.evaluate_group(group.name)
+            self.evaluate_group(group.key)
         self.outbox.start()
         if self.config.receiver is not None:  # Alertmanager webhook receiver inside `run`
             from hostwarden.exporters.receiver import start_receiver

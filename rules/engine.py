@@ -121,9 +121,10 @@ def percent_state_change(history: list[str], window: int) -> float:
 class RuleState:
     """Per-alert state of one alerting rule."""
 
-    def __init__(self, rule: Rule, *, group: str, external_labels: dict[str, str]) -> None:
+    def __init__(self, rule: Rule, *, group: str, external_labels: dict[str, str], discriminator: str = "") -> None:
         self.rule = rule
         self.group = group
+        self.discriminator = discriminator  # see RuleManager.discriminators
         self.host = external_labels.get("host", "")
         self.alerts: dict[Labels, AlertRecord] = {}
         self._window = rule.flap.window if rule.flap else 0
@@ -162,7 +163,7 @@ class RuleState:
                      state=rec.state, severity=rec.severity, value=rec.value, active_since=rec.active_since,
                      fired_at=rec.fired_at, resolved_at=rec.resolved_at, annotations=rec.annotations,
                      category=rule.category, threshold=threshold, expr=rule.expr, flapping=rec.flapping,
-                     source=rule.source)
+                     source=rule.source, discriminator=self.discriminator)
 
     def active(self) -> list[Alert]:
         return [self.snapshot(r) for r in self.alerts.values() if r.state is not AlertState.INACTIVE]

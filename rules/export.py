@@ -21,10 +21,11 @@ equivalent and are written as comments; `category` becomes an annotation.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 
 from hostwarden.agent.core.units import format_duration
-from hostwarden.rules.model import NEGATED, Rule, RuleGroup, Threshold
+from hostwarden.rules.model import NEGATED, GroupKey, Rule, RuleGroup, Threshold
 
 
 def _q(s: str) -> str:
@@ -123,6 +124,22 @@ def export_rule(w: _Writer, rule: Rule) -> None:
         notes = [f"{rule.name} ({rule.source})"]
 
 
+def _unique_names(groups: list[RuleGroup]) -> dict[GroupKey, str]:
+    """Group names for one file: a name several files use gets its file's name appended (then a number)."""
+    out: dict[GroupKey, str] = {}
+    taken: set[str] = set()
+    for g in groups:
+        name = g.name
+        if name in taken:
+            name = f"{g.name} ({os.path.basename(g.file)})"
+            n = 2
+            while name in taken:
+                name, n = f"{g.name} ({os.path.basename(g.file)} {n})", n + 1
+        taken.add(name)
+        out[g.key] = name
+    return out
+
+
 def export_groups(groups: list[RuleGroup], *, sources: Iterable[str] = ()) -> str:
     """The rule file text."""
     w = _Writer()
@@ -134,8 +151,11 @@ def export_groups(groups: list[RuleGroup], *, sources: Iterable[str] = ()) -> st
         w.line(0, "groups: []")
         return "\n".join(w.lines) + "\n"
     w.line(0, "groups:")
+    names = _unique_names(groups)
     for g in groups:
-        w.line(2, f"- name: {_q(g.name)}")
+        if names[g.key] != g.name:
+            w.line(2, f"# group {g.name!r} of {g.file} (renamed: one file may not repeat a group name)")
+        w.line(2, f"- name: {_q(names[g.key])}")
         w.line(4, f"interval: {format_duration(g.interval)}")
         if g.limit:
             w.line(4, f"limit: {g.limit}")

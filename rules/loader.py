@@ -26,6 +26,7 @@ template errors point inside the expression (plain, quoted and block scalars ali
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -58,7 +59,11 @@ def load_rule_files(paths: list[str], errors: Errors, *, default_interval: float
     """
     loader = _Loader(errors, default_interval, promql_compat, subquery_step or default_interval)
     groups: list[RuleGroup] = []
+    seen: set[str] = set()
     for path in paths:
+        if os.path.normpath(path) in seen:  # listed twice (overlapping globs): loaded once, as Prometheus does
+            continue
+        seen.add(os.path.normpath(path))
         groups.extend(loader.load_file(path))
     return groups
 
@@ -156,6 +161,7 @@ class _Loader:
             self.err(Loc(path, 1, 1), f"rule file is not UTF-8: {e.reason}")
             return []
         self.lines = text.splitlines()
+        self.group_names = {}  # unique within a file, as in Prometheus; another file may reuse a name
         try:
             doc = load_yaml(text, path)
         except YAMLSourceError as e:
@@ -213,8 +219,8 @@ class _Loader:
             return None
         if name in self.group_names:
             first = self.group_names[name]
-            where = f"line {first.line}" if first.file == path else f"{first.file}:{first.line}"
-            self.err(node.value_loc("name"), f"group {name!r} is defined twice (first at {where})")
+            self.err(node.value_loc("name"), f"group {name!r} is defined twice in this file (first at line "
+                                             f"{first.line})")
             ok = False
         else:
             self.group_names[name] = node.value_loc("name")
@@ -235,20 +241,13 @@ class _Loader:
         if not isinstance(rules_node, LocList):
             self.err(node.value_loc("rules"), f"rules: expected a list of rules, got {_kind(rules_node)}")
             return None
-        seen: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
         for i, r in enumerate(rules_node):
+            # two alerting rules with the same name and labels are two rules, as in Prometheus (their
+            # incidents are told apart: see RuleManager's rule keys and docs/rules.md)
             rule = self._rule(r, rules_node.item_loc(i), path, name)
             if rule is None:
                 ok = False
                 continue
-            if rule.kind == "alert":
-                key = (rule.name, tuple(sorted((k, t.text) for k, t in rule.labels)))
-                if key in seen:
-                    self.err(r.value_loc("alert"), f"duplicate alert {rule.name!r} in group {name!r} "
-                             f"(same name and labels as the rule at line {seen[key]})")
-                    ok = False
-                    continue
-                seen[key] = rule.line
             rules.append(rule)
         if not ok:
             return None

@@ -92,6 +92,32 @@ class Rule:
         return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class GroupKey:
+    """What identifies a rule group: its file and its name (Prometheus' `file;name`).
+
+    Prometheus requires group names to be unique only within a file, so the same name in two files
+    is two groups. Scheduling, statistics, `ALERTS` bookkeeping, saved alert states and the API key
+    groups by this. `str(key)` is Prometheus' form, `file;name` (its `rule_group` label and the
+    `groupKey` it uses internally).
+    """
+
+    file: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.file};{self.name}"
+
+    @classmethod
+    def parse(cls, text: str) -> GroupKey:
+        """The inverse of `str()`: the file is everything before the first `;` (a group name may contain
+        `;`, a rule file path containing one cannot be told apart)."""
+        file, sep, name = text.partition(";")
+        if not sep:
+            raise ValueError(f"not a group key (file;name): {text!r}")
+        return cls(file, name)
+
+
 @dataclass(frozen=True, eq=False)
 class RuleGroup:
     name: str
@@ -104,3 +130,7 @@ class RuleGroup:
     @property
     def source(self) -> str:
         return f"{self.file}:{self.line}"
+
+    @property
+    def key(self) -> GroupKey:
+        return GroupKey(self.file, self.name)

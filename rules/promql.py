@@ -108,6 +108,7 @@ class Compiled:
     selectors: tuple[Selector, ...]
     _root: Node = field(repr=False)
     _internal_error_logged: bool = field(default=False, repr=False)
+    options: Options = field(default_factory=Options, repr=False)  # what it was compiled with (template queries)
 
     def eval(self, store: SeriesStore, t: float) -> Vector | float | str | Matrix:
         try:
@@ -151,7 +152,7 @@ def compile_expr(text: str, *, lookback: float = 300.0, prometheus_compat: Liter
                    max_samples=max_samples, max_subquery_steps=max_subquery_steps)
     compiler = _Compiler(text, opts)
     root = compiler.compile(ast, extra_lookback=0.0)
-    return Compiled(text, root.type, compiler.selectors(), root)  # type: ignore[arg-type]
+    return Compiled(text, root.type, compiler.selectors(), root, options=opts)  # type: ignore[arg-type]
 
 
 def instant_query(text: str, store: SeriesStore, t: float) -> Vector | float | str | Matrix:

@@ -9,7 +9,12 @@ variables `$labels`, `$value`, `$externalLabels`, `$externalURL` and the dot for
 (`$value | humanize`), parenthesised pipelines, variable declarations (`$x := ...`); `if/else if/
 else/end`, `with`, `range` (over maps in key order and lists); and the functions below.
 
-Parse errors (unknown function, unclosed action, `{{ end }}` without a block, `query`, ...) are
+`query` (an instant query over the agent's store at the alert's evaluation time, through the
+`TemplateData.query` function the rule manager passes) and its companions `first`, `label`, `value`,
+`strvalue` and `sortByLabel` work as in Prometheus: `{{ with query "up" }}{{ . | first | value }}{{ end }}`,
+`{{ range query "x" | sortByLabel "instance" }}{{ .Labels.instance }}={{ .Value }} {{ end }}`.
+
+Parse errors (unknown function, unclosed action, `{{ end }}` without a block, `graphLink`, ...) are
 raised at load time as TemplateError with a 0-based position. Rendering never raises: a failure
 renders as Prometheus does, `<error expanding template: ...>`, and is logged once per template.
 That includes a function called with the wrong number of arguments (Go's "wrong number of args for
@@ -26,6 +31,8 @@ Label values are untrusted and a template runs on every evaluation, so rendering
   error, so values cannot grow through variables or nested calls;
 - at most MAX_STEPS (10,000) steps run per render (each text, action or block executed and each
   `range` iteration is one step; `range 100000000` stops there), beyond that the template is an error;
+- at most MAX_QUERIES (10) `query` calls per render, each returning at most MAX_QUERY_RESULT (10,000)
+  elements; the PromQL evaluation itself is bounded by the engine's sample and subquery-step limits;
 - a printf width or precision above MAX_PRINTF_WIDTH (1,000) is not applied and Go's marker
   `%!(BADWIDTH)` / `%!(BADPREC)` is written instead (as Go does for a width it cannot use);
 - `reReplaceAll` and `match` use RE2 (`rules.promql_regex.compile_re2`), linear in the text like
@@ -40,7 +47,8 @@ import inspect
 import logging
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -55,6 +63,10 @@ MAX_STEPS = 10_000
 """Most execution steps per render: texts, actions and blocks executed, plus `range` iterations."""
 MAX_PRINTF_WIDTH = 1_000
 """Largest printf width or precision applied; above it Go's %!(BADWIDTH) / %!(BADPREC) is written."""
+MAX_QUERIES = 10
+"""Most `query` calls per render (each one is a PromQL evaluation under the store's lock)."""
+MAX_QUERY_RESULT = 10_000
+"""Most elements a `query` may return; a larger result is an error (nothing larger reaches the template)."""
 TRUNCATED_MARKER = f"<error expanding template: output truncated at {MAX_OUTPUT_CHARS} characters>"
 
 
@@ -83,12 +95,18 @@ class _NoValue:
 NO_VALUE = _NoValue()
 
 
+QueryFunc = Callable[[str], Sequence[tuple[Mapping[str, str], float]]]
+"""What `query` calls: an instant query at the alert's evaluation time, giving (labels with `__name__`,
+value) pairs; it raises (any exception, its message is the template error) when the query fails."""
+
+
 @dataclass(frozen=True)
 class TemplateData:
     labels: Mapping[str, str] = field(default_factory=dict)
     value: float | str = 0.0
     external_labels: Mapping[str, str] = field(default_factory=dict)
     external_url: str = ""
+    query: QueryFunc | None = None  # `query` fails ("no query engine") without one
 
 
 # -- Go number formatting --------------------------------------------------------------------------
@@ -141,10 +159,27 @@ def to_float(x: Any) -> float:
     raise _ExecError(f"can't convert {go_str(x)} to float")
 
 
+class _Struct(dict):
+    """A Go struct seen by a template: field access on it is strict (a missing field is an error)."""
+
+    go_type = "struct"
+
+
+class QuerySample(_Struct):
+    """One element of a `query` result: Prometheus' `*template.sample` with `.Labels` and `.Value`."""
+
+    go_type = "*template.sample"
+
+    def __init__(self, labels: Mapping[str, str], value: float) -> None:
+        super().__init__(Labels=dict(labels), Value=float(value))
+
+
 def go_str(x: Any) -> str:
     """Go's `%v` for the values templates see."""
     if x is None or x is NO_VALUE:
         return "<no value>"
+    if isinstance(x, QuerySample):
+        return "&{" + go_str(x["Labels"]) + " " + go_str(x["Value"]) + "}"
     if isinstance(x, bool):
         return "true" if x else "false"
     if isinstance(x, float):
@@ -319,8 +354,12 @@ def _go_type(a: Any) -> str:
         return "float64"
     if isinstance(a, str):
         return "string"
+    if isinstance(a, _Struct):
+        return a.go_type
     if isinstance(a, Mapping):
         return "map[string]string"
+    if isinstance(a, list) and all(isinstance(x, QuerySample) for x in a):
+        return "template.queryResult"
     return type(a).__name__
 
 
@@ -524,6 +563,123 @@ def _len(a: Any) -> int:
     raise _ExecError(f"error calling len: len of type {_go_type(a)}")
 
 
+def _want_result(fn: str, v: Any) -> list[QuerySample]:
+    if not isinstance(v, list) or not all(isinstance(x, QuerySample) for x in v):
+        raise _ExecError(f"error calling {fn}: wrong type for value; expected template.queryResult; "
+                         f"got {_go_type(v)}")
+    return v
+
+
+def _want_sample(fn: str, v: Any) -> QuerySample:
+    if not isinstance(v, QuerySample):
+        raise _ExecError(f"error calling {fn}: wrong type for value; expected *template.sample; got {_go_type(v)}")
+    return v
+
+
+def _query_placeholder(q: Any) -> Any:  # `query` needs the render's query function: see Template._call
+    raise _ExecError("error calling query: no query engine")
+
+
+def _external_url_placeholder() -> str:  # `externalURL` and `pathPrefix` read the render's data: see _call
+    return ""
+
+
+def _eval_args(args: tuple[Any, ...]) -> str:
+    """Go's evalArgs for the escaper builtins: a single string as it is, anything else fmt.Sprint'ed."""
+    if len(args) == 1 and isinstance(args[0], str):
+        return args[0]
+    return _go_sprint(args)
+
+
+def _query_escape(s: str) -> str:
+    """Go's url.QueryEscape: everything but letters, digits and `-_.~` percent-encoded, space as `+`."""
+    return urllib.parse.quote_plus(s, safe="")
+
+
+def _graph_link(expr: Any) -> str:
+    return f"/graph?g0.expr={_query_escape(_want_str('graphLink', expr))}&g0.tab=0"
+
+
+def _table_link(expr: Any) -> str:
+    return f"/graph?g0.expr={_query_escape(_want_str('tableLink', expr))}&g0.tab=1"
+
+
+_HTML_ESCAPES = {"\0": "\ufffd", '"': "&#34;", "'": "&#39;", "&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def _html(*args: Any) -> str:
+    return "".join(_HTML_ESCAPES.get(c, c) for c in _eval_args(args))
+
+
+_JS_ESCAPES = {"\\": "\\\\", "'": "\\'", '"': '\\"', "<": "\\u003C", ">": "\\u003E", "&": "\\u0026",
+               "=": "\\u003D"}
+
+
+def _js(*args: Any) -> str:
+    """Go's JSEscapeString: quotes and backslashes escaped, `<>&=` and unprintable characters as \\uXXXX."""
+    out = []
+    for c in _eval_args(args):
+        if c in _JS_ESCAPES:
+            out.append(_JS_ESCAPES[c])
+        elif c.isprintable() or c == " ":
+            out.append(c)
+        else:
+            out.append(f"\\u{ord(c):04X}" if ord(c) < 0x10000 else c)
+    return "".join(out)
+
+
+def _args(*args: Any) -> dict[str, Any]:
+    return {f"arg{i}": a for i, a in enumerate(args)}
+
+
+def _slice(item: Any, *indexes: Any) -> Any:
+    """Go's `slice x 1 2`: a substring or a sub-list; out-of-range indexes are an error."""
+    if not isinstance(item, str | list | tuple):
+        raise _ExecError(f"error calling slice: can't slice item of type {_go_type(item)}")
+    if len(indexes) > 3 or (len(indexes) == 3 and isinstance(item, str)):
+        raise _ExecError(f"error calling slice: too many slice indexes: {len(indexes)}")
+    idx = []
+    for i in indexes:
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise _ExecError(f"error calling slice: cannot index slice/array with type {_go_type(i)}")
+        if not 0 <= i <= len(item):
+            raise _ExecError(f"error calling slice: index out of range: {i}")
+        idx.append(i)
+    lo = idx[0] if idx else 0
+    hi = idx[1] if len(idx) > 1 else len(item)
+    if hi < lo:
+        raise _ExecError(f"error calling slice: invalid slice index: {lo} > {hi}")
+    return item[lo:hi]
+
+
+def _call_builtin(fn: Any, *args: Any) -> Any:
+    raise _ExecError(f"error calling call: non-function of type {_go_type(fn)}")  # templates hold no functions
+
+
+def _first(v: Any) -> QuerySample:
+    result = _want_result("first", v)
+    if not result:
+        raise _ExecError("error calling first: first() called on vector with no elements")
+    return result[0]
+
+
+def _label(name: Any, s: Any) -> str:
+    return _want_sample("label", s)["Labels"].get(_want_str("label", name), "")
+
+
+def _value(s: Any) -> float:
+    return _want_sample("value", s)["Value"]
+
+
+def _strvalue(s: Any) -> str:
+    return _want_sample("strvalue", s)["Labels"].get("__value__", "")
+
+
+def _sort_by_label(name: Any, v: Any) -> list[QuerySample]:
+    name = _want_str("sortByLabel", name)
+    return sorted(_want_result("sortByLabel", v), key=lambda x: x["Labels"].get(name, ""))  # stable, as Go's
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "humanize": humanize,
     "humanize1024": humanize1024,
@@ -553,11 +709,26 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "parseDuration": _parse_duration,
     "safeHtml": lambda s: s,
     "toTime": lambda x: humanize_timestamp(x),
+    "query": _query_placeholder,
+    "first": _first,
+    "label": _label,
+    "value": _value,
+    "strvalue": _strvalue,
+    "sortByLabel": _sort_by_label,
+    "externalURL": _external_url_placeholder,
+    "pathPrefix": _external_url_placeholder,
+    "graphLink": _graph_link,
+    "tableLink": _table_link,
+    "args": _args,
+    "urlquery": lambda *a: _query_escape(_eval_args(a)),
+    "html": _html,
+    "js": _js,
+    "println": lambda *a: " ".join(go_str(x) for x in a) + "\n",
+    "slice": _slice,
+    "call": _call_builtin,
 }
-# Prometheus functions that need the query engine or the web UI: rejected at load time.
-UNSUPPORTED_FUNCTIONS = frozenset({"query", "first", "label", "value", "sortByLabel", "strvalue", "args",
-                                   "tmpl", "pathPrefix", "graphLink", "tableLink", "externalURL", "urlquery",
-                                   "html", "js", "call", "slice", "println"})
+# Prometheus' console-template function: rejected at load time.
+UNSUPPORTED_FUNCTIONS = frozenset({"tmpl"})
 
 
 # -- AST -------------------------------------------------------------------------------------------
@@ -861,7 +1032,11 @@ class _Parser:
                 if depth:
                     raise TemplateError("unclosed left paren", tpos)
                 inner = self._pipeline(tokens[i + 1:j - 1], tpos)
-                cur.append(_Operand("pipe", inner, (), tpos))
+                fields: tuple[str, ...] = ()
+                if j < len(tokens) and tokens[j][0] == "field" and tokens[j][2] == tokens[j - 1][2] + 1:
+                    fields = tuple(tokens[j][1].split(".")[1:])  # Go's chain node: `(query "x" | first).Value`
+                    j += 1
+                cur.append(_Operand("pipe", inner, fields, tpos))
                 i = j
                 continue
             if kind == "rp":
@@ -900,9 +1075,11 @@ class _Parser:
 
 
 class _Scope:
-    def __init__(self, root: Any, variables: dict[str, Any]) -> None:
+    def __init__(self, root: Any, variables: dict[str, Any], query: QueryFunc | None = None) -> None:
         self.root = root
         self.vars = [variables]
+        self.query = query
+        self.queries = 0
 
     def lookup(self, name: str) -> Any:
         for frame in reversed(self.vars):
@@ -911,8 +1088,10 @@ class _Scope:
         raise _ExecError(f"undefined variable: {name}")
 
 
-class _Root(dict):
+class _Root(_Struct):
     """The dot: field access on it is strict (a struct in Go), on maps lenient."""
+
+    go_type = "*template.tmplData"
 
 
 class _Run:
@@ -955,7 +1134,27 @@ def _arity(fn: Callable[..., Any]) -> tuple[int, bool]:
 _ARITY: dict[Callable[..., Any], tuple[int, bool]] = {}
 
 
-def _call(name: str, args: list[Any]) -> Any:
+def _run_query(scope: _Scope, q: Any) -> list[QuerySample]:
+    """`query`: an instant query at the alert's evaluation time; bounded by MAX_QUERIES per render and
+    MAX_QUERY_RESULT elements (the evaluation itself by the PromQL engine's sample and step limits)."""
+    text = _want_str("query", q)
+    if scope.query is None:
+        raise _ExecError("error calling query: no query engine")
+    scope.queries += 1
+    if scope.queries > MAX_QUERIES:
+        raise _ExecError(f"error calling query: template exceeds {MAX_QUERIES} queries")
+    try:
+        result = scope.query(text)
+    except (RecursionError, MemoryError) as e:
+        raise _ExecError(f"error calling query: {type(e).__name__}") from None
+    except Exception as e:  # a PromQL error (parse, limits, not a vector) is the template's error
+        raise _ExecError(f"error calling query: {e}") from None
+    if len(result) > MAX_QUERY_RESULT:
+        raise _ExecError(f"error calling query: {len(result)} elements, more than the limit of {MAX_QUERY_RESULT}")
+    return [QuerySample(labels, value) for labels, value in result]
+
+
+def _call(name: str, args: list[Any], scope: _Scope) -> Any:
     """Call template function `name`: Go's argument-count check, then any unexpected exception inside the
     function becomes a template error naming it; a string result is bounded by MAX_OUTPUT_CHARS."""
     fn = FUNCTIONS[name]
@@ -963,6 +1162,11 @@ def _call(name: str, args: list[Any]) -> Any:
     if len(args) < required or (not variadic and len(args) > required):
         want = f"at least {required}" if variadic else str(required)
         raise _ExecError(f"wrong number of args for {name}: want {want} got {len(args)}")
+    if name == "query":
+        return _run_query(scope, args[0])
+    if name in ("externalURL", "pathPrefix"):
+        url = str(scope.root.get("ExternalURL", "")) if isinstance(scope.root, Mapping) else ""
+        return url if name == "externalURL" else urllib.parse.urlsplit(url).path
     try:
         result = fn(*args)
     except _ExecError:
@@ -978,9 +1182,9 @@ def _call(name: str, args: list[Any]) -> Any:
 
 
 def _field(obj: Any, name: str) -> Any:
-    if isinstance(obj, _Root):
+    if isinstance(obj, _Struct):
         if name not in obj:
-            raise _ExecError(f"can't evaluate field {name} in type *template.tmplData")
+            raise _ExecError(f"can't evaluate field {name} in type {obj.go_type}")
         return obj[name]
     if isinstance(obj, Mapping):
         return obj.get(name, "")  # Prometheus expands with missingkey=zero: a missing label is ""
@@ -1010,7 +1214,8 @@ class Template:
         root = _Root(Labels=dict(data.labels), Value=data.value, ExternalLabels=dict(data.external_labels),
                      ExternalURL=data.external_url)
         scope = _Scope(root, {"$": root, "$labels": root["Labels"], "$value": data.value,
-                              "$externalLabels": root["ExternalLabels"], "$externalURL": data.external_url})
+                              "$externalLabels": root["ExternalLabels"], "$externalURL": data.external_url},
+                       data.query)
         run = _Run()
         try:
             self._exec(self._nodes, root, scope, run)
@@ -1024,6 +1229,35 @@ class Template:
         except Exception as e:  # last resort: render never raises
             return self._error(f"internal error: {type(e).__name__}: {e}")
         return "".join(run.out)
+
+    def literal_queries(self) -> list[str]:
+        """The `query` arguments written as string literals (`query "up"`, `"up" | query`), for retention."""
+        out: list[str] = []
+
+        def pipe(p: _Pipeline) -> None:
+            prev: _Operand | None = None
+            for c in p.cmds:
+                head = c.args[0]
+                if head.kind == "ident" and head.value == "query":
+                    arg = c.args[1] if len(c.args) > 1 else prev
+                    if arg is not None and arg.kind == "lit" and isinstance(arg.value, str):
+                        out.append(arg.value)
+                for a in c.args:
+                    if a.kind == "pipe":
+                        pipe(a.value)
+                prev = head if len(c.args) == 1 else None
+
+        def walk(nodes: list[Any]) -> None:
+            for n in nodes:
+                if isinstance(n, _Action):
+                    pipe(n.pipe)
+                elif isinstance(n, _Block):
+                    pipe(n.pipe)
+                    walk(n.body)
+                    walk(n.else_)
+
+        walk(self._nodes)
+        return out
 
     def _error(self, msg: str) -> str:
         self._log_once(msg)
@@ -1049,6 +1283,8 @@ class Template:
     @staticmethod
     def _range_items(coll: Any) -> Iterator[tuple[Any, Any]]:
         """(key, value) pairs of a range, lazily: `range 100000000` is never materialised."""
+        if isinstance(coll, _Struct):
+            raise _ExecError(f"range can't iterate over {go_str(coll)}")
         if isinstance(coll, Mapping):
             return iter(sorted(coll.items()))
         if isinstance(coll, list | tuple):
@@ -1113,7 +1349,7 @@ class Template:
             args = [self._operand(a, dot, scope) for a in c.args[1:]]
             if piped:
                 args.append(prev)
-            return _call(head.value, args)
+            return _call(head.value, args, scope)
         if len(c.args) > 1 or piped:
             raise _ExecError(f"can't give argument to non-function {self._describe(head)}")
         return self._operand(head, dot, scope)
@@ -1130,9 +1366,12 @@ class Template:
         if o.kind == "lit":
             return o.value
         if o.kind == "ident":
-            return _call(o.value, [])
+            return _call(o.value, [], scope)
         if o.kind == "pipe":
-            return self._pipe(o.value, dot, scope)
+            v = self._pipe(o.value, dot, scope)
+            for f in o.fields:
+                v = _field(v, f)
+            return v
         if o.kind == "var":
             v = scope.root if o.value == "$" else scope.lookup(o.value)
         elif o.kind == "dot":

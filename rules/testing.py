@@ -27,6 +27,7 @@ of the alert, as it is everywhere else in hostwarden).
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import math
 import os
@@ -301,8 +302,9 @@ class _Runner:
         except RuleTestError as e:
             return [f"    {e}"]
         errors = Errors()
+        # a subquery without a step (`x[5m:]`) steps by the file's evaluation_interval, as in promtool
         groups = load_rule_files(rule_files, errors, default_interval=interval, promql_compat=self.compat,
-                                 subquery_step=60.0)
+                                 subquery_step=interval)
         if errors:
             return [f"    {issue}" for issue in errors.issues]
         if order:
@@ -332,6 +334,9 @@ class _Runner:
         return files
 
     def _run_group(self, tg: TestGroup, groups: list[RuleGroup], eval_interval: float) -> list[str]:
+        # promtool evaluates every group at every evaluation_interval, whatever the group's own interval
+        # (which then must not make the manager think evaluations were missed)
+        groups = [dataclasses.replace(g, interval=eval_interval) for g in groups]
         store = SeriesStore()
         store.set_retention({}, all_names=math.inf)
         for s in tg.series:
@@ -365,7 +370,7 @@ class _Runner:
                 cur += 1
             ts_ms += step_ms
         for et in tg.expr_tests:
-            errs.extend(self._expr_test(et, store))
+            errs.extend(self._expr_test(et, store, eval_interval))
         return errs
 
     @staticmethod
@@ -388,10 +393,11 @@ class _Runner:
             lines.append(f"        + unexpected: {_fmt_labels(a.labels)} {_fmt_labels(a.annotations)}")
         return ["\n".join(lines)]
 
-    def _expr_test(self, et: ExprTest, store: SeriesStore) -> list[str]:
+    def _expr_test(self, et: ExprTest, store: SeriesStore, eval_interval: float) -> list[str]:
         head = f"    expr: {_go_quote(et.expr)}, time: {_fmt_time(et.eval_time)}"
         try:
-            compiled = compile_expr(et.expr, prometheus_compat=2 if self.compat == 2 else 3)
+            compiled = compile_expr(et.expr, prometheus_compat=2 if self.compat == 2 else 3,
+                                    subquery_step=eval_interval)
             with store.lock:
                 result = compiled.eval(store, et.eval_time)
         except PromQLError as e:

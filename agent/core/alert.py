@@ -51,10 +51,11 @@ class Alert:
     expr: str = ""
     flapping: bool = False
     source: str = ""  # rule file:line, for tickets and logs
+    discriminator: str = ""  # tells apart rules with the same alert name and labels ("" for the first one)
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.rule, self.identity)
+        return fingerprint(self.rule, self.identity, self.discriminator)
 
     def annotation(self, key: str, default: str = "") -> str:
         return label_value(self.annotations, key, default)
@@ -63,11 +64,16 @@ class Alert:
         return label_value(self.labels, key, default)
 
 
-def fingerprint(alertname: str, identity: Labels) -> str:
-    """Stable across restarts, versions and hosts' label order: sha256 of name + sorted labels, 16 hex."""
+def fingerprint(alertname: str, identity: Labels, discriminator: str = "") -> str:
+    """Stable across restarts, versions and hosts' label order: sha256 of name + sorted labels, 16 hex.
+
+    `discriminator` (empty for all but the second and later rules with the same alert name and labels,
+    see `RuleManager.discriminators`) is hashed after the labels, so the plain fingerprint is unchanged."""
     h = hashlib.sha256(alertname.encode())
     for k, v in sorted(identity):
         h.update(b"\x00" + k.encode() + b"\x01" + v.encode())
+    if discriminator:
+        h.update(b"\x02" + discriminator.encode())
     return h.hexdigest()[:16]
 
 
@@ -92,6 +98,7 @@ def alert_to_dict(a: Alert) -> dict[str, Any]:
         "value": _float_out(a.value), "active_since": a.active_since, "fired_at": a.fired_at,
         "resolved_at": a.resolved_at, "annotations": [list(p) for p in a.annotations], "category": a.category,
         "threshold": a.threshold, "expr": a.expr, "flapping": a.flapping, "source": a.source,
+        "discriminator": a.discriminator,
     }
 
 
@@ -105,4 +112,5 @@ def alert_from_dict(d: dict[str, Any]) -> Alert:
         resolved_at=_opt_float(d.get("resolved_at")), annotations=_labels(d.get("annotations", ())),
         category=str(d.get("category", "")), threshold=str(d.get("threshold", "")), expr=str(d.get("expr", "")),
         flapping=bool(d.get("flapping", False)), source=str(d.get("source", "")),
+        discriminator=str(d.get("discriminator", "")),
     )

@@ -296,10 +296,11 @@ def _wal_has_content(path: str) -> bool:
 
 
 _IDENTITY_KEYS = ("group", "rule", "signature", "occurrence", "labels", "fingerprint")
+# rows written since groups are keyed by (file, name) also carry "file"; older rows keep their key
 
 
 def _row_key(row: dict, text: str) -> str:
     """Rows of the same alert keep their key while their state changes (an update, not delete + insert)."""
-    identity = [row.get(k) for k in _IDENTITY_KEYS]
+    identity = [row.get(k) for k in _IDENTITY_KEYS] + ([row["file"]] if "file" in row else [])
     basis = json.dumps(identity, sort_keys=True, default=str) if "rule" in row else text
     return hashlib.sha256(basis.encode()).hexdigest()[:24]

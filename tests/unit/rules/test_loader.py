@@ -7,7 +7,7 @@ import pytest
 from hostwarden.agent.core.schema import Errors
 from hostwarden.agent.core.yamlsrc import Loc
 from hostwarden.rules.loader import load_rule_files, parse_threshold, scalar_loc
-from hostwarden.rules.model import Threshold
+from hostwarden.rules.model import GroupKey, Threshold
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 BROKEN = os.path.join(ROOT, "tests", "fixtures", "rules_broken")
@@ -95,13 +95,42 @@ def test_load_rule_files_default_interval_and_empty_file(tmp_path) -> None:
     assert (groups, issues) == ([], [])
 
 
-def test_load_rule_files_group_defined_in_two_files_is_an_error(tmp_path) -> None:
+def test_load_rule_files_same_group_name_in_two_files_loads_both_with_distinct_keys(tmp_path) -> None:
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
-    for p in (a, b):
-        p.write_text("groups:\n  - name: same\n    rules: []\n")
+    a.write_text("groups:\n  - name: same\n    rules:\n      - {alert: A, expr: up == 0}\n")
+    b.write_text("groups:\n  - name: same\n    rules:\n      - {alert: B, expr: up == 1}\n")
     errors = Errors()
-    load_rule_files([str(a), str(b)], errors, default_interval=10.0)
-    assert [str(i) for i in errors.issues] == [f"{b}:2:11: group 'same' is defined twice (first at {a}:2)"]
+    groups = load_rule_files([str(a), str(b)], errors, default_interval=10.0)
+    assert errors.issues == []
+    assert [(g.name, g.file, [r.name for r in g.rules]) for g in groups] == [("same", str(a), ["A"]),
+                                                                             ("same", str(b), ["B"])]
+    assert groups[0].key == GroupKey(str(a), "same") != groups[1].key
+    assert str(groups[0].key) == f"{a};same" and GroupKey.parse(str(groups[1].key)) == groups[1].key
+
+
+def test_load_rule_files_same_group_name_twice_in_one_file_is_an_error(tmp_path) -> None:
+    groups, issues = _load(tmp_path, "groups:\n  - name: same\n    rules: []\n  - name: same\n    rules: []\n")
+    assert issues == ["r.yaml:4:11: group 'same' is defined twice in this file (first at line 2)"]
+    assert [g.name for g in groups] == ["same"]
+
+
+def test_load_rule_files_file_listed_twice_loads_once(tmp_path) -> None:
+    a = tmp_path / "a.yaml"
+    a.write_text("groups:\n  - name: g\n    rules: []\n")
+    errors = Errors()
+    groups = load_rule_files([str(a), str(a)], errors, default_interval=10.0)
+    assert errors.issues == [] and len(groups) == 1
+
+
+def test_load_rule_files_same_alert_name_and_labels_twice_in_a_group_loads_both(tmp_path) -> None:
+    groups, issues = _load(tmp_path, """
+groups:
+  - name: g
+    rules:
+      - {alert: Disk, expr: d > 0.9, labels: {severity: warning}}
+      - {alert: Disk, expr: d2 > 0.9, labels: {severity: warning}}
+""")
+    assert issues == [] and [r.expr for r in groups[0].rules] == ["d > 0.9", "d2 > 0.9"]
 
 
 def test_load_rule_files_alert_names_repeat_with_different_severity_labels(tmp_path) -> None:

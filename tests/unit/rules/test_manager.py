@@ -99,10 +99,11 @@ def test_rule_manager_alert_and_self_samples_as_prometheus_exposes(tmp_path) -> 
     assert store.get("ALERTS", (("alertname", "Down"), ("alertstate", "firing"), ("job", "b"),
                                 ("severity", "critical"))) is not None
     selfs = {(s.name, s.labels): s.value for s in m.self_samples()}
-    assert selfs[("hostwarden_rule_evaluation_failures_total", (("group", "host"),))] == 0
-    assert selfs[("hostwarden_rule_group_last_evaluation_timestamp_seconds", (("group", "host"),))] == 1000
-    assert selfs[("hostwarden_rule_group_rules", (("group", "host"),))] == 3
-    assert selfs[("hostwarden_rule_evaluation_duration_seconds", (("group", "host"),))] >= 0
+    lb = (("file", groups[0].file), ("group", "host"))
+    assert selfs[("hostwarden_rule_evaluation_failures_total", lb)] == 0
+    assert selfs[("hostwarden_rule_group_last_evaluation_timestamp_seconds", lb)] == 1000
+    assert selfs[("hostwarden_rule_group_rules", lb)] == 3
+    assert selfs[("hostwarden_rule_evaluation_duration_seconds", lb)] >= 0
     assert selfs[("hostwarden_rule_alerts", (("state", "pending"),))] == 1
     assert selfs[("hostwarden_rule_alerts", (("state", "firing"),))] == 1
 
@@ -140,7 +141,7 @@ groups:
     assert len([r for r in caplog.records if "Dup" in r.getMessage()]) == 1
     assert "same labelset" in m.rule_errors(groups[0])[0][1]
     failures = {s.labels: s.value for s in m.self_samples() if s.name.endswith("failures_total")}
-    assert failures == {(("group", "g"),): 2.0}
+    assert failures == {(("file", groups[0].file), ("group", "g")): 2.0}
     assert {a.rule for a in m.active_alerts()} == {"Dup", "Fine"}  # the failing rule keeps its state
 
 

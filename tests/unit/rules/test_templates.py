@@ -96,7 +96,7 @@ def test_template_static_text_is_returned_as_is() -> None:
     ("ab {{ $labels.x ", "unclosed action", 3),
     ("{{ end }}", "unexpected {{end}}", 3),
     ("{{ if 1 }}x", "unexpected EOF: missing {{end}}", 11),
-    ('{{ query "up" }}', "function 'query' is not supported in hostwarden templates", 3),
+    ('{{ tmpl "up" . }}', "function 'tmpl' is not supported in hostwarden templates", 3),
     ("{{ $nope }}", "undefined variable '$nope'", 3),
     ("{{ template \"x\" }}", '{{template}} is not supported in alert templates', 3),
     ('{{ "unterminated }}', "unterminated quoted string", 3),

@@ -130,3 +130,61 @@ def test_cli_test_rules_exit_codes(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["test-rules"])
     assert exc.value.code == 2
+
+
+def _write_subquery_files(tmp_path, interval: str, points: int) -> str:  # type: ignore[no-untyped-def]
+    """A rule and a test expecting `points` points in `x[2m:]` at 10m, in all three places: an alert,
+    a recording rule and an expression test."""
+    (tmp_path / "r.yaml").write_text("groups:\n  - name: g\n    rules:\n"
+                                     "      - {record: 'x:points', expr: 'count_over_time(x[2m:])'}\n"
+                                     f"      - {{alert: Dense, expr: 'count_over_time(x[2m:]) > {points - 1}'}}\n")
+    test = tmp_path / "t.test.yaml"
+    test.write_text(f"rule_files: [r.yaml]\nevaluation_interval: {interval}\ntests:\n  - interval: 30s\n"
+                    "    input_series: [{series: 'x', values: '1x40'}]\n"
+                    "    alert_rule_test: [{eval_time: 10m, alertname: Dense, exp_alerts: [{exp_labels: {}}]}]\n"
+                    "    promql_expr_test:\n"
+                    f"      - {{expr: 'count_over_time(x[2m:])', eval_time: 10m, exp_samples: [{{labels: '{{}}', "
+                    f"value: {points}}}]}}\n"
+                    f"      - {{expr: 'x:points', eval_time: 10m, exp_samples: [{{labels: 'x:points', "
+                    f"value: {points}}}]}}\n")
+    return str(test)
+
+
+@pytest.mark.parametrize(("compat", "points"), [(2, 5), (3, 4)])  # 30s steps in [8m, 10m] / (8m, 10m]
+def test_run_test_files_subquery_without_step_uses_evaluation_interval(tmp_path, compat: int, points: int) -> None:
+    code, out = run(_write_subquery_files(tmp_path, "30s", points), compat)
+    assert code == 0, out
+
+
+def test_run_test_files_subquery_step_follows_a_1m_evaluation_interval_too(tmp_path) -> None:
+    code, out = run(_write_subquery_files(tmp_path, "1m", 5), 2)
+    # 1m steps: 3 points, in the expression test, the recorded series and the (then silent) alert
+    assert code == 1
+    assert "expected 5, got 3" in out and "x:points" in out and "alertname: Dense" in out
+
+
+def test_run_test_files_group_interval_shorter_than_evaluation_interval_does_not_delay_for(tmp_path) -> None:
+    (tmp_path / "r.yaml").write_text("groups:\n  - name: fast\n    interval: 10s\n    rules:\n"
+                                     "      - {alert: SlowBurn, expr: 'errors > 0', for: 2m}\n")
+    test = tmp_path / "t.test.yaml"
+    test.write_text("rule_files: [r.yaml]\ntests:\n  - input_series: [{series: 'errors', values: '0 1 1 1 1'}]\n"
+                    "    alert_rule_test:\n"
+                    "      - {eval_time: 2m, alertname: SlowBurn, exp_alerts: []}\n"
+                    "      - {eval_time: 3m, alertname: SlowBurn, exp_alerts: [{exp_labels: {}}]}\n")
+    code, out = run(str(test))
+    assert code == 0, out
+
+
+def test_run_test_files_same_group_name_in_two_files_both_evaluated(tmp_path) -> None:
+    for name, job in (("a", "a"), ("b", "b")):
+        (tmp_path / f"{name}.yaml").write_text(
+            f"groups:\n  - name: same\n    rules:\n      - {{alert: Down, expr: 'up{{job=\"{job}\"}} == 0'}}\n")
+    test = tmp_path / "t.test.yaml"
+    test.write_text("rule_files: [a.yaml, b.yaml]\ngroup_eval_order: [same]\ntests:\n"
+                    "  - input_series: [{series: 'up{job=\"a\"}', values: '0'},\n"
+                    "                   {series: 'up{job=\"b\"}', values: '0'}]\n"
+                    "    alert_rule_test:\n"
+                    "      - {eval_time: 0m, alertname: Down, exp_alerts: [{exp_labels: {job: a}}, "
+                    "{exp_labels: {job: b}}]}\n")
+    code, out = run(str(test))
+    assert code == 0, out
