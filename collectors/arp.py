@@ -22,6 +22,10 @@ class ArpConfig(CollectorConfig):
     device_include: Regex | None = None
     device_exclude: Regex | None = None
 
+    def validate(self) -> list[str]:
+        return ["device_include and device_exclude are mutually exclusive"] if (
+            self.device_include and self.device_exclude) else []
+
 
 @register("arp")
 class ArpCollector:

@@ -46,7 +46,10 @@ class StatCollector:
         self._path = os.path.join(proc_root, "stat")
 
     def collect(self, now: float) -> Iterable[Sample]:
-        text = read_once(self._path, now)
+        try:
+            text = read_once(self._path, now)
+        except FileNotFoundError:
+            return []
         out = []
         for key, name in FIELDS.items():
             at = text.find("\n" + key + " ")

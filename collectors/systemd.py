@@ -47,6 +47,14 @@ class SystemdUnitsConfig(CollectorConfig):
     type_refresh: Duration = Duration(3600.0)
     bus_address: str | None = None  # default: $DBUS_SYSTEM_BUS_ADDRESS, else the system bus socket
 
+    def validate(self) -> list[str]:
+        problems = []
+        if self.max_units < 1:
+            problems.append("max_units must be at least 1")
+        if self.timeout <= 0:
+            problems.append("timeout must be positive")
+        return problems
+
 
 @dataclass(frozen=True, slots=True)
 class Unit:
