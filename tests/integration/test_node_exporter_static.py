@@ -1,0 +1,116 @@
+"""A real `hostwarden run` next to the real Debian prometheus-node-exporter (defaults): the static values of
+the parity collectors agree exactly, and the agent exposes node_scrape_collector_* for its collectors.
+
+Small on purpose: uname and os series byte-equal, and for the families of the parity collectors that
+node_exporter exposes here, the same type and label names. The full family parity and dashboard
+queries are tests/integration/test_node_exporter_parity.py's (other work)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.agent import AgentProcess, free_port, start_agent, wait_for, write_config
+
+NODE_EXPORTER = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+pytestmark = pytest.mark.skipif(NODE_EXPORTER is None,
+                                reason="needs node_exporter (Debian package: prometheus-node-exporter)")
+
+PARITY = ("arp", "conntrack", "entropy", "filefd", "netclass", "netstat", "os", "pressure", "sockstat", "softnet",
+          "stat", "time", "timex", "udp_queues", "uname", "vmstat")
+# family prefixes those collectors own in node_exporter's output (netdev's node_network_*_total are not theirs)
+PREFIXES = ("node_arp_", "node_nf_conntrack_", "node_entropy_", "node_filefd_", "node_netstat_", "node_os_",
+            "node_pressure_", "node_sockstat_", "node_softnet_", "node_context_switches", "node_forks",
+            "node_intr", "node_procs_", "node_time_", "node_timex_", "node_udp_queues", "node_uname_",
+            "node_vmstat_")
+NETCLASS = ("node_network_up", "node_network_info", "node_network_mtu_bytes", "node_network_speed_bytes",
+            "node_network_carrier", "node_network_flags", "node_network_iface_id", "node_network_protocol_type",
+            "node_network_transmit_queue_length", "node_network_carrier_changes")
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read().decode()
+
+
+@pytest.fixture(scope="module")
+def node_exporter() -> Iterator[str]:
+    port = free_port()
+    assert NODE_EXPORTER is not None
+    proc = subprocess.Popen([NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        wait_for(lambda: _up(url), timeout=20, what="node_exporter listening")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _up(url: str) -> bool:
+    try:
+        return "node_uname_info" in scrape(url)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    d: Path = tmp_path_factory.mktemp("agent")
+    proc = start_agent(write_config(d, "rule_files: []\n"))
+    try:
+        wait_for(lambda: 'node_scrape_collector_success{collector="uname"}' in proc.scrape(), timeout=20,
+                 what="first collection")
+        yield proc
+    finally:
+        proc.stop()
+
+
+def series(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == name:
+                out[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def families(text: str) -> dict[str, tuple[str, frozenset[str]]]:
+    return {f.name: (f.type, frozenset(k for s in f.samples for k in s.labels))
+            for f in text_string_to_metric_families(text)}
+
+
+def test_uname_and_os_series_equal_node_exporters(node_exporter: str, agent: AgentProcess) -> None:
+    ne, ours = scrape(node_exporter), agent.scrape()
+    for name in ("node_uname_info", "node_os_info", "node_os_version"):
+        assert series(ours, name) == series(ne, name), name
+    assert len(series(ours, "node_uname_info")) == 1
+
+
+def test_parity_families_same_type_and_label_names_as_node_exporter(node_exporter: str, agent: AgentProcess) -> None:
+    ne, ours = families(scrape(node_exporter)), families(agent.scrape())
+    wanted = {n for n in ne if n.startswith(PREFIXES) or n in NETCLASS}
+    assert len(wanted) > 50  # uname, os, stat, netstat, sockstat, timex, … are all there on any Linux
+    missing = sorted(n for n in wanted if n not in ours)
+    assert missing == []
+    differ = {n: (ours[n], ne[n]) for n in wanted if ours[n] != ne[n]}
+    assert differ == {}
+
+
+def test_agent_exposes_node_scrape_collector_metrics_for_its_collectors(agent: AgentProcess) -> None:
+    text = agent.scrape()
+    ok = series(text, "node_scrape_collector_success")
+    took = series(text, "node_scrape_collector_duration_seconds")
+    for name in PARITY:
+        assert ok[(("collector", name),)] == 1.0, name
+        assert 0.0 < took[(("collector", name),)] < 1.0, name
+    assert len(series(text, "node_time_seconds")) == 1  # time and uptime both report it: one series
+    assert time.time() - series(text, "node_time_seconds")[()] < 60
