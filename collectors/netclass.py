@@ -32,6 +32,8 @@ NUMERIC = (
     ("speed", "speed_bytes"), ("tx_queue_len", "transmit_queue_length"), ("type", "protocol_type"),
 )
 INFO = ("address", "broadcast", "duplex", "ifalias", "operstate")
+# fixed when the kernel registers the interface: read once per (device, ifindex), i.e. again if it is recreated
+FIXED = frozenset(("dev_id", "iflink", "name_assign_type", "type"))
 
 
 def _def(suffix: str) -> MetricDef:
@@ -62,6 +64,7 @@ class NetclassCollector:
         self._ignored = re.compile(self.config.ignored_devices)
         self._numeric = tuple((attr, f"node_network_{suffix}") for attr, suffix in NUMERIC)
         self._labels: dict[str, Labels] = {}
+        self._fixed: dict[tuple[str, str], dict[str, str | None]] = {}  # (device, ifindex) -> FIXED attributes
 
     def _devices(self) -> list[str]:
         try:
@@ -74,11 +77,20 @@ class NetclassCollector:
 
     def collect(self, now: float) -> Iterable[Sample]:
         out: list[Sample] = []
-        for dev in self._devices():
+        devices = self._devices()
+        if len(self._labels) > len(devices):  # interfaces went away: forget them
+            keep = set(devices)
+            self._labels = {k: v for k, v in self._labels.items() if k in keep}
+            self._fixed = {k: v for k, v in self._fixed.items() if k[0] in keep}
+        for dev in devices:
             d = os.path.join(self._base, dev)
             lab = self._labels.get(dev)
             if lab is None:
                 lab = self._labels[dev] = (("device", dev),)
+            ifindex = read_attr(os.path.join(d, "ifindex"))
+            fixed = self._fixed.get((dev, ifindex or ""))
+            if fixed is None:
+                fixed = self._fixed[(dev, ifindex or "")] = {a: read_attr(os.path.join(d, a)) for a in FIXED}
             info = {k: read_attr(os.path.join(d, k)) or "" for k in INFO}
             out.append(Sample("node_network_up", lab, 1.0 if info["operstate"] == "up" else 0.0, now))
             out.append(Sample("node_network_info", (("address", info["address"]), ("broadcast", info["broadcast"]),
@@ -86,7 +98,8 @@ class NetclassCollector:
                                                     ("ifalias", info["ifalias"]), ("operstate", info["operstate"])),
                               1.0, now))
             for attr, name in self._numeric:
-                raw = read_attr(os.path.join(d, attr))
+                raw = (fixed[attr] if attr in FIXED else ifindex if attr == "ifindex"
+                       else read_attr(os.path.join(d, attr)))
                 if not raw:
                     continue
                 try:

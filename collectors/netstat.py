@@ -40,46 +40,58 @@ class NetstatCollector:
         self._paired = (os.path.join(net, "netstat"), os.path.join(net, "snmp"))
         self._snmp6 = os.path.join(net, "snmp6")
         self._fields = re.compile(self.config.fields)
-        self._names: dict[tuple[str, str], str | None] = {}  # (protocol, counter) -> metric, None: not selected
+        # header line -> selected (column, metric name): the header text repeats every read, so it keys the parse
+        self._columns: dict[str, tuple[tuple[int, str], ...]] = {}
+        self._snmp6_names: dict[str, str] = {}
+        self._snmp6_pick: re.Pattern[str] | None = None
         self.metrics: dict[str, MetricDef] = {}
 
-    def _name(self, proto: str, key: str) -> str | None:
-        name = None
-        if self._fields.search(f"{proto}_{key}"):
-            name = f"node_netstat_{proto}_{key}"
+    def _metric(self, proto: str, key: str) -> str | None:
+        if not self._fields.search(f"{proto}_{key}"):
+            return None
+        name = f"node_netstat_{proto}_{key}"
+        if name not in self.metrics:
             self.metrics = {**self.metrics, name: MetricDef(name, "untyped", f"Statistic {proto}{key}.")}
-        self._names[(proto, key)] = name
         return name
 
+    def _header(self, header: str) -> tuple[tuple[int, str], ...]:
+        keys = header.split()
+        proto = keys[0][:-1]
+        cols = tuple((i, name) for i, key in enumerate(keys) if i and (name := self._metric(proto, key)))
+        if len(self._columns) < 64:  # a handful of protocols; bounded whatever the file holds
+            self._columns[header] = cols
+        return cols
+
+    def _select_snmp6(self, text: str) -> re.Pattern[str]:
+        for line in text.splitlines():
+            parts = line.split()
+            six = parts[0].find("6") if len(parts) == 2 else -1
+            if six >= 0 and (name := self._metric(parts[0][:six + 1], parts[0][six + 1:])):
+                self._snmp6_names[parts[0]] = name
+        alternatives = "|".join(map(re.escape, self._snmp6_names)) or r"(?!)"
+        self._snmp6_pick = re.compile(rf"^({alternatives})\s+(\S+)$", re.M)
+        return self._snmp6_pick
+
     def collect(self, now: float) -> Iterable[Sample]:
-        names = self._names
         out: list[Sample] = []
+        columns = self._columns
         for path in self._paired:
             text = read_optional(path)
             if text is None:
                 continue
             lines = text.splitlines()
             for header, values in zip(lines[0::2], lines[1::2], strict=False):
-                keys, vals = header.split(), values.split()
-                if not keys or keys[0] != vals[0]:
+                if header.partition(" ")[0] != values.partition(" ")[0]:
                     continue  # not a header/value pair
-                proto = keys[0][:-1]
-                for key, val in zip(keys[1:], vals[1:], strict=False):
-                    nk = (proto, key)
-                    name = names[nk] if nk in names else self._name(proto, key)
-                    if name is not None:
-                        out.append(Sample(name, (), float(val), now))
+                cols = columns.get(header)
+                if cols is None:
+                    cols = self._header(header)
+                if cols:
+                    vals = values.split()
+                    out.extend(Sample(name, (), float(vals[i]), now) for i, name in cols if i < len(vals))
         text = read_optional(self._snmp6)
         if text is not None:
-            for line in text.splitlines():
-                parts = line.split()
-                if len(parts) != 2:
-                    continue
-                six = parts[0].find("6")
-                if six < 0:
-                    continue
-                nk = (parts[0][:six + 1], parts[0][six + 1:])
-                name = names[nk] if nk in names else self._name(*nk)
-                if name is not None:
-                    out.append(Sample(name, (), float(parts[1]), now))
+            pick = self._snmp6_pick or self._select_snmp6(text)
+            names = self._snmp6_names
+            out.extend(Sample(names[k], (), float(v), now) for k, v in pick.findall(text))
         return out

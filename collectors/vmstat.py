@@ -32,27 +32,24 @@ class VmstatCollector:
         self.config = config or VmstatConfig()
         self._path = os.path.join(proc_root, "vmstat")
         self._fields = re.compile(self.config.fields)
-        self._names: dict[str, str | None] = {}  # field -> metric name, None when not selected
+        self._names: dict[str, str] = {}  # selected field -> metric name
+        self._pick: re.Pattern[str] | None = None  # matches exactly the selected fields' lines
         self.metrics: dict[str, MetricDef] = {}
 
-    def _name(self, field: str) -> str | None:
-        name = None
-        if self._fields.search(field):
-            name = f"node_vmstat_{field}"
-            self.metrics = {**self.metrics,
-                            name: MetricDef(name, "untyped", f"/proc/vmstat information field {field}.")}
-        self._names[field] = name
-        return name
+    def _select(self, text: str) -> re.Pattern[str]:
+        """First read: which fields the regex selects; later reads pick just those lines (one C-level scan)."""
+        fields = [f for f in (line.partition(" ")[0] for line in text.splitlines()) if f and self._fields.search(f)]
+        self._names = {f: f"node_vmstat_{f}" for f in fields}
+        self.metrics = {n: MetricDef(n, "untyped", f"/proc/vmstat information field {f}.")
+                        for f, n in self._names.items()}
+        alternatives = "|".join(map(re.escape, fields)) or r"(?!)"
+        self._pick = re.compile(rf"^({alternatives}) (\S+)$", re.M)
+        return self._pick
 
     def collect(self, now: float) -> Iterable[Sample]:
         text = read_optional(self._path)
         if text is None:
             return []
+        pick = self._pick or self._select(text)
         names = self._names
-        out = []
-        for line in text.splitlines():
-            field, _, value = line.partition(" ")
-            name = names[field] if field in names else self._name(field)
-            if name is not None:
-                out.append(Sample(name, (), float(value), now))
-        return out
+        return [Sample(names[f], (), float(v), now) for f, v in pick.findall(text)]
