@@ -3,8 +3,8 @@
 `node_time_seconds` is the collection time (the `uptime` collector reports the same series; the
 exposition keeps one), `node_time_zone_offset_seconds{time_zone}` the local zone's offset from
 UTC at that time, and `node_time_clocksource_{available,current}_info{clocksource,device}` come
-from /sys/devices/system/clocksource/clocksource<N>/. The zone is looked up per collection, so a
-changed /etc/localtime shows once the process' zone data is reloaded (time.tzset on SIGHUP).
+from /sys/devices/system/clocksource/clocksource<N>/. The zone rules are the ones the process started
+with (TZ, else /etc/localtime), as node_exporter's: a changed zone shows after a restart.
 """
 
 from __future__ import annotations
