@@ -6,6 +6,10 @@
   filesystem type for .mount units, empty otherwise — node_exporter's meaning, not the unit suffix.
 - `node_systemd_units{state}`: loaded units per ActiveState, over all units (before the filters).
 - `node_systemd_system_running`: 1 when `systemctl is-system-running` would say "running".
+- `node_systemd_version{version}`: the manager's version (read once), e.g. 252.19.
+- for the selected .socket units `node_systemd_socket_{accepted_connections_total,current_connections,
+  refused_connections_total}` and .timer units `node_systemd_timer_last_trigger_seconds`, as node_exporter
+  1.5 (its refused count is a gauge there too).
 
 Only loaded units whose name fully matches `unit_include` and not `unit_exclude` get per-unit series
 (node_exporter's flags and default exclude of 1.5.0). `max_units` caps them beyond that: 5 series
@@ -35,6 +39,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_EXCLUDE = r".+\.(automount|device|mount|scope|slice)"  # node_exporter 1.5.0 --collector.systemd.unit-exclude
 MANAGER_PATH = "/org/freedesktop/systemd1"
+SOCKET_PROPS = (("NAccepted", "node_systemd_socket_accepted_connections_total"),
+                ("NConnections", "node_systemd_socket_current_connections"),
+                ("NRefused", "node_systemd_socket_refused_connections_total"))  # NRefused: systemd >= 239
+_VERSION = re.compile(r"[0-9]{3,}(\.[0-9]+)?")
 TYPE_INTERFACES = {".service": f"{SYSTEMD}.Service", ".mount": f"{SYSTEMD}.Mount"}
 
 
@@ -72,6 +80,15 @@ class SystemdCollector:
         MetricDef("node_systemd_units", "gauge", "Summary of systemd unit states", ("state",)),
         MetricDef("node_systemd_system_running", "gauge",
                   "Whether the system is operational (see 'systemctl is-system-running')"),
+        MetricDef("node_systemd_version", "gauge", "Detected systemd version", ("version",)),
+        MetricDef("node_systemd_socket_accepted_connections_total", "counter",
+                  "Total number of accepted socket connections", ("name",)),
+        MetricDef("node_systemd_socket_current_connections", "gauge", "Current number of socket connections",
+                  ("name",)),
+        MetricDef("node_systemd_socket_refused_connections_total", "gauge",
+                  "Total number of refused socket connections", ("name",)),
+        MetricDef("node_systemd_timer_last_trigger_seconds", "gauge", "Seconds since epoch of last trigger.",
+                  ("name",)),
     )
 
     def __init__(self, config: SystemdUnitsConfig | None = None) -> None:
@@ -84,6 +101,7 @@ class SystemdCollector:
         self._types_at = 0.0
         self._labels: dict[tuple[str, str], tuple[Labels, ...]] = {}
         self._capped = 0
+        self._version: Sample | None = None
 
     def close(self) -> None:
         self.bus.close()
@@ -146,6 +164,39 @@ class SystemdCollector:
         if len(self._types) > len(present):
             self._types = {k: v for k, v in self._types.items() if k in present}
             self._labels = {k: v for k, v in self._labels.items() if k[0] in present}
+        for u in selected:
+            if u.name.endswith(".socket"):
+                out.extend(self._socket(u, now, deadline))
+            elif u.name.endswith(".timer"):
+                out.extend(self._timer(u, now, deadline))
         state = self.bus.get_property(MANAGER_PATH, f"{SYSTEMD}.Manager", "SystemState", deadline)
         out.append(Sample("node_systemd_system_running", (), 1.0 if state == "running" else 0.0, now))
+        version = self._version or self._read_version(deadline)
+        if version is not None:
+            out.append(Sample(version.name, version.labels, version.value, now))
         return out
+
+    def _read_version(self, deadline: float) -> Sample | None:
+        full = str(self.bus.get_property(MANAGER_PATH, f"{SYSTEMD}.Manager", "Version", deadline))
+        match = _VERSION.search(full)
+        if match:
+            self._version = Sample("node_systemd_version", (("version", full),), float(match.group(0)), 0.0)
+        return self._version
+
+    def _socket(self, u: Unit, now: float, deadline: float) -> list[Sample]:
+        out = []
+        labels = (("name", u.name),)
+        for prop, name in SOCKET_PROPS:
+            try:
+                value = self.bus.get_property(u.path, f"{SYSTEMD}.Socket", prop, deadline)
+            except DBusErrorResponse:
+                break  # node_exporter stops at the first property a unit lacks
+            out.append(Sample(name, labels, float(value), now))
+        return out
+
+    def _timer(self, u: Unit, now: float, deadline: float) -> list[Sample]:
+        try:
+            usec = self.bus.get_property(u.path, f"{SYSTEMD}.Timer", "LastTriggerUSec", deadline)
+        except DBusErrorResponse:
+            return []
+        return [Sample("node_systemd_timer_last_trigger_seconds", (("name", u.name),), usec / 1e6, now)]

@@ -32,7 +32,8 @@ def systemd(bus: DbusDaemon) -> Iterator[FakeSystemd]:
         FakeUnit("ssh.service", service_type="notify"),
         FakeUnit("backup.service", "inactive", "dead", service_type="oneshot"),
         FakeUnit("nginx.service", "failed", "failed", service_type="forking"),
-        FakeUnit("backup.timer", "active", "waiting"),
+        FakeUnit("backup.timer", "active", "waiting", last_trigger_usec=1700000000500000),
+        FakeUnit("ssh.socket", "active", "listening", accepted=7, connections=1, refused=2),
         FakeUnit("home.mount", "active", "mounted", service_type="ext4"),
         FakeUnit("user.slice", "active", "active"),
         FakeUnit("session-3.scope", "active", "running"),
@@ -69,22 +70,38 @@ def test_systemd_collector_exposes_node_exporter_families_with_default_exclude(
     finally:
         col.close()
     assert text == (
+        "# HELP node_systemd_socket_accepted_connections_total Total number of accepted socket connections\n"
+        "# TYPE node_systemd_socket_accepted_connections_total counter\n"
+        'node_systemd_socket_accepted_connections_total{name="ssh.socket"} 7\n'
+        "# HELP node_systemd_socket_current_connections Current number of socket connections\n"
+        "# TYPE node_systemd_socket_current_connections gauge\n"
+        'node_systemd_socket_current_connections{name="ssh.socket"} 1\n'
+        "# HELP node_systemd_socket_refused_connections_total Total number of refused socket connections\n"
+        "# TYPE node_systemd_socket_refused_connections_total gauge\n"
+        'node_systemd_socket_refused_connections_total{name="ssh.socket"} 2\n'
         "# HELP node_systemd_system_running Whether the system is operational (see 'systemctl is-system-running')\n"
         "# TYPE node_systemd_system_running gauge\n"
         "node_systemd_system_running 1\n"
+        "# HELP node_systemd_timer_last_trigger_seconds Seconds since epoch of last trigger.\n"
+        "# TYPE node_systemd_timer_last_trigger_seconds gauge\n"
+        'node_systemd_timer_last_trigger_seconds{name="backup.timer"} 1700000000.5\n'
         "# HELP node_systemd_unit_state Systemd unit\n"
         "# TYPE node_systemd_unit_state gauge\n"
         + unit_lines("backup.service", "inactive", "oneshot")
         + unit_lines("backup.timer", "active", "")
         + unit_lines("nginx.service", "failed", "forking")
         + unit_lines("ssh.service", "active", "notify")
+        + unit_lines("ssh.socket", "active", "")
         + "# HELP node_systemd_units Summary of systemd unit states\n"
         "# TYPE node_systemd_units gauge\n"
         'node_systemd_units{state="activating"} 1\n'
-        'node_systemd_units{state="active"} 5\n'
+        'node_systemd_units{state="active"} 6\n'
         'node_systemd_units{state="deactivating"} 0\n'
         'node_systemd_units{state="failed"} 1\n'
         'node_systemd_units{state="inactive"} 2\n'
+        "# HELP node_systemd_version Detected systemd version\n"
+        "# TYPE node_systemd_version gauge\n"
+        'node_systemd_version{version="252.19-1~deb12u1"} 252.19\n'
     )
 
 
@@ -125,8 +142,10 @@ def test_systemd_collector_reads_service_types_once_and_reuses_one_connection(
             col.collect(now)
     finally:
         col.close()
-    assert gets_first == 4  # Type of the 3 selected services + SystemState
-    assert systemd.calls.count("Get") == gets_first + 2  # later cycles: SystemState only
+    # Type of the 3 selected services, 3 socket counters, the timer, SystemState and Version
+    assert gets_first == 9
+    # later cycles: what changes only (socket counters, timer, SystemState)
+    assert systemd.calls.count("Get") == gets_first + 2 * 5
     assert set(systemd.senders) == senders_first  # one connection for all cycles
 
 

@@ -4,7 +4,7 @@
 temporary directory, everyone may own any name). `FakeSystemd` connects to it, owns the name
 org.freedesktop.systemd1 and answers the calls the `systemd` check and collector make, in the wire
 format systemd uses: Manager.GetUnit / LoadUnit / ListUnits, and org.freedesktop.DBus.Properties.Get /
-GetAll on the Unit, Service and Mount interfaces (Get also for the Manager's SystemState and Version).
+GetAll on the Unit, Service, Mount, Socket and Timer interfaces (Get also for the Manager's SystemState and Version).
 Tests change `units` (and `system_state`) while it runs; `hang = True` makes it stop
 answering (to exercise call timeouts); `senders` records the unique bus name of every caller.
 """
@@ -82,6 +82,10 @@ class FakeUnit:
     restarts: int = 0
     loaded: bool = True  # False: not in memory (GetUnit says NoSuchUnit, LoadUnit loads it)
     service_type: str = "simple"  # Service.Type (or Mount.Type for .mount units)
+    accepted: int = 0  # .socket: NAccepted, NConnections, NRefused
+    connections: int = 0
+    refused: int = 0
+    last_trigger_usec: int = 0  # .timer: LastTriggerUSec
 
     @property
     def path(self) -> str:
@@ -184,6 +188,11 @@ class FakeSystemd:
                                      "ActiveState": ("s", unit.active_state), "SubState": ("s", unit.sub_state)}}
         if unit.name.endswith(".service") and unit.load_state == "loaded":
             props[f"{SYSTEMD}.Service"] = {"NRestarts": ("u", unit.restarts), "Type": ("s", unit.service_type)}
+        if unit.name.endswith(".socket") and unit.load_state == "loaded":
+            props[f"{SYSTEMD}.Socket"] = {"NAccepted": ("u", unit.accepted), "NConnections": ("u", unit.connections),
+                                          "NRefused": ("u", unit.refused)}
+        if unit.name.endswith(".timer") and unit.load_state == "loaded":
+            props[f"{SYSTEMD}.Timer"] = {"LastTriggerUSec": ("t", unit.last_trigger_usec)}
         if unit.name.endswith(".mount") and unit.load_state == "loaded":
             props[f"{SYSTEMD}.Mount"] = {"Type": ("s", unit.service_type)}
         return props
