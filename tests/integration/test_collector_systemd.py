@@ -1,18 +1,24 @@
 """The `systemd` collector (node_exporter's) over a real dbus-daemon, tests/support/fake_systemd.py owning
-org.freedesktop.systemd1 on it (CI machines run no systemd)."""
+org.freedesktop.systemd1 on it (CI machines run no systemd); the real node_exporter's systemd collector on
+the same bus is the reference."""
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
 from hostwarden.agent.core.schema import Duration, Regex
-from hostwarden.collectors.systemd import SystemdCollector, SystemdUnitsConfig
+from hostwarden.collectors.systemd import DEFAULT_EXCLUDE, SystemdCollector, SystemdUnitsConfig
 from hostwarden.exporters.prometheus import Exposition
+from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.agent import free_port, wait_for
 from tests.support.fake_systemd import DbusDaemon, FakeSystemd, FakeUnit
 
 pytestmark = pytest.mark.skipif(shutil.which("dbus-daemon") is None,
@@ -167,3 +173,46 @@ def test_systemd_collector_without_a_bus_raises_for_the_scheduler_to_count(tmp_p
     col = SystemdCollector(SystemdUnitsConfig(bus_address=f"unix:path={tmp_path}/none", timeout=Duration(1)))
     with pytest.raises(FileNotFoundError):
         col.collect(1.0)
+
+
+NODE_EXPORTER = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+
+
+@pytest.mark.skipif(NODE_EXPORTER is None, reason="needs node_exporter (Debian package: prometheus-node-exporter)")
+def test_systemd_collector_series_equal_real_node_exporters_on_the_same_bus(
+        bus: DbusDaemon, systemd: FakeSystemd) -> None:
+    """The real node_exporter's systemd collector, pointed at the same bus (DBUS_SYSTEM_BUS_ADDRESS), with
+    upstream 1.5.0's default exclude (Debian's build adds .target), sees exactly the same series."""
+    systemd.set("ssh.socket", active_state="active", sub_state="listening", accepted=7, connections=1, refused=2)
+    systemd.set("backup.timer", last_trigger_usec=1700000000500000)
+    port = free_port()
+    assert NODE_EXPORTER is not None
+    proc = subprocess.Popen([NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{port}", "--collector.disable-defaults",
+                             "--collector.systemd", f"--collector.systemd.unit-exclude={DEFAULT_EXCLUDE}"],
+                            env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": bus.address},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def scrape() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                return resp.read().decode()
+        except OSError:
+            return ""
+
+    def systemd_series(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text)
+                if f.name.startswith("node_systemd_") for s in f.samples}
+
+    try:
+        theirs = systemd_series(wait_for(lambda: (t := scrape()) and "node_systemd_units" in t and t, timeout=20,
+                                         what="node_exporter's systemd series"))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    col = collector(bus)
+    try:
+        ours = systemd_series(render(col))
+    finally:
+        col.close()
+    assert len(theirs) > 30
+    assert ours == theirs
