@@ -1,5 +1,7 @@
 """A real `hostwarden run` next to the real Debian prometheus-node-exporter (defaults): the static values of
 the parity collectors agree exactly, and the agent exposes node_scrape_collector_* for its collectors.
+And node_exporter run over the fixture tree tests/fixtures/nodeparity (--path.procfs/sysfs/rootfs) gives
+exactly the series — names, labels, values, types, help — the parity collectors give over it.
 
 Small on purpose: uname and os series byte-equal, and for the families of the parity collectors that
 node_exporter exposes here, the same type and label names. The full family parity and dashboard
@@ -15,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hostwarden.collectors import base
+from hostwarden.exporters.prometheus import Exposition
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.agent import AgentProcess, free_port, start_agent, wait_for, write_config
@@ -33,6 +37,12 @@ PREFIXES = ("node_arp_", "node_nf_conntrack_", "node_entropy_", "node_filefd_", 
 NETCLASS = ("node_network_up", "node_network_info", "node_network_mtu_bytes", "node_network_speed_bytes",
             "node_network_carrier", "node_network_flags", "node_network_iface_id", "node_network_protocol_type",
             "node_network_transmit_queue_length", "node_network_carrier_changes")
+
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "nodeparity"
+# over a fixture tree: everything but the system calls (uname, timex) and the process' time zone
+FIXTURE_COLLECTORS = ("arp", "conntrack", "entropy", "filefd", "netclass", "netstat", "os", "pressure", "sockstat",
+                      "softnet", "stat", "time", "udp_queues", "vmstat")
 
 
 def scrape(url: str) -> str:
@@ -55,9 +65,9 @@ def node_exporter() -> Iterator[str]:
         proc.wait(10)
 
 
-def _up(url: str) -> bool:
+def _up(url: str, needle: str = "node_uname_info") -> bool:
     try:
-        return "node_uname_info" in scrape(url)
+        return needle in scrape(url)
     except OSError:
         return False
 
@@ -114,3 +124,46 @@ def test_agent_exposes_node_scrape_collector_metrics_for_its_collectors(agent: A
         assert 0.0 < took[(("collector", name),)] < 1.0, name
     assert len(series(text, "node_time_seconds")) == 1  # time and uptime both report it: one series
     assert time.time() - series(text, "node_time_seconds")[()] < 60
+
+
+def test_node_exporter_over_the_fixture_tree_gives_the_same_series_as_the_collectors() -> None:
+    assert NODE_EXPORTER is not None
+    port = free_port()
+    proc = subprocess.Popen([NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{port}",
+                             f"--path.procfs={FIXTURE / 'proc'}", f"--path.sysfs={FIXTURE / 'sys'}",
+                             f"--path.rootfs={FIXTURE}", "--collector.disable-defaults",
+                             *(f"--collector.{c}" for c in FIXTURE_COLLECTORS)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        wait_for(lambda: _up(url, "node_scrape_collector_success"), timeout=20, what="node_exporter listening")
+        theirs_text = scrape(url)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    reg = base.registry()
+    exp = Exposition(process_metrics=False)
+    now = time.time()
+    for name in (*FIXTURE_COLLECTORS, "uptime"):  # node_boot_time_seconds: node_exporter's stat, our uptime
+        cls = reg[name]
+        kw = ({"sys_root": str(FIXTURE / "sys")} if name in ("netclass", "time") else
+              {"root": str(FIXTURE)} if name == "os" else {"proc_root": str(FIXTURE / "proc")})
+        col = cls(**kw)
+        exp.update(name, col.collect(now), col.metrics)
+    ours, theirs = full_series(exp.render().text.decode()), full_series(theirs_text)
+    success = {k: v for k, v in theirs.items() if k[0] == "node_scrape_collector_success"}
+    assert set(success.values()) == {(1.0, "gauge", "node_exporter: Whether a collector succeeded.")}
+    assert len(success) == len(FIXTURE_COLLECTORS)
+    theirs = {k: v for k, v in theirs.items() if not k[0].startswith(NOT_COMPARED)}
+    ours = {k: v for k, v in ours.items() if not k[0].startswith(NOT_COMPARED)}
+    assert len(theirs) > 150
+    assert ours == theirs
+
+
+NOT_COMPARED = ("node_scrape_", "node_time_seconds", "node_time_zone_offset_seconds", "go_", "process_",
+                "promhttp_", "node_exporter_")
+
+
+def full_series(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, str, str]]:
+    return {(s.name, tuple(sorted(s.labels.items()))): (s.value, f.type, f.documentation)
+            for f in text_string_to_metric_families(text) for s in f.samples}
