@@ -177,3 +177,22 @@ def test_readme_metric_table_has_one_row_per_family_of_every_parity_collector() 
             assert rows.get(family) == name, f"README lacks a row for {family} ({name})"
     assert rows.get("node_sockstat_sockets_used") == "sockstat"
     assert rows.get("node_scrape_collector_success") == "(agent)"
+
+
+def test_shipped_config_with_every_parity_option_uncommented_is_valid(tmp_path: Path) -> None:
+    """Uncommenting the documented defaults (and the systemd section) gives a config that loads, with
+    exactly the documented defaults."""
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    text = (ROOT / "config" / "hostwarden.yaml").read_text()
+    start = text.index("  uname: {}")
+    end = text.index("\n## ", start)
+    section = re.sub(r"^  # systemd:", "  systemd:", text[start:end], flags=re.M)
+    section = re.sub(r"^  #   ([a-z_]+:)", r"    \1", section, flags=re.M)
+    section = re.sub(r"^    # ([a-z_]+:)", r"    \1", section, flags=re.M)
+    cfg = tmp_path / "config" / "hostwarden.yaml"
+    cfg.write_text(text[:start] + section + text[end:])
+    cfg.write_text(cfg.read_text().replace("global:\n", f"global:\n  state_dir: {tmp_path / 'state'}\n", 1))
+    config = load_config(str(cfg))
+    reg = base.registry()
+    for name in MINE:
+        assert config.collectors[name] == reg[name].Config(), name
