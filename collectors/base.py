@@ -55,11 +55,31 @@ ALL_MODULES: tuple[str, ...] = (
     "hostwarden.collectors.load",
     "hostwarden.collectors.uptime",
     "hostwarden.collectors.textfile",
+    "hostwarden.collectors.arp",
+    "hostwarden.collectors.conntrack",
+    "hostwarden.collectors.entropy",
+    "hostwarden.collectors.filefd",
+    "hostwarden.collectors.netclass",
+    "hostwarden.collectors.netstat",
+    "hostwarden.collectors.os_release",
+    "hostwarden.collectors.pressure",
+    "hostwarden.collectors.sockstat",
+    "hostwarden.collectors.softnet",
+    "hostwarden.collectors.stat",
+    "hostwarden.collectors.systemd",
+    "hostwarden.collectors.timeclock",
+    "hostwarden.collectors.timex",
+    "hostwarden.collectors.udp_queues",
+    "hostwarden.collectors.uname",
+    "hostwarden.collectors.vmstat",
 )
 
 # Collectors enabled when the config's `collectors:` section does not mention them.
 DEFAULT_ENABLED: tuple[str, ...] = (
     "cpu", "memory", "filesystem", "diskio", "network", "load", "uptime", "textfile",
+    # node_exporter 1.5's default-enabled Linux collectors (systemd is off by default there too)
+    "arp", "conntrack", "entropy", "filefd", "netclass", "netstat", "os", "pressure", "sockstat", "softnet", "stat",
+    "time", "timex", "udp_queues", "uname", "vmstat",
 )
 
 _REGISTRY = Registry("collector", ALL_MODULES, "name")
