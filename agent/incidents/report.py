@@ -25,7 +25,6 @@ started in the period:
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,14 +58,16 @@ class Occurrence:
         return self.clock_start if self.clock_start is not None else self.start
 
 
-def percentile(xs: list[float], p: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default); None for no values."""
+def percentile(xs: list[float], p: int) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default), `p` in whole percent; None for no values.
+    Integer arithmetic for the rank, so whole-second inputs give exact results."""
     if not xs:
         return None
     v = sorted(xs)
-    pos = (len(v) - 1) * p / 100.0
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+    lo, rem = divmod((len(v) - 1) * p, 100)
+    if rem == 0:
+        return float(v[lo])
+    return v[lo] + (v[lo + 1] - v[lo]) * rem / 100
 
 
 def _stats(xs: list[float], prefix: str) -> dict[str, float | None]:
