@@ -76,7 +76,7 @@ def grouped_chart(groups: list[tuple[str, float | None, float | None]], *, title
     height, base, left = 200, 160, 10
     top = max(vals) or 1.0
     slot = (width - left - 10) / max(len(groups), 1)
-    bw = min(28.0, slot / 3)
+    bw = min(44.0, slot / 3)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 16}" role="img" '
              f'aria-label="{_e(title)}">',
              f'<line x1="{left}" y1="{base}" x2="{width - 10}" y2="{base}" stroke="#9aa5b1"/>']
