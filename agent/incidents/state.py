@@ -125,6 +125,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE incidents ADD COLUMN silenced_by TEXT NOT NULL DEFAULT '';
     ALTER TABLE incidents ADD COLUMN held TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE incidents ADD COLUMN extra_backends TEXT NOT NULL DEFAULT '[]';
+    CREATE INDEX incidents_silenced ON incidents (silenced_by) WHERE silenced_by != '';
     CREATE TABLE incident_tickets (
         incident_id INTEGER NOT NULL REFERENCES incidents(id),
         backend TEXT NOT NULL,

@@ -181,9 +181,14 @@ class Suppressor:
         held = _loads(inc["held"], [])
         sup = self.covering(c, self.labels(inc), now)
         if sup is None:
-            if held or inc["silenced_by"]:
-                self.release(c, inc, now, ended="")  # the cover ended before the tick noticed: release first
-            return False
+            if not held and not inc["silenced_by"]:
+                return False
+            # the cover ended before the tick noticed: this operation joins the held ones and they are released
+            # together (a resolve now of a ticket that never opened sends nothing; a paused one gets one resolve)
+            held.append({"op": op, "event": event, "at": now})
+            self.set_fields(c, inc, held=json.dumps(held))
+            self.release(c, inc, now, ended="")
+            return True
         first = not held
         held.append({"op": op, "event": event, "at": now})
         if len(held) > MAX_HELD:
@@ -240,20 +245,20 @@ class Suppressor:
         before = {"open": "none", "resolve": "open", "reopen": "resolved"}.get(first, "")
         after = "open" if inc["status"] == "open" else "resolved"
         since = float(held[0]["at"]) if held else now
-        lasted = human_duration(max(0.0, now - since))
+        lasted = f" after {human_duration(now - since)}" if now > since else ""
         if before == "none":
             if after == "open":
                 ack_due, resolve_due = self.policy.deadlines(inc["priority"], now)
                 self.set_fields(c, inc, ack_due=ack_due, resolve_due=resolve_due)
                 self.event(c, inc["id"], now, "unsilenced",
-                           f"{label} ended after {lasted} and the alert still fires: ticket opened now")
+                           f"{label} ended{lasted} and the alert still fires: ticket opened now")
                 self.enqueue(c, inc, "open", "", now)
                 log.info("incident %s: %s ended while it fires; opening its ticket", inc["fingerprint"], label)
             else:
                 self.event(c, inc["id"], now, "unsilenced",
                            f"{label} ended; the alert fired and cleared while silenced: no ticket")
             return
-        summary = f"{label} ended after {lasted}: ticket updates resume"
+        summary = f"{label} ended{lasted}: ticket updates resume"
         if notes:
             summary += "\nWhile silenced:\n" + "\n".join(f"- {n}" for n in notes[-50:])
         self.event(c, inc["id"], now, "unsilenced", summary.split("\n", 1)[0])

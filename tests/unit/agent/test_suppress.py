@@ -186,3 +186,25 @@ def test_suppress_add_silence_rejects_match_everything(db: StateDB) -> None:
     with pytest.raises(ValueError, match="match every alert"):
         add_silence(db, [parse_matcher("env=~.*")], starts_at=T0, ends_at=T0 + 60, created_by="", comment="",
                     now=T0)
+
+
+def test_suppress_silence_over_and_resolve_before_tick_sends_nothing_for_unopened(db: StateDB) -> None:
+    m = manager(db)
+    silence(db, "alertname=HighCPU", hours=1)
+    a = alert(at=T0 + 60)
+    m.handle([firing(a)], T0 + 60)
+    m.handle([resolved(a, T0 + 3605)], T0 + 3605)  # the silence ended 5 s ago; no tick ran in between
+    m.tick(T0 + 3610)
+    assert ops(db) == []
+    assert db.query("SELECT held, silenced_by FROM incidents")[0][:] == ("[]", "")
+
+
+def test_suppress_paused_ticket_resolve_after_silence_before_tick_resolves_once(db: StateDB) -> None:
+    m = manager(db)
+    a = alert(at=T0)
+    m.handle([firing(a)], T0)
+    silence(db, "alertname=HighCPU", start=T0 + 10, hours=1)
+    m.tick(T0 + 20)
+    m.handle([resolved(a, T0 + 3700)], T0 + 3700)
+    m.tick(T0 + 3710)
+    assert ops(db) == [("open", "local"), ("update", "local"), ("resolve", "local")]
