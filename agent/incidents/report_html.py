@@ -24,7 +24,7 @@ table{border-collapse:collapse;font-size:13px;margin-top:6px}
 th,td{padding:4px 10px;border-bottom:1px solid #eef2f6;text-align:right}
 th:first-child,td:first-child{text-align:left}
 th{background:#f5f7fa;font-weight:600}
-.charts{display:flex;flex-wrap:wrap;gap:24px}
+.charts{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
 .chart{border:1px solid #d9e2ec;border-radius:6px;padding:8px}
 .chart h3{font-size:13px;margin:0 0 4px;color:#323f4b}
 svg text{font-family:inherit;font-size:11px;fill:#323f4b}
