@@ -3,7 +3,7 @@ runs holds ticket operations back (the alerts stay in ALERTS, `hostwarden_alerts
 restart and a `kill -9` inside its window, and when it ends the alert still firing opens its ticket, once; the one
 that fired and cleared inside the window is an incident record without a ticket. An alert already firing keeps its
 ticket, whose updates are paused with a note; `silence expire` resumes them. A `maintenance:` window in the config
-works the same way."""
+works the same way. The check history the agent keeps feeds the report's availability."""
 
 from __future__ import annotations
 
@@ -181,5 +181,32 @@ def test_e2e_maintenance_window_from_config(tmp_path: Path) -> None:
         wait_for(lambda: len(tickets(cfg)) == 2, max(0.0, now + 25 - time.time()) + TICK + 5,
                  what="the StaysHigh ticket after the window")
         assert time.time() >= now + 24
+    finally:
+        stop(agent)
+
+
+def test_e2e_check_history_feeds_report_availability(tmp_path: Path) -> None:
+    """The running agent records each check's up/down transitions; the report's availability comes from them."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    cfg = setup(tmp_path, f"checks:\n  - {{name: svc, type: tcp, address: \"127.0.0.1:{port}\", timeout: 1s, "
+                          f"interval: 1s}}\n")
+    agent = start_agent(cfg)
+    try:
+        def report() -> dict:
+            return cli_json("report", "--since", "1h", "--config", str(cfg))  # type: ignore[return-value]
+
+        wait_for(lambda: report()["availability"].get("svc", {}).get("source") == "history", 10, what="history")
+        listener.close()  # the service goes down
+        down = wait_for(lambda: (a := report()["availability"]["svc"])["outages"] == 1 and a["down_seconds"] > 0
+                        and a, 15, what="an outage in the history")
+        assert 0.0 < down["availability_ratio"] < 1.0
+        assert down["up_seconds"] + down["down_seconds"] == pytest.approx(down["known_seconds"])
+        text = run_cli("report", "--since", "1h", "--config", str(cfg)).stdout
+        assert "  svc: " in text and "from history" in text
     finally:
         stop(agent)
