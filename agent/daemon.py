@@ -198,6 +198,7 @@ class Agent:
         from hostwarden.agent.incidents.history import CheckHistory
 
         self.check_history = CheckHistory(self.state)
+        self._silence_samples: list[Sample] = []  # hostwarden_alerts_silenced, refreshed by each evaluation
         self._build(config, rule_groups)
 
     # -- building -----------------------------------------------------------------------------------
@@ -334,6 +335,7 @@ class Agent:
                 self.incidents.handle(transitions, now)
                 self.outbox.wake()
             self.state.save_alert_states(self.rules.export_state())
+            self._silence_samples = self.incidents.suppress.samples(self.state, self.rules.active_alerts(), now)
             self.exposition.update("rules", self.rules.alert_samples(now) + self.rules.self_samples(), RULE_METRICS)
         self.render()
 
@@ -406,7 +408,7 @@ class Agent:
         samples = self.self_samples(now)
         try:
             samples += self.incidents.self_samples(now)
-            samples += self.incidents.suppress.samples(self.state, self.rules.active_alerts(), now)
+            samples += self._silence_samples
         except Exception:
             log.exception("incident self-metrics failed")
         self.exposition.update("agent", samples, self._metric_defs)  # rendered on the next scrape

@@ -40,7 +40,11 @@ class CheckHistory:
 
     def record(self, samples: Iterable[Sample], now: float) -> int:
         """Write the transitions in `samples` (a check snapshot) at `now`; returns how many were written."""
-        known = self._known()
+        try:
+            known = self._known()
+        except sqlite3.Error as e:
+            log.debug("check history not readable (retried with the next snapshot): %s", e)
+            return 0
         changes = []
         for s in samples:
             if s.name != "hostwarden_check_up":
