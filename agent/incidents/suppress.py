@@ -41,6 +41,7 @@ from hostwarden.agent.incidents.state import StateDB
 log = logging.getLogger(__name__)
 
 MAX_HELD = 200  # held operations per incident (older notes are dropped: the timeline keeps them)
+MEMO_MAX = 20_000  # remembered label sets → decision, while the silences in effect stay the same
 
 SILENCE_METRICS = metric_defs(
     MetricDef("hostwarden_alerts_silenced", "gauge",
@@ -142,42 +143,62 @@ class Suppressor:
         self.enqueue = enqueue
         self.event = event
         self.set_fields = set_fields
-        self._cache: tuple[int, float, list[Silence]] | None = None
+        self._cache: tuple[int, float, list[Silence], list[MaintenanceWindow]] | None = None
+        self._memo_key: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+        self._memo: dict[tuple[tuple[str, str], ...], Suppression | None] = {}
+        self._labels: dict[tuple[int, str], dict[str, str]] = {}
 
-    def silences(self, c: sqlite3.Connection, now: float) -> list[Silence]:
-        key = (id(c), now)
-        if self._cache is None or self._cache[:2] != key:
-            self._cache = (id(c), now, current_silences(c, now))
-        return self._cache[2]
+    def _active(self, c: sqlite3.Connection, now: float) -> tuple[list[Silence], list[MaintenanceWindow]]:
+        """The silences and windows in effect at `now` (one query per connection and instant)."""
+        if self._cache is None or self._cache[:2] != (id(c), now):
+            sil = [s for s in current_silences(c, now) if s.active(now)]
+            self._cache = (id(c), now, sil, [w for w in self.windows if w.active(now)])
+        return self._cache[2], self._cache[3]
 
     def labels(self, inc: Mapping[str, Any]) -> dict[str, str]:
-        alert = _loads(inc["alert"], {})
-        return {**self.external_labels, **{str(k): str(v) for k, v in alert.get("labels", ())}}
+        """The incident's alert labels with the external ones (parsed once per incident and severity)."""
+        key = (int(inc["id"]), str(inc["severity"]))
+        got = self._labels.get(key)
+        if got is None:
+            if len(self._labels) > MEMO_MAX:
+                self._labels.clear()
+            alert = _loads(inc["alert"], {})
+            got = self._labels[key] = {**self.external_labels,
+                                       **{str(k): str(v) for k, v in alert.get("labels", ())}}
+        return got
 
     def covering(self, c: sqlite3.Connection, labels: Mapping[str, str], now: float) -> Suppression | None:
-        return suppressed_by(labels, self.silences(c, now), self.windows, now)
+        """Memoised per label set while the same silences and windows are in effect (each tick re-checks every
+        open incident: with many silences the regex matching would dominate)."""
+        sil, wins = self._active(c, now)
+        key = (tuple(s.id for s in sil), tuple(w.name for w in wins))
+        if key != self._memo_key or len(self._memo) > MEMO_MAX:
+            self._memo_key, self._memo = key, {}
+        lk = tuple(sorted(labels.items()))
+        if lk not in self._memo:
+            self._memo[lk] = suppressed_by(labels, sil, wins, now)
+        return self._memo[lk]
 
     def any_active(self, c: sqlite3.Connection, now: float) -> bool:
-        return any(s.active(now) for s in self.silences(c, now)) or any(w.active(now) for w in self.windows)
+        sil, wins = self._active(c, now)
+        return bool(sil or wins)
 
     def samples(self, state: StateDB, alerts: list[Any], now: float) -> list[Sample]:
         """`hostwarden_alerts_silenced` over the rule manager's active alerts (firing ones)."""
+        n = 0
         try:
             with state.lock:
-                silences = [x for x in current_silences(state.connection, now) if x.active(now)]
+                c = state.connection
+                sil, wins = self._active(c, now)
+                if sil or wins:
+                    for a in alerts:
+                        if getattr(getattr(a, "state", None), "value", "") == "firing":
+                            n += self.covering(c, {**self.external_labels, **dict(a.labels)}, now) is not None
         except sqlite3.Error as e:  # the gauge is best effort; decisions read the silences in their own transaction
             log.debug("silences not readable for the gauge: %s", e)
-            silences = []
-        windows = [w for w in self.windows if w.active(now)]
-        n = 0
-        if silences or windows:
-            for a in alerts:
-                if getattr(getattr(a, "state", None), "value", "") != "firing":
-                    continue
-                labels = {**self.external_labels, **dict(a.labels)}
-                n += suppressed_by(labels, silences, windows, now) is not None
+            sil = []
         return [Sample("hostwarden_alerts_silenced", (), float(n), now),
-                Sample("hostwarden_silences_active", (), float(len(silences)), now)]
+                Sample("hostwarden_silences_active", (), float(len(sil)), now)]
 
     # -- hold -------------------------------------------------------------------------------------------------
     def hold(self, c: sqlite3.Connection, inc: dict[str, Any], op: str, event: str, now: float) -> bool:
