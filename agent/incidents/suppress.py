@@ -146,7 +146,7 @@ class Suppressor:
         self._cache: tuple[int, float, list[Silence], list[MaintenanceWindow]] | None = None
         self._memo_key: tuple[tuple[str, ...], tuple[str, ...]] | None = None
         self._memo: dict[tuple[tuple[str, str], ...], Suppression | None] = {}
-        self._labels: dict[tuple[int, str], dict[str, str]] = {}
+        self._labels: dict[tuple[int, str, Any], dict[str, str]] = {}
 
     def _active(self, c: sqlite3.Connection, now: float) -> tuple[list[Silence], list[MaintenanceWindow]]:
         """The silences and windows in effect at `now` (one query per connection and instant)."""
@@ -156,8 +156,8 @@ class Suppressor:
         return self._cache[2], self._cache[3]
 
     def labels(self, inc: Mapping[str, Any]) -> dict[str, str]:
-        """The incident's alert labels with the external ones (parsed once per incident and severity)."""
-        key = (int(inc["id"]), str(inc["severity"]))
+        """The incident's alert labels with the external ones (parsed once per incident, firing and severity)."""
+        key = (int(inc["id"]), str(inc["severity"]), inc["fired_at"])
         got = self._labels.get(key)
         if got is None:
             if len(self._labels) > MEMO_MAX:
