@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hostwarden.agent.cmd_run",          # run, check-config
     "hostwarden.agent.cmd_rules",              # test-rules, rules export
     "hostwarden.agent.cmd_tickets",      # tickets ..., report
+    "hostwarden.agent.cmd_silence",      # silence ..., incidents ...
     "hostwarden.agent.install",          # install
     "hostwarden.agent.cmd_receive",      # receive
 )

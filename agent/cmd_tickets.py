@@ -88,7 +88,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = with_config(sub.add_parser("report", help="incident counts, MTTA, MTTR, SLA breaches, availability"))
     p.add_argument("--since", default="30d", help="period to report on, a duration (default 30d)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--format", choices=("text", "json", "html"), default="text",
+                   help="html: one self-contained file with inline SVG charts")
+    p.add_argument("--output", "-o", default=None, help="write to this file instead of standard output")
     p.set_defaults(func=_run(cmd_report))
 
 
@@ -370,6 +372,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 # -- report ----------------------------------------------------------------------------------------------------
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from hostwarden.agent.incidents.maintenance import windows_of
     from hostwarden.agent.incidents.report import build_report, render_text
 
     config = _load(args)
@@ -383,11 +386,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     state = _state(config) or StateDB(":memory:")
     policy = tickets_config(config).policy()
     rep = build_report(state, since=now - period, now=now, policy=policy,
-                       checks=[c.name for c in config.checks if getattr(c, "enabled", True)])
+                       checks=[c.name for c in config.checks if getattr(c, "enabled", True)],
+                       windows=windows_of(config))
     if args.format == "json":
-        print(json.dumps(rep, indent=2))
+        text = json.dumps(rep, indent=2) + "\n"
+    elif args.format == "html":
+        from hostwarden.agent.incidents.report_html import render_html
+
+        text = render_html(rep, host=config.hostname)
     else:
-        print(render_text(rep), end="")
+        text = render_text(rep)
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as e:
+            raise CommandError(f"cannot write {args.output}: {e.strerror or e}") from None
+    else:
+        print(text, end="")
     return EXIT_OK
 
 

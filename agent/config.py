@@ -56,6 +56,7 @@ SECTION_PARSERS: dict[str, tuple[str, str]] = {
     "checks": ("hostwarden.collectors.checks", "parse_checks"),
     "tickets": ("hostwarden.exporters.tickets.config", "parse_tickets"),
     "receiver": ("hostwarden.exporters.receiver", "parse_receiver"),
+    "maintenance": ("hostwarden.agent.incidents.maintenance", "parse_maintenance"),
 }
 
 TOP_KEYS = ("global", "web", "collectors", "rule_files", *SECTION_PARSERS)

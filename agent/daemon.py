@@ -38,6 +38,7 @@ from hostwarden.agent.core.paths import ensure_dir
 from hostwarden.agent.core.samples import MetricDef, Sample, labels_of, metric_defs
 from hostwarden.agent.core.schema import ConfigErrors, Errors
 from hostwarden.agent.core.store import SeriesStore
+from hostwarden.agent.incidents.maintenance import windows_of
 from hostwarden.exporters.prometheus import Exposition
 from hostwarden.exporters.web import MetricsServer
 from hostwarden.rules.manager import METRICS as RULE_METRICS
@@ -83,8 +84,9 @@ SELF_METRICS = metric_defs(
 
 def _self_metrics() -> dict[str, MetricDef]:
     from hostwarden.agent.incidents.manager import INCIDENT_METRICS
+    from hostwarden.agent.incidents.suppress import SILENCE_METRICS
 
-    return {**SELF_METRICS, **INCIDENT_METRICS}
+    return {**SELF_METRICS, **INCIDENT_METRICS, **SILENCE_METRICS}
 
 
 @dataclass
@@ -185,6 +187,10 @@ class Agent:
 
         state_dir = ensure_dir(config.state_dir)
         self.state = StateDB(os.path.join(state_dir, "state.db"))
+        from hostwarden.agent.incidents.history import CheckHistory
+
+        self.check_history = CheckHistory(self.state)
+        self._silence_samples: list[Sample] = []  # hostwarden_alerts_silenced, refreshed by each evaluation
         self._build(config, rule_groups)
 
     # -- building -----------------------------------------------------------------------------------
@@ -204,7 +210,8 @@ class Agent:
         self.backends = build_backends(self.tickets_config, state_dir=config.state_dir)
         diagnose = Diagnoser(self.store, check_results=self._check_results)
         self.incidents = IncidentManager(self.tickets_config, state=self.state, hostname=config.hostname,
-                                         external_labels=config.external_labels, diagnose=diagnose)
+                                         external_labels=config.external_labels, diagnose=diagnose,
+                                         windows=windows_of(config))
         self.outbox = OutboxWorker(self.state, self.backends, poll_interval=float(self.tickets_config.poll_interval))
 
     def _build_checks(self, config: AgentConfig) -> Any | None:
@@ -305,6 +312,7 @@ class Agent:
             return
         now = self.clock.now()
         samples = runner.snapshot(now)
+        self.check_history.record(samples, now)  # up/down transitions, for the report's availability
         self.store.append("checks", samples, now)
         self.exposition.update("checks", samples, runner.metrics)
 
@@ -320,6 +328,7 @@ class Agent:
                 self.incidents.handle(transitions, now)
                 self.outbox.wake()
             self.state.save_alert_states(self.rules.export_state())
+            self._silence_samples = self.incidents.suppress.samples(self.state, self.rules.active_alerts(), now)
             self.exposition.update("rules", self.rules.alert_samples(now) + self.rules.self_samples(), RULE_METRICS)
         self.render()
 
@@ -394,6 +403,7 @@ class Agent:
         samples = self.self_samples(now)
         try:
             samples += self.incidents.self_samples(now)
+            samples += self._silence_samples
         except Exception:
             log.exception("incident self-metrics failed")
         self.exposition.update("agent", samples, self._metric_defs)  # rendered on the next scrape
@@ -460,7 +470,8 @@ class Agent:
                 self.backends = build_backends(self.tickets_config, state_dir=config.state_dir)
                 self.incidents = IncidentManager(self.tickets_config, state=self.state, hostname=config.hostname,
                                                  external_labels=config.external_labels,
-                                                 diagnose=Diagnoser(self.store, check_results=self._check_results))
+                                                 diagnose=Diagnoser(self.store, check_results=self._check_results),
+                                                 windows=windows_of(config))
                 self.outbox = OutboxWorker(self.state, self.backends,
                                            poll_interval=float(self.tickets_config.poll_interval))
                 self.outbox.start()

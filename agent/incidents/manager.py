@@ -34,7 +34,9 @@ from hostwarden.agent.core.alert import SEVERITY_ORDER, Alert, AlertState, alert
 from hostwarden.agent.core.incident import Incident, RemoteStatus, TicketRef, TimelineEntry, incident_to_dict
 from hostwarden.agent.core.samples import Labels, MetricDef, Sample, labels_of, metric_defs
 from hostwarden.agent.core.units import format_duration, human_duration
+from hostwarden.agent.incidents.silence import MaintenanceWindow
 from hostwarden.agent.incidents.state import StateDB
+from hostwarden.agent.incidents.suppress import Suppressor
 from hostwarden.exporters.tickets.config import TicketsConfig
 from hostwarden.rules.alerts import AlertTransition, TransitionKind
 
@@ -74,7 +76,8 @@ def _loads(text: str | None, default: Any) -> Any:
 
 class IncidentManager:
     def __init__(self, config: TicketsConfig, *, state: StateDB, hostname: str, external_labels: dict[str, str],
-                 diagnose: Callable[[Alert, float], str] | None = None) -> None:
+                 diagnose: Callable[[Alert, float], str] | None = None,
+                 windows: tuple[MaintenanceWindow, ...] = ()) -> None:
         self.config = config
         self.state = state
         self.hostname = hostname
@@ -84,6 +87,9 @@ class IncidentManager:
         self._backlog: list[tuple[AlertTransition, float]] = []
         self._logs: list[tuple[int, str, tuple[object, ...]]] = []  # decisions to log once committed
         self._new_storms: dict[int, float] = {}  # storm incidents created in the current handle() batch
+        # silences (state database) and maintenance windows (config): ticket operations held, then released
+        self.suppress = Suppressor(windows, external_labels=self.external_labels, policy=self.policy,
+                                   enqueue=self._enqueue_now, event=self._event, set_fields=self._set)
 
     # -- public API ------------------------------------------------------------------------------------------
     def handle(self, transitions: list[AlertTransition], now: float) -> None:
@@ -119,6 +125,7 @@ class IncidentManager:
         self._logs = []
         try:
             with self.state.tx() as c:
+                self.suppress.tick(c, now)
                 self._flush_due(c, now)
                 self._maintain_storms(c, now)
                 self._check_sla(c, now)
@@ -141,7 +148,7 @@ class IncidentManager:
         with self.state.lock:
             c = self.state.connection
             rows = c.execute("SELECT * FROM incidents WHERE status = 'open' AND storm_id IS NULL "
-                             "ORDER BY id").fetchall()
+                             "AND NOT (silenced_by != '' AND ticket_id IS NULL) ORDER BY id").fetchall()
             return [snapshot(c, dict(r)) for r in rows]
 
     def self_samples(self, now: float) -> list[Sample]:
@@ -307,6 +314,9 @@ class IncidentManager:
              json.dumps([list(p) for p in self._incident_labels(alert)]), diagnosis, start, start, ack_due,
              resolve_due, storm["id"] if storm else None))
         inc = dict(c.execute("SELECT * FROM incidents WHERE id = ?", (cur.lastrowid,)).fetchone())
+        extra = self.config.routes_for(labels)[1:]
+        if extra:  # a route to several backends: one ticket in each (incident_tickets), one outbox queue each
+            self._set(c, inc, extra_backends=json.dumps(extra))
         self._event(c, inc["id"], t.at, "opened", self._opened_text(alert))
         if storm is not None:
             text = f"+ {self._title(alert)} [{alert.severity}] ({alert.fingerprint})"
@@ -513,11 +523,21 @@ class IncidentManager:
                   (incident_id, at, kind, text))
 
     def _enqueue(self, c: sqlite3.Connection, inc: dict[str, Any], op: str, event: str, now: float) -> None:
+        if self.suppress.hold(c, inc, op, event, now):
+            return  # silenced or in a maintenance window: held, released when that ends (suppress.py)
+        self._enqueue_now(c, inc, op, event, now)
+
+    def _enqueue_now(self, c: sqlite3.Connection, inc: dict[str, Any], op: str, event: str, now: float) -> None:
         snap = snapshot(c, inc)
         payload = json.dumps({"incident": incident_to_dict(snap), "event": event}, default=str)
-        c.execute("INSERT INTO outbox (incident_id, backend, fingerprint, op, payload, idempotency_key, created_at) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                  (inc["id"], inc["backend"], inc["fingerprint"], op, payload, f"hw-{uuid.uuid4().hex}", now))
+        for backend in [inc["backend"], *_loads(inc.get("extra_backends"), [])]:
+            bop = op
+            if op == "resolve" and backend != inc["backend"]:
+                cfg = self.config.backend(backend)
+                bop = "update" if cfg is not None and cfg.on_resolve != "resolve" else op
+            c.execute("INSERT INTO outbox (incident_id, backend, fingerprint, op, payload, idempotency_key, "
+                      "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (inc["id"], backend, inc["fingerprint"], bop, payload, f"hw-{uuid.uuid4().hex}", now))
 
 
 def snapshot(c: sqlite3.Connection, inc: dict[str, Any]) -> Incident:

@@ -251,9 +251,7 @@ class OutboxWorker:
         incident = incident_from_dict(payload["incident"])
         inc_rows = self.state.query("SELECT * FROM incidents WHERE id = ?", (row["incident_id"],))
         inc_row = dict(inc_rows[0]) if inc_rows else None
-        ref = None
-        if inc_row is not None and inc_row["ticket_id"]:
-            ref = TicketRef(b.name, inc_row["ticket_id"], inc_row["ticket_url"] or "")
+        ref = self._ref(b.name, inc_row)
         if op != "open" and ref is None:
             self.state.stats.count(b.name, op, "permanent")
             self._dead(b, row, "no ticket reference: the incident's open operation never succeeded")
@@ -288,7 +286,8 @@ class OutboxWorker:
         finally:
             reset_idempotency_key(token)
         self.state.stats.count(b.name, op, "success")
-        self._finish(rid, "done", incident_id=int(row["incident_id"]) if op == "open" else None, ref=ref)
+        self._finish(rid, "done", incident_id=int(row["incident_id"]) if op == "open" else None, ref=ref,
+                     backend=b.name)
         if b.failures:
             log.info("tickets backend %s: delivering again after %d failed attempt(s)", b.name, b.failures)
             b.failures, b.failing_since_error = 0, ""
@@ -300,11 +299,23 @@ class OutboxWorker:
             log.debug("ticket %s: %s delivered to %s", ref.id if ref else "?", op, b.name)
         return True
 
+    def _ref(self, backend: str, inc_row: dict[str, Any] | None) -> TicketRef | None:
+        """The incident's ticket in `backend`: the primary's is on the incident row, others' in incident_tickets."""
+        if inc_row is None:
+            return None
+        if backend == inc_row["backend"] and inc_row["ticket_id"]:
+            return TicketRef(backend, inc_row["ticket_id"], inc_row["ticket_url"] or "")
+        rows = self.state.query("SELECT ticket_id, ticket_url FROM incident_tickets WHERE incident_id = ? AND "
+                                "backend = ?", (inc_row["id"], backend))
+        return TicketRef(backend, rows[0]["ticket_id"], rows[0]["ticket_url"] or "") if rows else None
+
     def _open(self, b: _Backend, incident: Incident, incident_id: int) -> TicketRef:
         found = b.backend.find(incident.fingerprint)
         if found is not None:
-            other = self.state.query("SELECT id FROM incidents WHERE backend = ? AND ticket_id = ? AND id != ? LIMIT 1",
-                                     (b.name, found.id, incident_id))
+            other = self.state.query("SELECT id FROM incidents WHERE backend = ? AND ticket_id = ? AND id != ? "
+                                     "UNION SELECT incident_id FROM incident_tickets WHERE backend = ? AND "
+                                     "ticket_id = ? AND incident_id != ? LIMIT 1",
+                                     (b.name, found.id, incident_id, b.name, found.id, incident_id))
             if not other:
                 log.info("tickets backend %s already has ticket %s for %s: recording it instead of opening another",
                          b.name, found.id, incident.fingerprint)
@@ -321,14 +332,18 @@ class OutboxWorker:
             log.info("tickets backend %s: adopted ticket %s was %s; reopening it", b.name, ref.id, statuses[0].state)
             b.backend.reopen(ref, incident)
 
-    def _finish(self, rid: int, status: str, *, incident_id: int | None, ref: TicketRef | None) -> None:
+    def _finish(self, rid: int, status: str, *, incident_id: int | None, ref: TicketRef | None,
+                backend: str = "") -> None:
         wall = self.wall()
         with self.state.tx() as c:
             c.execute("UPDATE outbox SET status = ?, done_at = ?, attempts = attempts + 1, last_attempt_at = ?, "
                       "next_attempt_at = NULL WHERE id = ?", (status, wall, wall, rid))
             if incident_id is not None and ref is not None:
-                c.execute("UPDATE incidents SET ticket_id = ?, ticket_url = ? WHERE id = ?",
-                          (ref.id, ref.url, incident_id))
+                backend = backend or ref.backend
+                c.execute("UPDATE incidents SET ticket_id = ?, ticket_url = ? WHERE id = ? AND backend = ?",
+                          (ref.id, ref.url, incident_id, backend))
+                c.execute("INSERT OR REPLACE INTO incident_tickets (incident_id, backend, ticket_id, ticket_url, "
+                          "recorded_at) VALUES (?, ?, ?, ?, ?)", (incident_id, backend, ref.id, ref.url, wall))
                 c.execute("INSERT INTO incident_events (incident_id, at, kind, text) VALUES (?, ?, 'ticket', ?)",
                           (incident_id, wall, f"ticket {ref.id} in {ref.backend}" + (f" {ref.url}" if ref.url else "")))
 

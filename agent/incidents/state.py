@@ -105,6 +105,40 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE incidents ADD COLUMN remote_changed_at REAL;
     ALTER TABLE incidents ADD COLUMN muted INTEGER NOT NULL DEFAULT 0
     """,
+    # 3: silences (`hostwarden silence`), ticket operations held back by a silence or maintenance window,
+    # incidents routed to several backends (one ticket each), the check history (availability)
+    """
+    CREATE TABLE silences (
+        id TEXT PRIMARY KEY,
+        matchers TEXT NOT NULL,
+        starts_at REAL NOT NULL,
+        ends_at REAL NOT NULL,
+        created_by TEXT NOT NULL DEFAULT '',
+        comment TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        expired_at REAL
+    );
+    CREATE INDEX silences_by_end ON silences (ends_at);
+    ALTER TABLE incidents ADD COLUMN silenced_by TEXT NOT NULL DEFAULT '';
+    ALTER TABLE incidents ADD COLUMN held TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE incidents ADD COLUMN extra_backends TEXT NOT NULL DEFAULT '[]';
+    CREATE INDEX incidents_silenced ON incidents (silenced_by) WHERE silenced_by != '';
+    CREATE TABLE incident_tickets (
+        incident_id INTEGER NOT NULL REFERENCES incidents(id),
+        backend TEXT NOT NULL,
+        ticket_id TEXT NOT NULL,
+        ticket_url TEXT NOT NULL DEFAULT '',
+        recorded_at REAL NOT NULL,
+        PRIMARY KEY (incident_id, backend)
+    );
+    CREATE TABLE check_history (
+        id INTEGER PRIMARY KEY,
+        check_name TEXT NOT NULL,
+        at REAL NOT NULL,
+        up INTEGER NOT NULL
+    );
+    CREATE INDEX check_history_by_check ON check_history (check_name, at)
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

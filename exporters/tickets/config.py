@@ -7,6 +7,7 @@ tickets:
     - {name: hook, type: webhook, url: "https://hooks.example.com/hostwarden", token_env: HOOK_TOKEN}
   route:                          # first match wins; default: a backend's own `match:`, then the first backend
     - {match: {team: db}, backend: hook}
+    - {match: {severity: critical}, backends: [ops, hook]}   # several: one ticket in each, own outbox queue
   reopen_window: 1h               # re-firing within this after the resolve reopens the ticket; 0s: never reopen
   update_interval: 5m             # at most one ticket update per incident per interval
   storm_threshold: 20             # more incidents than this within storm_window go into one storm ticket
@@ -38,9 +39,21 @@ Priority = Literal["P1", "P2", "P3", "P4"]
 
 @dataclass(frozen=True)
 class RouteConfig:
-    backend: str
+    backend: str = ""
     match: dict[str, str] = field(default_factory=dict)  # label = value, all must hold
     match_re: dict[str, Regex] = field(default_factory=dict)  # label fully matches the regex
+    backends: list[str] = field(default_factory=list)  # instead of `backend`: several, the first is the primary
+
+    def validate(self) -> list[str]:
+        if bool(self.backend) == bool(self.backends):
+            return ["a route needs exactly one of `backend: NAME` or `backends: [NAME, ...]`"]
+        if len(set(self.backends)) != len(self.backends):
+            return [f"backends: {self.backends} names a backend twice"]
+        return []
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.backends) if self.backends else [self.backend]
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         if any(labels.get(k, "") != v for k, v in self.match.items()):
@@ -81,14 +94,19 @@ class TicketsConfig:
         return next((b for b in self.backends if b.name == name), None)
 
     def route_for(self, labels: Mapping[str, str]) -> str | None:
-        """The backend name an incident with these labels goes to; None when ticketing is off."""
+        """The (primary) backend name an incident with these labels goes to; None when ticketing is off."""
+        targets = self.routes_for(labels)
+        return targets[0] if targets else None
+
+    def routes_for(self, labels: Mapping[str, str]) -> list[str]:
+        """Every backend an incident with these labels goes to, the primary first; [] when ticketing is off."""
         for r in self.route:
             if r.matches(labels):
-                return r.backend
+                return r.targets
         for b in self.backends:
             if b.match and all(labels.get(k, "") == v for k, v in b.match.items()):
-                return b.name
-        return self.backends[0].name if self.backends else None
+                return [b.name]
+        return [self.backends[0].name] if self.backends else []
 
     def policy(self) -> PriorityPolicy:
         return build_policy(self.priorities, self.default_priority,
@@ -165,7 +183,10 @@ def _check_references(node: Any, backends: Any, errors: Errors, loc: Loc) -> Non
         return
     for i, r in enumerate(rnode):
         target = r.get("backend") if isinstance(r, dict) else None
-        if isinstance(target, str) and target not in names:
-            rloc = rnode.item_loc(i) if isinstance(rnode, LocList) else loc
-            errors.add(rloc, f"tickets.route[{i}]: unknown backend {target!r}; configured: "
-                             f"{', '.join(sorted(names)) or 'none'}")
+        several = r.get("backends") if isinstance(r, dict) else None
+        targets = [target] + (list(several) if isinstance(several, list) else [])
+        for t in targets:
+            if isinstance(t, str) and t not in names:
+                rloc = rnode.item_loc(i) if isinstance(rnode, LocList) else loc
+                errors.add(rloc, f"tickets.route[{i}]: unknown backend {t!r}; configured: "
+                                 f"{', '.join(sorted(names)) or 'none'}")

@@ -23,7 +23,7 @@ def block_with(key: str) -> str:
     return found[-1]
 
 
-@pytest.mark.parametrize("section", ["checks", "tickets", "receiver"])
+@pytest.mark.parametrize("section", ["checks", "tickets", "receiver", "maintenance"])
 def test_readme_section_example_loads_without_errors(tmp_path: Path, section: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("REDMINE_API_KEY", "JIRA_API_TOKEN", "SNOW_PASSWORD", "ZAMMAD_TOKEN", "GITHUB_TOKEN",
