@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0  # WATCHDOG=1 at most every 5 s (WatchdogSec=30s wants one every 15 s)
 INCIDENT_TICK_SECONDS = 10.0
+REMEDIATION_TICK_SECONDS = 1.0
 LAG_WINDOW_SECONDS = 60.0
 DEFAULT_DRAIN_SECONDS = 10.0
 
@@ -147,8 +148,9 @@ def tickets_config_of(config: AgentConfig) -> Any:
 class Agent:
     def __init__(self, config: AgentConfig, rule_groups: list[Any], *, listen_address: str | None = None,
                  web_config_file: str | None = None, drain_timeout: float = DEFAULT_DRAIN_SECONDS,
-                 notifier: Any | None = None) -> None:
+                 notifier: Any | None = None, dry_run: bool = False) -> None:
         self.config = config
+        self.dry_run = dry_run  # remediation: record what would run, run nothing (`run --dry-run`)
         self.listen_address = listen_address or config.web.listen_address
         self.web_config_file = web_config_file or config.web.config_file
         self.drain_timeout = drain_timeout
@@ -214,6 +216,19 @@ class Agent:
         self.incidents = IncidentManager(self.tickets_config, state=self.state, hostname=config.hostname,
                                          external_labels=config.external_labels, diagnose=diagnose)
         self.outbox = OutboxWorker(self.state, self.backends, poll_interval=float(self.tickets_config.poll_interval))
+        self._build_remediation(config, rule_groups)
+
+    def _build_remediation(self, config: AgentConfig, rule_groups: list[Any]) -> None:
+        """Remediation (docs/remediation.md): built once, reconfigured on reload (the attempt bounds survive)."""
+        from hostwarden.agent.incidents.remediator import PlanIndex, Remediator
+
+        plans = PlanIndex.build(rule_groups, config.checks)
+        kw = dict(settings=config.remediation, plans=plans, incidents=self.incidents, hostname=config.hostname,
+                  external_labels=config.external_labels)
+        if getattr(self, "remediator", None) is None:
+            self.remediator = Remediator(clock=self.clock.now, dry_run=self.dry_run, **kw)
+        else:
+            self.remediator.configure(**kw)
 
     def _build_checks(self, config: AgentConfig) -> Any | None:
         checks = [c for c in config.checks if getattr(c, "enabled", True)]
@@ -255,6 +270,8 @@ class Agent:
                                    args=[group.name], id=f"rules:{group.name}")
         self.scheduler.add_job(self._guard(self.incident_tick), "interval", seconds=INCIDENT_TICK_SECONDS,
                                id="incidents")
+        self.scheduler.add_job(self._guard(self.remediate), "interval", seconds=REMEDIATION_TICK_SECONDS,
+                               id="remediation")
         wd = self.notifier.watchdog_interval()  # half of WatchdogSec when systemd asks for pings
         beat = min(HEARTBEAT_SECONDS, wd) if wd else HEARTBEAT_SECONDS
         self.scheduler.add_job(self._guard(self.heartbeat), "interval", seconds=beat, id="heartbeat")
@@ -339,6 +356,12 @@ class Agent:
                 if callable(resend):
                     resend(now, self.incidents.firing_incidents())
             self.outbox.wake()
+
+    def remediate(self) -> None:
+        """Decide and dispatch remediation actions; record finished ones (the actions run in their own threads)."""
+        with self._lock:
+            self.remediator.step(self.rules.active_alerts(), self.clock.now())
+        self.outbox.wake()
 
     def heartbeat(self) -> None:
         self.note_heartbeat(time.monotonic())
@@ -468,6 +491,7 @@ class Agent:
                 self.outbox = OutboxWorker(self.state, self.backends,
                                            poll_interval=float(self.tickets_config.poll_interval))
                 self.outbox.start()
+                self._build_remediation(config, groups)
                 if self.receiver is not None:  # the receiver feeds the new incident manager from now on
                     self.receiver.incidents = self.incidents
                     self.receiver.wake = self.outbox.wake
@@ -517,6 +541,7 @@ class Agent:
             self.server.stop()
         if self.receiver_server is not None:
             self.receiver_server.stop()
+        self.remediator.close()
         self.outbox.stop(drain_timeout=self.drain_timeout)
         if self.checks is not None:
             self.checks.close()

@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from hostwarden.agent.core.priority import PRIORITIES
 from hostwarden.agent.core.samples import Labels, MetricDef, Sample, labels_of, metric_defs
 from hostwarden.agent.core.units import format_duration, human_duration
 from hostwarden.agent.incidents.state import StateDB, alert_from_dict, alert_to_dict, incident_to_dict
@@ -373,7 +374,12 @@ class IncidentManager:
             text += "\nSince the last update:\n" + "\n".join(f"- {e['text']}" for e in waiting)
         self._set(c, inc, status="resolved", resolved_at=end, alert=json.dumps(alert_to_dict(alert)),
                   pending_events="[]", last_update_at=now, muted=0, flapping=0)
+        cause = "" if inc["is_storm"] else resolution_cause(c, inc)
+        if cause:
+            text += f"\nCause: {cause}"
         self._event(c, inc["id"], end, "resolved", text)
+        if cause:
+            self._event(c, inc["id"], end, "resolution", cause)
         self._log(logging.INFO, "incident %s resolved after %s: %s", inc["fingerprint"], human_duration(duration),
                   inc["title"])
         if was_muted or inc["storm_id"] is not None or not inc["backend"]:
@@ -381,6 +387,38 @@ class IncidentManager:
         cfg = self.config.backend(inc["backend"])
         on_resolve = cfg.on_resolve if cfg is not None else "resolve"
         self._enqueue(c, inc, "resolve" if on_resolve == "resolve" else "update", text, now)
+
+    # -- remediation (agent.incidents.remediator) -------------------------------------------------------------
+    def record_remediation(self, fingerprint: str, at: float, kind: str, text: str, now: float) -> bool:
+        """An attempt, result or refusal on the fingerprint's latest incident (and its ticket while open)."""
+        try:
+            with self.state.tx() as c:
+                inc = self._latest(c, fingerprint)
+                if inc is None:
+                    return False
+                if inc["status"] == "open":
+                    self._note(c, inc, at, kind, text, now)
+                else:
+                    self._event(c, inc["id"], at, kind, text)
+        except sqlite3.Error:
+            return False
+        return True
+
+    def raise_priority(self, fingerprint: str, at: float, text: str, now: float) -> tuple[str, str] | None:
+        """Remediation exhausted: the open incident's priority one step up (P3 → P2; P1 stays), noted."""
+        try:
+            with self.state.tx() as c:
+                inc = self._latest(c, fingerprint)
+                if inc is None or inc["status"] != "open":
+                    return None
+                old = inc["priority"]
+                new = PRIORITIES[max(0, PRIORITIES.index(old) - 1)] if old in PRIORITIES else old
+                self._set(c, inc, priority=new)
+                self._note(c, inc, at, "remediation_exhausted", f"{text}; priority {old} → {new}", now)
+        except sqlite3.Error:
+            return None
+        log.warning("incident %s: remediation exhausted; priority %s → %s", fingerprint, old, new)
+        return old, new
 
     # -- storms ---------------------------------------------------------------------------------------------------
     def _storm_for(self, c: sqlite3.Connection, backend: str, alert: Alert, at: float,
@@ -548,6 +586,21 @@ def snapshot(c: sqlite3.Connection, inc: dict[str, Any]) -> Incident:
         storm_of=storm_of,
         extra_fields={"ack_due": inc["ack_due"], "resolve_due": inc["resolve_due"], "incident_id": inc["id"]},
     )
+
+
+def resolution_cause(c: sqlite3.Connection, inc: dict[str, Any]) -> str:
+    """Why the current occurrence resolved: "resolved after remediation" (an action ran and remediation was
+    not exhausted), "resolved by a person" (acknowledged, or the ticket closed by a person), else
+    "resolved by itself"."""
+    start = c.execute("SELECT MAX(id) AS id FROM incident_events WHERE incident_id = ? AND kind IN "
+                      "('opened', 'reopened')", (inc["id"],)).fetchone()["id"] or 0
+    kinds = {r["kind"] for r in c.execute("SELECT DISTINCT kind FROM incident_events WHERE incident_id = ? AND "
+                                          "id > ?", (inc["id"], start))}
+    if "remediation" in kinds and "remediation_exhausted" not in kinds:
+        return "resolved after remediation"
+    if inc["muted"] or kinds & {"acknowledged", "closed_by_person"}:
+        return "resolved by a person"
+    return "resolved by itself"
 
 
 def apply_remote_statuses(state: StateDB, statuses: list[RemoteStatus], now: float) -> int:

@@ -8,6 +8,8 @@ started in the period:
 - MTTA (mean time to acknowledge, acknowledged occurrences) and MTTR (mean time to resolve);
 - SLA breaches against the priority's targets: acknowledged late (or still unacknowledged past the
   deadline while open), resolved late (or still open past the deadline);
+- remediation: actions run, refused, exhausted; what resolved each occurrence (after remediation, by
+  itself, by a person), the auto-fix rate and the MTTR with and without remediation;
 - availability per check (incidents carrying a `check` label): the share of the period without a
   firing occurrence of that check's alerts (overlaps counted once).
 """
@@ -35,6 +37,7 @@ class Occurrence:
     start: float
     ack: float | None = None
     end: float | None = None
+    cause: str = ""  # "resolved after remediation" | "resolved by itself" | "resolved by a person" ("" before)
 
 
 @dataclass
@@ -68,8 +71,8 @@ def occurrences(state: StateDB, since: float) -> list[Occurrence]:
         incidents = {r["id"]: dict(r) for r in c.execute(
             "SELECT id, rule, category, priority, backend, labels, is_storm FROM incidents "
             "WHERE id IN (SELECT incident_id FROM incident_events WHERE at >= ?) OR status = 'open'", (since,))}
-        events = c.execute("SELECT incident_id, at, kind FROM incident_events WHERE kind IN "
-                           "('opened', 'reopened', 'acknowledged', 'resolved') ORDER BY incident_id, id").fetchall()
+        events = c.execute("SELECT incident_id, at, kind, text FROM incident_events WHERE kind IN "
+                           "('opened', 'reopened', 'acknowledged', 'resolved', 'resolution') ORDER BY incident_id, id").fetchall()
     out: list[Occurrence] = []
     current: dict[int, Occurrence] = {}
     for e in events:
@@ -89,6 +92,8 @@ def occurrences(state: StateDB, since: float) -> list[Occurrence]:
                 o.ack = at
             elif kind == "resolved" and o.end is None:
                 o.end = at
+            elif kind == "resolution" and not o.cause:
+                o.cause = e["text"]
     return [o for o in out if o.start >= since or o.end is None or o.end >= since]
 
 
@@ -118,7 +123,35 @@ def build_report(state: StateDB, *, since: float, now: float, policy: PriorityPo
         "by_category": {k: g.as_dict() for k, g in sorted(by["category"].items())},
         "by_priority": {k: g.as_dict() for k, g in sorted(by["priority"].items())},
         "by_backend": {k: g.as_dict() for k, g in sorted(by["backend"].items())},
+        "remediation": remediation_figures(state, occ, since=since),
         "availability": availability(occurrences(state, since), since=since, now=now, checks=checks or []),
+    }
+
+
+CAUSES = ("resolved after remediation", "resolved by itself", "resolved by a person")
+
+
+def remediation_figures(state: StateDB, occ: list[Occurrence], *, since: float) -> dict[str, Any]:
+    """Remediation actions and what resolved the occurrences: the auto-fix rate (resolved after remediation
+    / resolved with a recorded cause) and the MTTR with and without remediation."""
+    rows = state.query("SELECT kind, COUNT(*) AS n FROM incident_events WHERE at >= ? AND kind IN "
+                       "('remediation', 'remediation_dry_run', 'remediation_refused', 'remediation_exhausted') "
+                       "GROUP BY kind", (since,))
+    counts = {r["kind"]: int(r["n"]) for r in rows}
+    by_cause: dict[str, list[float]] = {c: [] for c in CAUSES}
+    for o in occ:
+        if o.end is not None and o.cause in by_cause:
+            by_cause[o.cause].append(o.end - o.start)
+    fixed = by_cause["resolved after remediation"]
+    others = by_cause["resolved by itself"] + by_cause["resolved by a person"]
+    resolved = len(fixed) + len(others)
+    return {
+        "actions": counts.get("remediation", 0), "dry_runs": counts.get("remediation_dry_run", 0),
+        "refused": counts.get("remediation_refused", 0), "exhausted": counts.get("remediation_exhausted", 0),
+        "causes": {c: len(v) for c, v in by_cause.items()},
+        "auto_fix_ratio": len(fixed) / resolved if resolved else None,
+        "mttr_with_remediation_seconds": _mean(fixed),
+        "mttr_without_remediation_seconds": _mean(others),
     }
 
 
@@ -156,6 +189,16 @@ def render_text(rep: dict[str, Any]) -> str:
     lines.append(f"MTTA: {_fmt(inc['mtta_seconds'])}   MTTR: {_fmt(inc['mttr_seconds'])}")
     sla = rep["sla_breaches"]
     lines.append(f"SLA breaches: acknowledge {sla['acknowledge']}, resolve {sla['resolve']}")
+    rem = rep.get("remediation") or {}
+    if rem.get("actions") or rem.get("dry_runs") or rem.get("refused") or \
+            rem.get("causes", {}).get("resolved after remediation"):
+        ratio = rem["auto_fix_ratio"]
+        lines.append(f"Remediation: {rem['actions']} action(s), {rem['exhausted']} exhausted, {rem['refused']} refused"
+                     + (f", {rem['dry_runs']} dry run(s)" if rem["dry_runs"] else ""))
+        lines.append(f"Auto-fix rate: {'-' if ratio is None else f'{ratio * 100:.0f}%'} ("
+                     + ", ".join(f"{n} {c}" for c, n in rem["causes"].items()) + ")")
+        lines.append(f"MTTR with remediation: {_fmt(rem['mttr_with_remediation_seconds'])}   "
+                     f"without: {_fmt(rem['mttr_without_remediation_seconds'])}")
     for key, title in (("by_rule", "rule"), ("by_category", "category"), ("by_priority", "priority"),
                        ("by_backend", "backend")):
         groups = rep[key]
