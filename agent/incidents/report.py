@@ -72,7 +72,8 @@ def occurrences(state: StateDB, since: float) -> list[Occurrence]:
             "SELECT id, rule, category, priority, backend, labels, is_storm FROM incidents "
             "WHERE id IN (SELECT incident_id FROM incident_events WHERE at >= ?) OR status = 'open'", (since,))}
         events = c.execute("SELECT incident_id, at, kind, text FROM incident_events WHERE kind IN "
-                           "('opened', 'reopened', 'acknowledged', 'resolved', 'resolution') ORDER BY incident_id, id").fetchall()
+                           "('opened', 'reopened', 'acknowledged', 'resolved', 'resolution') "
+                           "ORDER BY incident_id, id").fetchall()
     out: list[Occurrence] = []
     current: dict[int, Occurrence] = {}
     for e in events:
