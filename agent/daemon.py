@@ -226,7 +226,7 @@ class Agent:
         kw = dict(settings=config.remediation, plans=plans, incidents=self.incidents, hostname=config.hostname,
                   external_labels=config.external_labels)
         if getattr(self, "remediator", None) is None:
-            self.remediator = Remediator(clock=self.clock.now, dry_run=self.dry_run, **kw)
+            self.remediator = Remediator(dry_run=self.dry_run, **kw)
         else:
             self.remediator.configure(**kw)
 

@@ -290,7 +290,7 @@ def _parse_action(node: Any, errors: Errors, loc: Loc, where: str) -> Action | N
         if argv is None or not ok:
             return None
         return Action("run", argv=argv, user=user, timeout=timeout)
-    if not isinstance(value, str) or not (UNIT_NAME.match(value) or PLACEHOLDER.match(value)):
+    if not isinstance(value, str) or not (UNIT_NAME.fullmatch(value) or PLACEHOLDER.fullmatch(value)):
         errors.add(vloc, f"{where}.{kind}: expected a unit name such as nginx.service or a $labels.x placeholder, "
                          f"got {short(value)}")
         return None

@@ -37,7 +37,7 @@ from hostwarden.rules.alerts import Alert, AlertState
 log = logging.getLogger(__name__)
 
 OUTPUT_TAIL = 400
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 UNIT_METHODS = {"restart_unit": "RestartUnit", "start_unit": "StartUnit", "reload_unit": "ReloadUnit"}
 
 
@@ -84,7 +84,7 @@ class PlanIndex:
 
 
 def tail(text: str, limit: int = OUTPUT_TAIL) -> str:
-    text = _CONTROL.sub(" ", text).strip()
+    text = " ".join(_CONTROL.sub(" ", text).split())  # one line: control characters and newlines to spaces
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
@@ -97,10 +97,10 @@ class Executor:
         self.bus_address = bus_address
         self.env = {"PATH": DEFAULT_PATH, "LANG": "C", "LC_ALL": "C"}
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="remediation")
-        self._results: queue.SimpleQueue[tuple[str, Step, Result, float]] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[tuple[str, Step, Result]] = queue.SimpleQueue()
         self._running: set[Any] = set()
 
-    def submit(self, fingerprint: str, step: Step, clock: Callable[[], float]) -> None:
+    def submit(self, fingerprint: str, step: Step) -> None:
         def work() -> None:
             start = time.monotonic()
             try:
@@ -108,11 +108,11 @@ class Executor:
             except Exception as e:  # an executor bug must still end the attempt
                 result = Result(False, f"failed: {type(e).__name__}: {e}")
             self._results.put((fingerprint, step, Result(result.ok, result.status, result.output,
-                                                         time.monotonic() - start), clock()))
+                                                         time.monotonic() - start)))
 
         self._pool.submit(work)
 
-    def results(self) -> list[tuple[str, Step, Result, float]]:
+    def results(self) -> list[tuple[str, Step, Result]]:
         out = []
         while True:
             try:
@@ -183,10 +183,9 @@ class Remediator:
     """
 
     def __init__(self, *, settings: RemediationSettings, plans: PlanIndex, incidents: Any, hostname: str,
-                 external_labels: dict[str, str], clock: Callable[[], float], dry_run: bool = False,
+                 external_labels: dict[str, str], dry_run: bool = False,
                  is_silenced: Callable[[Alert, float], bool] = never_silenced,
                  trust: Callable[[str], str | None] = file_trust_problem, executor: Executor | None = None) -> None:
-        self.clock = clock
         self.is_silenced = is_silenced
         self.trust = trust
         self.force_dry_run = dry_run
@@ -237,13 +236,14 @@ class Remediator:
             return True
 
     def step(self, alerts: list[Alert], now: float) -> None:
-        """Record finished actions, then decide and dispatch. Call with the daemon's lock held."""
-        for fp, step, result, at in self.executor.results():
-            self.states = dict(finished(self.states, fp, ok=result.ok, at=at))
+        """Record finished actions, then decide and dispatch. Call with the daemon's lock held (about every
+        second: an action's end is taken as the `now` of the step that records it)."""
+        for fp, step, result in self.executor.results():
+            self.states = dict(finished(self.states, fp, ok=result.ok, at=now))
             text = f"{step.describe()}: {result.status} after {result.seconds:.1f}s"
             if result.output:
                 text += f"; output: {result.output}"
-            self._record(fp, at, "remediation_result", text, now)
+            self._record(fp, now, "remediation_result", text, now)
             log.log(NOTICE, "remediation for %s finished: %s", fp, text)
         if not self.settings.enabled or not self.plans:
             return
@@ -267,7 +267,7 @@ class Remediator:
             return
         self._record(d.fingerprint, d.at, "remediation", f"Remediation: {what}", now)
         log.log(NOTICE, "remediation for %s: %s", d.fingerprint, what)
-        self.executor.submit(d.fingerprint, d.step, self.clock)
+        self.executor.submit(d.fingerprint, d.step)
 
     def _exhaust(self, d: Exhaust, now: float) -> None:
         text = f"Remediation exhausted: {d.reason}"
