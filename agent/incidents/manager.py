@@ -398,8 +398,10 @@ class IncidentManager:
                     return False
                 if inc["status"] == "open":
                     self._note(c, inc, at, kind, text, now)
-                else:
+                else:  # an action's result arriving after the alert cleared still belongs on the ticket
                     self._event(c, inc["id"], at, kind, text)
+                    if inc["backend"] and inc["storm_id"] is None and not inc["muted"]:
+                        self._enqueue(c, inc, "update", text, now)
         except sqlite3.Error:
             return False
         return True
