@@ -227,6 +227,7 @@ class Agent:
                   external_labels=config.external_labels)
         if getattr(self, "remediator", None) is None:
             self.remediator = Remediator(dry_run=self.dry_run, **kw)
+            self.remediator.restore(self.clock.now())  # the bounds survive a restart
         else:
             self.remediator.configure(**kw)
 

@@ -422,6 +422,21 @@ class IncidentManager:
         log.warning("incident %s: remediation exhausted; priority %s → %s", fingerprint, old, new)
         return old, new
 
+    def remediation_history(self, since: float) -> tuple[dict[str, tuple[float, ...]], dict[str, float]]:
+        """For a restarted agent: when remediation actions started since `since` (per fingerprint), and the
+        open incidents whose current occurrence is already exhausted (fingerprint → the occurrence's start)."""
+        attempts: dict[str, list[float]] = {}
+        for r in self.state.query("SELECT i.fingerprint AS fp, e.at AS at FROM incident_events e JOIN incidents i "
+                                  "ON i.id = e.incident_id WHERE e.kind = 'remediation' AND e.at >= ? ORDER BY e.at",
+                                  (since,)):
+            attempts.setdefault(r["fp"], []).append(float(r["at"]))
+        exhausted = {r["fp"]: float(r["fired_at"]) for r in self.state.query(
+            "SELECT i.fingerprint AS fp, i.fired_at AS fired_at FROM incidents i WHERE i.status = 'open' AND EXISTS "
+            "(SELECT 1 FROM incident_events e WHERE e.incident_id = i.id AND e.kind = 'remediation_exhausted' AND "
+            "e.id > (SELECT COALESCE(MAX(o.id), 0) FROM incident_events o WHERE o.incident_id = i.id AND o.kind IN "
+            "('opened', 'reopened')))")}
+        return {fp: tuple(v) for fp, v in attempts.items()}, exhausted
+
     # -- storms ---------------------------------------------------------------------------------------------------
     def _storm_for(self, c: sqlite3.Connection, backend: str, alert: Alert, at: float,
                    now: float) -> dict[str, Any] | None:

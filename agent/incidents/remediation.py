@@ -120,6 +120,19 @@ def finished(states: Mapping[str, AlertRemediation], fingerprint: str, *, ok: bo
     return new
 
 
+def seed(attempts: Mapping[str, tuple[float, ...]], exhausted: Mapping[str, float], *,
+         window: float) -> dict[str, AlertRemediation]:
+    """The state after a restart, from the record: when actions started (per fingerprint) and the
+    occurrences (by their start) that were already exhausted — so a restart of the agent does not reset
+    the bounds."""
+    out: dict[str, AlertRemediation] = {}
+    for fp in set(attempts) | set(exhausted):
+        since = exhausted.get(fp)
+        out[fp] = AlertRemediation(attempts=tuple(sorted(attempts.get(fp, ()))), window=window, occurrence=since,
+                                   exhausted=since is not None)
+    return out
+
+
 def _prune(attempts: tuple[float, ...], window: float, now: float) -> tuple[float, ...]:
     return tuple(t for t in attempts if now - t < window)
 

@@ -31,7 +31,16 @@ from typing import Any
 from hostwarden.agent.core.logsetup import NOTICE
 from hostwarden.agent.core.remedy import Plan, RemediationSettings, Step, file_trust_problem
 from hostwarden.agent.core.units import format_duration
-from hostwarden.agent.incidents.remediation import AlertRemediation, Candidate, Exhaust, Refuse, Run, decide, finished
+from hostwarden.agent.incidents.remediation import (
+    AlertRemediation,
+    Candidate,
+    Exhaust,
+    Refuse,
+    Run,
+    decide,
+    finished,
+    seed,
+)
 from hostwarden.rules.alerts import Alert, AlertState
 
 log = logging.getLogger(__name__)
@@ -207,6 +216,15 @@ class Remediator:
             log.info("remediation is switched off (remediation: {enabled: false}); no action will run")
         for f, problem in self.untrusted.items():
             log.warning("remediation declared in %s is refused: %s", f, problem)
+
+    def restore(self, now: float) -> None:
+        """After a restart: the attempts and exhaustions on record count against the bounds again."""
+        history = getattr(self.incidents, "remediation_history", None)
+        windows = [p.within for p in (*self.plans.rules.values(), *self.plans.checks.values())]
+        if not callable(history) or not windows:
+            return
+        attempts, exhausted = history(now - max(windows))
+        self.states = seed(attempts, exhausted, window=max(windows))
 
     @property
     def dry_run(self) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -217,3 +218,52 @@ def test_notice_level_is_journald_priority_5():
     rec = logging.LogRecord("hostwarden.agent.incidents.remediator", NOTICE, "x.py", 1, "restart", None, None)
     assert AgentFormatter(journal=True).format(rec).startswith("<5>level=notice ")
     assert "level=notice" in AgentFormatter().format(rec)
+
+
+def test_restart_keeps_the_bounds(db, tmp_path):
+    """A new Remediator (an agent restart) reads the attempts and the exhaustion back from the record."""
+    exe = script(tmp_path, "exit 0\n")
+    mgr, rem = setup(db, (Action("run", argv=(exe,)),), max_attempts=2, verify_within=60.0)
+    a = fire(mgr)
+    settle(rem, [a], 1000.0)
+    rem.close()
+    mgr, rem = setup(db, (Action("run", argv=(exe,)),), max_attempts=2, verify_within=60.0)
+    rem.restore(1010.0)
+    settle(rem, [a], 1061.0)  # attempt 2 of 2: the first one still counts
+    assert events(db, "remediation")[-1][1].endswith("(attempt 2 of 2)")
+    settle(rem, [a], 1122.0)
+    assert events(db)[-1][0] == "remediation_exhausted"
+    rem.close()
+    mgr, rem = setup(db, (Action("run", argv=(exe,)),), max_attempts=2, verify_within=60.0)
+    rem.restore(1130.0)
+    n = len(events(db))
+    settle(rem, [a], 1200.0)  # exhausted before the restart: nothing more, no second escalation
+    assert len(events(db)) == n
+    assert db.query("SELECT priority FROM incidents")[0]["priority"] == "P1"
+    rem.close()
+
+
+def test_run_action_as_another_user(db, tmp_path):
+    import pwd
+
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody")
+    if os.geteuid() != 0:
+        pytest.skip("only root can run an action as another user")
+    import shutil
+    import tempfile
+
+    where = Path(tempfile.mkdtemp(prefix="hw-remediation-"))  # pytest's tmp_path is not traversable by nobody
+    try:
+        where.chmod(0o755)
+        exe = script(where, "id -u; id -G\n")
+        mgr, rem = setup(db, (Action("run", argv=(exe,), user="nobody"),))
+        a = fire(mgr)
+        settle(rem, [a], 1000.0)
+        result = events(db, "remediation_result")[0][1]
+        assert "exit 0 after" in result and result.endswith(f"output: {nobody.pw_uid} {nobody.pw_gid}")
+        rem.close()
+    finally:
+        shutil.rmtree(where)
