@@ -374,8 +374,8 @@ class IncidentManager:
             text += "\nSince the last update:\n" + "\n".join(f"- {e['text']}" for e in waiting)
         self._set(c, inc, status="resolved", resolved_at=end, alert=json.dumps(alert_to_dict(alert)),
                   pending_events="[]", last_update_at=now, muted=0, flapping=0)
-        cause = "" if inc["is_storm"] else resolution_cause(c, inc)
-        if cause:
+        cause, remediated = ("", False) if inc["is_storm"] else resolution_cause(c, inc)
+        if remediated:  # said on the ticket where remediation took part; always recorded for the report
             text += f"\nCause: {cause}"
         self._event(c, inc["id"], end, "resolved", text)
         if cause:
@@ -605,19 +605,20 @@ def snapshot(c: sqlite3.Connection, inc: dict[str, Any]) -> Incident:
     )
 
 
-def resolution_cause(c: sqlite3.Connection, inc: dict[str, Any]) -> str:
+def resolution_cause(c: sqlite3.Connection, inc: dict[str, Any]) -> tuple[str, bool]:
     """Why the current occurrence resolved: "resolved after remediation" (an action ran and remediation was
     not exhausted), "resolved by a person" (acknowledged, or the ticket closed by a person), else
-    "resolved by itself"."""
+    "resolved by itself"; and whether remediation took part (anything recorded, dry runs included)."""
     start = c.execute("SELECT MAX(id) AS id FROM incident_events WHERE incident_id = ? AND kind IN "
                       "('opened', 'reopened')", (inc["id"],)).fetchone()["id"] or 0
     kinds = {r["kind"] for r in c.execute("SELECT DISTINCT kind FROM incident_events WHERE incident_id = ? AND "
                                           "id > ?", (inc["id"], start))}
+    remediated = any(k.startswith("remediation") for k in kinds)
     if "remediation" in kinds and "remediation_exhausted" not in kinds:
-        return "resolved after remediation"
+        return "resolved after remediation", remediated
     if inc["muted"] or kinds & {"acknowledged", "closed_by_person"}:
-        return "resolved by a person"
-    return "resolved by itself"
+        return "resolved by a person", remediated
+    return "resolved by itself", remediated
 
 
 def apply_remote_statuses(state: StateDB, statuses: list[RemoteStatus], now: float) -> int:
