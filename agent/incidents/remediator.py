@@ -100,10 +100,12 @@ def tail(text: str, limit: int = OUTPUT_TAIL) -> str:
 class Executor:
     """Runs steps in a small worker pool; results are read with `results()`."""
 
-    def __init__(self, *, bus_address: str | None = None, workers: int = 2) -> None:
+    def __init__(self, *, bus_address: str | None = None, workers: int = 2,
+                 trust: Callable[[str], str | None] = file_trust_problem) -> None:
         from hostwarden.collectors.check_nagios import DEFAULT_PATH
 
         self.bus_address = bus_address
+        self.trust = trust  # a program someone else could rewrite is not run either
         self.env = {"PATH": DEFAULT_PATH, "LANG": "C", "LC_ALL": "C"}
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="remediation")
         self._results: queue.SimpleQueue[tuple[str, Step, Result]] = queue.SimpleQueue()
@@ -139,6 +141,9 @@ class Executor:
 
         if not os.path.isfile(step.argv[0]) or not os.access(step.argv[0], os.X_OK):
             return Result(False, f"failed: {step.argv[0]} is not an executable file")
+        problem = self.trust(step.argv[0])
+        if problem:
+            return Result(False, f"refused: {problem}")
         try:
             run = run_plugin(list(step.argv), dict(self.env), time.monotonic() + step.timeout, max_output=65536,
                              running=self._running, user=step.user)
@@ -199,7 +204,7 @@ class Remediator:
         self.trust = trust
         self.force_dry_run = dry_run
         self.states: dict[str, AlertRemediation] = {}
-        self.executor = executor or Executor()
+        self.executor = executor or Executor(trust=trust)
         self._plans_of: dict[str, Plan] = {}  # fingerprint -> the plan of its last decision
         self.configure(settings=settings, plans=plans, incidents=incidents, hostname=hostname,
                        external_labels=external_labels)

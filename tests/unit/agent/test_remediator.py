@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hostwarden.agent.core.logsetup import NOTICE
 from hostwarden.agent.core.priority import build_policy
-from hostwarden.agent.core.remedy import Action, Plan, RemediationSettings
+from hostwarden.agent.core.remedy import Action, Plan, RemediationSettings, file_trust_problem
 from hostwarden.agent.incidents.manager import IncidentManager
 from hostwarden.agent.incidents.remediator import PlanIndex, Remediator
 from hostwarden.agent.incidents.report import build_report, render_text
@@ -267,3 +267,31 @@ def test_run_action_as_another_user(db, tmp_path):
         rem.close()
     finally:
         shutil.rmtree(where)
+
+
+def test_program_writable_by_others_is_not_run(db, tmp_path):
+    marker = tmp_path / "marker"
+    exe = script(tmp_path, f"touch {marker}\n")
+    os.chmod(exe, 0o777)
+    mgr, rem = setup(db, (Action("run", argv=(exe,)),))
+    rem.executor.trust = lambda path: file_trust_problem(path, owner_uid=os.stat(path).st_uid)  # owner: whoever runs
+    a = fire(mgr)
+    settle(rem, [a], 1000.0)
+    assert not marker.exists()
+    assert "refused: " in events(db, "remediation_result")[0][1]
+    assert "group- or world-writable (mode 0777)" in events(db, "remediation_result")[0][1]
+    rem.close()
+
+
+def test_reload_keeps_attempts(db, tmp_path):
+    exe = script(tmp_path, "exit 0\n")
+    mgr, rem = setup(db, (Action("run", argv=(exe,)),), max_attempts=1, verify_within=10.0)
+    a = fire(mgr)
+    settle(rem, [a], 1000.0)
+    plan = Plan(actions=(Action("run", argv=(exe, "--again")),), source="rules.yaml:5", file="rules.yaml",
+                after=0.0, max_attempts=1, verify_within=10.0)
+    rem.configure(settings=RemediationSettings(), plans=PlanIndex({("test", "NginxDown"): plan}, {}), incidents=mgr,
+                  hostname=HOST, external_labels={"host": HOST})
+    settle(rem, [a], 1020.0)
+    assert [k for k, _ in events(db)] == ["remediation", "remediation_result", "remediation_exhausted"]
+    rem.close()
