@@ -360,6 +360,8 @@ class Agent:
 
     def remediate(self) -> None:
         """Decide and dispatch remediation actions; record finished ones (the actions run in their own threads)."""
+        if self.remediator.idle:
+            return
         with self._lock:
             self.remediator.step(self.rules.active_alerts(), self.clock.now())
         self.outbox.wake()

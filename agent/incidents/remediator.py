@@ -232,6 +232,11 @@ class Remediator:
         self.states = seed(attempts, exhausted, window=max(windows))
 
     @property
+    def idle(self) -> bool:
+        """Nothing to decide and nothing running (no plans loaded, or switched off): the daemon skips the step."""
+        return (not self.plans or not self.settings.enabled) and not any(s.running for s in self.states.values())
+
+    @property
     def dry_run(self) -> bool:
         return self.force_dry_run or self.settings.dry_run
 
