@@ -79,8 +79,9 @@ SELF_METRICS = metric_defs(
 
 def _self_metrics() -> dict[str, MetricDef]:
     from hostwarden.agent.incidents.manager import INCIDENT_METRICS
+    from hostwarden.agent.incidents.remediator import REMEDIATION_METRICS
 
-    return {**SELF_METRICS, **INCIDENT_METRICS}
+    return {**SELF_METRICS, **INCIDENT_METRICS, **REMEDIATION_METRICS}
 
 
 @dataclass
@@ -427,6 +428,8 @@ class Agent:
             samples += self.incidents.self_samples(now)
         except Exception:
             log.exception("incident self-metrics failed")
+        if self.remediator.plans:
+            samples += self.remediator.self_samples(now)
         self.exposition.update("agent", samples, self._metric_defs)  # rendered on the next scrape
 
     # -- lifecycle ------------------------------------------------------------------------------------

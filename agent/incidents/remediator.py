@@ -30,6 +30,7 @@ from typing import Any
 
 from hostwarden.agent.core.logsetup import NOTICE
 from hostwarden.agent.core.remedy import Plan, RemediationSettings, Step, file_trust_problem
+from hostwarden.agent.core.samples import MetricDef, Sample, labels_of, metric_defs
 from hostwarden.agent.core.units import format_duration
 from hostwarden.agent.incidents.remediation import (
     AlertRemediation,
@@ -46,6 +47,16 @@ from hostwarden.rules.alerts import Alert, AlertState
 log = logging.getLogger(__name__)
 
 OUTPUT_TAIL = 400
+REMEDIATION_METRICS = metric_defs(
+    MetricDef("hostwarden_remediation_actions_total", "counter",
+              "Remediation actions finished, by action kind and result (ok, failed; dry_run: recorded, not run).",
+              ("action", "result")),
+    MetricDef("hostwarden_remediation_refused_total", "counter",
+              "Remediation actions refused (an unsafe label value, an untrusted file)."),
+    MetricDef("hostwarden_remediation_exhausted_total", "counter",
+              "Alerts whose remediation stopped at its bound (max within) and was escalated."),
+    MetricDef("hostwarden_remediation_running", "gauge", "Remediation actions running right now."),
+)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 UNIT_METHODS = {"restart_unit": "RestartUnit", "start_unit": "StartUnit", "reload_unit": "ReloadUnit"}
 
@@ -205,7 +216,9 @@ class Remediator:
         self.force_dry_run = dry_run
         self.states: dict[str, AlertRemediation] = {}
         self.executor = executor or Executor(trust=trust)
-        self._plans_of: dict[str, Plan] = {}  # fingerprint -> the plan of its last decision
+        self.counts: dict[tuple[str, str], int] = {}  # (action kind, result) -> finished actions
+        self.refused = 0
+        self.exhausted = 0
         self.configure(settings=settings, plans=plans, incidents=incidents, hostname=hostname,
                        external_labels=external_labels)
 
@@ -268,6 +281,7 @@ class Remediator:
         second: an action's end is taken as the `now` of the step that records it)."""
         for fp, step, result in self.executor.results():
             self.states = dict(finished(self.states, fp, ok=result.ok, at=now))
+            self._count(step.kind, "ok" if result.ok else "failed")
             text = f"{step.describe()}: {result.status} after {result.seconds:.1f}s"
             if result.output:
                 text += f"; output: {result.output}"
@@ -281,6 +295,7 @@ class Remediator:
             if isinstance(d, Run):
                 self._start(d, now)
             elif isinstance(d, Refuse):
+                self.refused += 1
                 self._record(d.fingerprint, d.at, "remediation_refused", d.reason, now)
                 log.warning("remediation for %s: %s", d.fingerprint, d.reason)
             elif isinstance(d, Exhaust):
@@ -291,6 +306,7 @@ class Remediator:
         if self.dry_run:
             self._record(d.fingerprint, d.at, "remediation_dry_run", f"Dry run: would {what}", now)
             log.log(NOTICE, "remediation for %s (dry run): would %s", d.fingerprint, what)
+            self._count(d.step.kind, "dry_run")
             self.states = dict(finished(self.states, d.fingerprint, ok=True, at=d.at))
             return
         self._record(d.fingerprint, d.at, "remediation", f"Remediation: {what}", now)
@@ -298,6 +314,7 @@ class Remediator:
         self.executor.submit(d.fingerprint, d.step)
 
     def _exhaust(self, d: Exhaust, now: float) -> None:
+        self.exhausted += 1
         text = f"Remediation exhausted: {d.reason}"
         if self.dry_run:
             self._record(d.fingerprint, d.at, "remediation_exhausted", text + " (dry run: priority unchanged)", now)
@@ -315,6 +332,18 @@ class Remediator:
                 record(fingerprint, at, kind, text, now)
             except Exception:
                 log.exception("recording remediation for %s failed", fingerprint)
+
+    def _count(self, kind: str, result: str) -> None:
+        self.counts[(kind, result)] = self.counts.get((kind, result), 0) + 1
+
+    def self_samples(self, now: float) -> list[Sample]:
+        out = [Sample("hostwarden_remediation_actions_total", labels_of(action=kind, result=result), float(n), now)
+               for (kind, result), n in sorted(self.counts.items())]
+        out.append(Sample("hostwarden_remediation_refused_total", (), float(self.refused), now))
+        out.append(Sample("hostwarden_remediation_exhausted_total", (), float(self.exhausted), now))
+        out.append(Sample("hostwarden_remediation_running", (), float(sum(s.running for s in self.states.values())),
+                          now))
+        return out
 
     def close(self) -> None:
         self.executor.close()

@@ -101,6 +101,14 @@ def test_agent_runs_action_records_it_and_resolution_cause(tmp_path: Path) -> No
         assert done[0]["id"] == t["id"]
         log = agent.log_text()
         assert "level=notice" in log and "remediation for" in log
+        def scraped() -> str | None:
+            text = agent.scrape()
+            return text if 'result="ok"' in text else None
+
+        metrics = wait_for(scraped, 10, what="remediation metrics")
+        assert 'hostwarden_remediation_actions_total{action="run",result="ok"} 1' in metrics
+        assert "hostwarden_remediation_exhausted_total 0" in metrics
+        assert "hostwarden_remediation_running 0" in metrics
         rep = run_cli("report", "--format", "json", "--config", str(cfg))
         assert rep.returncode == 0, rep.stderr
         r = json.loads(rep.stdout)["remediation"]

@@ -167,6 +167,9 @@ def test_exhaustion_raises_priority_and_notes_it(db, tmp_path):
     assert events(db)[-1][1] == ("Remediation exhausted: 2 attempt(s) within 30m did not clear the alert; "
                                  "priority P2 → P1")
     assert db.query("SELECT priority FROM incidents")[0]["priority"] == "P1"
+    samples = {(x.name, x.labels): x.value for x in rem.self_samples(1200.0)}
+    assert samples[("hostwarden_remediation_actions_total", (("action", "run"), ("result", "ok")))] == 2
+    assert samples[("hostwarden_remediation_exhausted_total", ())] == 1
     mgr.handle([resolved(a, 1500.0)], 1500.0)  # then someone else fixed it: not counted as an auto-fix
     assert db.query("SELECT text FROM incident_events WHERE kind = 'resolution'")[0]["text"] == "resolved by itself"
     rem.close()
