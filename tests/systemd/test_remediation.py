@@ -28,6 +28,11 @@ Description=hostwarden remediation test: a service that fails again at once
 Type=oneshot
 ExecStart=/bin/false
 """
+FLAPPY_UNIT = """[Unit]
+Description=hostwarden remediation test: a service that dies again 3 seconds after every start
+[Service]
+ExecStart=/bin/sh -c 'sleep 3; exit 1'
+"""
 CONFIG = """global:
   interval: 1s
   state_dir: {state}
@@ -54,6 +59,11 @@ checks:
     unit: e2e-broken.service
     interval: 1s
     timeout: 1s
+  - name: flappy
+    type: systemd
+    unit: e2e-flappy.service
+    interval: 1s
+    timeout: 1s
 """
 RULES = """groups:
   - name: units
@@ -73,6 +83,15 @@ RULES = """groups:
           max: 3 within 10m
           actions:
             - restart_unit: $labels.name
+      - alert: FlappyFailed
+        expr: node_systemd_unit_state{check="flappy", state="failed"} == 1
+        labels: {severity: critical}
+        remediate:
+          after: 2s
+          verify_within: 5s
+          max: 3 within 10m
+          actions:
+            - restart_unit: e2e-flappy.service
 """
 DEADLINE = 40.0
 
@@ -86,6 +105,7 @@ def agent(systemd_ns: SystemdNamespace) -> Iterator[tuple[SystemdNamespace, Path
     ns = systemd_ns
     install_unit(ns, "e2e-web.service", WEB_UNIT)
     install_unit(ns, "e2e-broken.service", BROKEN_UNIT)
+    install_unit(ns, "e2e-flappy.service", FLAPPY_UNIT)
     ns.systemctl("daemon-reload", check=True)
     ns.systemctl("start", "e2e-web.service", check=True)
     assert ns.wait_active("e2e-web.service", timeout=20)
@@ -174,4 +194,27 @@ def test_unit_failing_again_is_tried_max_times_then_escalated_no_loop(agent):
     assert text().count("Remediation: restart_unit") == 3
     assert ticket_of(cfg, "UnitFailed")[0]["status"] != "resolved"
     starts = ns.journalctl("-u", "e2e-broken.service", "-o", "cat").stdout.count("Starting")
+    assert starts == 4, starts  # the test's own start + 3 restarts by the agent
+
+
+def test_flapping_unit_is_not_restarted_in_a_loop(agent):
+    """Every restart works for 3 seconds (the alert clears), then the unit dies again: the attempts count
+    across the occurrences, so the fourth failure within the window is escalated, not restarted."""
+    ns, cfg = agent
+    ns.systemctl("start", "e2e-flappy.service", check=True)
+    (t,) = wait_for(lambda: ticket_of(cfg, "FlappyFailed"), DEADLINE, what="FlappyFailed ticket")
+
+    def text() -> str:
+        return "\n".join(e["text"] for e in show(cfg, t["id"])["events"])
+
+    wait_for(lambda: "Remediation exhausted" in text(), DEADLINE * 3, interval=1.0, what="exhaustion")
+    body = text()
+    assert body.count("Remediation: restart_unit e2e-flappy.service") == 3, body
+    assert "already 3 attempt(s) within 10m (max 3): not trying again" in body
+    assert "Cause: resolved after remediation" in body  # each restart did clear the alert for a while
+    assert len(ticket_of(cfg, "FlappyFailed")) == 1  # one ticket, reopened per occurrence
+    time.sleep(8)
+    assert text().count("Remediation: restart_unit") == 3
+    assert ns.show("e2e-flappy.service", "ActiveState")["ActiveState"] == "failed"
+    starts = ns.journalctl("-u", "e2e-flappy.service", "-o", "cat").stdout.count("Started")
     assert starts == 4, starts  # the test's own start + 3 restarts by the agent
