@@ -168,7 +168,9 @@ def test_dead_unit_restarted_over_dbus_and_ticket_says_resolved_after_remediatio
     assert "Cause: resolved after remediation" in body
     journal = ns.journalctl("-u", "e2e-web.service", "-o", "cat").stdout
     assert "Started" in journal  # systemd's own record of the start the agent asked for
-    notices = [e for e in ns.journal_json("-u", "hostwarden-e2e") if "remediation for" in str(e.get("MESSAGE"))]
+    entries = [json.loads(line) for line in ns.journalctl("-u", "hostwarden-e2e", "-o", "json").stdout.splitlines()
+               if line.startswith("{")]
+    notices = [e for e in entries if "remediation for" in str(e.get("MESSAGE"))]
     assert notices and all(e["PRIORITY"] == "5" for e in notices)  # journald's notice priority
 
 
