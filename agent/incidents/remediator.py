@@ -87,7 +87,8 @@ class PlanIndex:
     def build(cls, rule_groups: list[Any], checks: list[Any]) -> PlanIndex:
         rules = {(g.name, r.name): r.remediate for g in rule_groups for r in g.rules
                  if getattr(r, "remediate", None) is not None}
-        by_check = {c.name: c.remediate for c in checks if getattr(c, "remediate", None) is not None}
+        by_check = {c.name: c.remediate for c in checks
+                    if getattr(c, "remediate", None) is not None and getattr(c, "enabled", True)}
         return cls(rules, by_check)
 
     def plan_for(self, alert: Alert) -> Plan | None:
