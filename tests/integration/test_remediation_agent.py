@@ -1,6 +1,6 @@
 """Remediation by a real `hostwarden run` process: a `run:` action really executed, recorded on the local
-ticket and in `hostwarden report`; `--dry-run`, `remediation: {enabled: false}` and an untrusted rule file
-run nothing; `check-config` lists every action."""
+ticket and in `hostwarden report`; `--dry-run`, `remediation: {enabled: false}`, an untrusted rule file and
+a textfile label value trying to be a path of its own choosing run nothing; `check-config` lists every action."""
 
 from __future__ import annotations
 
@@ -54,9 +54,9 @@ def setup(tmp_path: Path, extra: str = "") -> tuple[Path, Path]:
     return cfg, marker
 
 
-def set_stuck(tmp_path: Path, value: int) -> None:
+def set_stuck(tmp_path: Path, value: int, spool: str = "/var/spool/e2e") -> None:
     d = tmp_path / "state" / "textfile"
-    (d / ".s.tmp").write_text(f'e2e_spool_stuck{{spool="/var/spool/e2e"}} {value}\n')
+    (d / ".s.tmp").write_text(f'e2e_spool_stuck{{spool="{spool}"}} {value}\n')
     os.replace(d / ".s.tmp", d / "spool.prom")
 
 
@@ -121,7 +121,7 @@ def test_agent_runs_action_records_it_and_resolution_cause(tmp_path: Path) -> No
         stop(agent)
 
 
-@pytest.mark.parametrize("how", ["--dry-run", "enabled: false", "untrusted"])
+@pytest.mark.parametrize("how", ["--dry-run", "enabled: false", "untrusted", "injection"])
 def test_agent_dry_run_switch_and_untrusted_file_run_nothing(tmp_path: Path, how: str) -> None:
     extra = "remediation:\n  enabled: false\n" if how == "enabled: false" else ""
     cfg, marker = setup(tmp_path, extra)
@@ -131,9 +131,13 @@ def test_agent_dry_run_switch_and_untrusted_file_run_nothing(tmp_path: Path, how
         assert "REFUSED: actions declared in" in check.stdout and "group- or world-writable" in check.stdout
     agent = start_agent(cfg, extra_args=["--dry-run"] if how == "--dry-run" else [])
     try:
-        set_stuck(tmp_path, 1)
+        set_stuck(tmp_path, 1, "../../etc/passwd" if how == "injection" else "/var/spool/e2e")
         (t,) = wait_for(lambda: tickets(cfg), DEADLINE, what="a ticket")
-        if how == "--dry-run":
+        if how == "injection":  # a label value from a textfile must not become an argument
+            wait_for(lambda: "refused" in texts(cfg, t["id"]), DEADLINE, what="refusal note")
+            assert "$labels.spool = '../../etc/passwd' is not a unit name or an absolute path" in texts(cfg, t["id"])
+            assert "Remediation exhausted: no action could run (all refused)" in texts(cfg, t["id"])
+        elif how == "--dry-run":
             wait_for(lambda: "Dry run: would run" in texts(cfg, t["id"]), DEADLINE, what="dry-run note")
         elif how == "untrusted":
             wait_for(lambda: "remediation refused" in texts(cfg, t["id"]), DEADLINE, what="refusal note")
