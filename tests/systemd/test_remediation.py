@@ -6,6 +6,7 @@ remediation stops and the ticket's priority is raised — no restart loop."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,9 +30,9 @@ Type=oneshot
 ExecStart=/bin/false
 """
 FLAPPY_UNIT = """[Unit]
-Description=hostwarden remediation test: a service that dies again 3 seconds after every start
+Description=hostwarden remediation test: a service that dies again 5 seconds after every start
 [Service]
-ExecStart=/bin/sh -c 'sleep 3; exit 1'
+ExecStart=/bin/sh -c 'sleep 5; exit 1'
 """
 CONFIG = """global:
   interval: 1s
@@ -199,8 +200,11 @@ def test_unit_failing_again_is_tried_max_times_then_escalated_no_loop(agent):
     assert starts == 4, starts  # the test's own start + 3 restarts by the agent
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("HOSTWARDEN_SLOW", "") != "1",
+                    reason="~50 s: set HOSTWARDEN_SLOW=1 (the engine's flapping test runs in simulated time always)")
 def test_flapping_unit_is_not_restarted_in_a_loop(agent):
-    """Every restart works for 3 seconds (the alert clears), then the unit dies again: the attempts count
+    """Every restart works for 5 seconds (the alert clears), then the unit dies again: the attempts count
     across the occurrences, so the fourth failure within the window is escalated, not restarted."""
     ns, cfg = agent
     ns.systemctl("start", "e2e-flappy.service", check=True)
