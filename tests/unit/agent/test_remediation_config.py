@@ -147,3 +147,39 @@ def test_file_trust_problem_owner_and_mode(tmp_path):
     os.chmod(f, 0o644)
     assert f"owned by uid {uid}, not by root (uid {uid + 1})" in file_trust_problem(str(f), owner_uid=uid + 1)
     assert "cannot stat" in file_trust_problem(str(tmp_path / "missing.yaml"))
+
+
+def test_check_config_lists_check_actions_and_the_switch(tmp_path):
+    from tests.support.agent import run_cli
+
+    cfg = tmp_path / "hostwarden.yaml"
+    cfg.write_text(f"""global: {{state_dir: {tmp_path / 'state'}}}
+checks:
+  - name: nginx
+    type: systemd
+    unit: nginx.service
+    remediate:
+      max: 2
+      actions:
+        - reload_unit: nginx.service
+        - run: [/usr/local/sbin/collect-debug, nginx.service]
+          timeout: 1m
+          user: nobody
+remediation: {{enabled: false}}
+""")
+    os.chmod(cfg, 0o644)
+    res = run_cli("check-config", str(cfg))
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[:4] == [
+        "remediation: disabled (remediation: {enabled: false})",
+        f"  check nginx ({cfg}:6): after 2m, severity critical, max 2 within 30m, verify within 2m",
+        "    1. reload_unit nginx.service (timeout 30s)",
+        "    2. run /usr/local/sbin/collect-debug nginx.service (as nobody) (timeout 1m)",
+    ]
+    if os.geteuid() == 0:
+        assert "REFUSED" not in res.stdout
+        os.chmod(cfg, 0o666)
+        res = run_cli("check-config", str(cfg))
+        assert f"REFUSED: actions declared in {cfg} will not run: {cfg} is group- or world-writable (mode 0666)" \
+            in res.stdout
