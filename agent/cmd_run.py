@@ -23,6 +23,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
     run.add_argument("--drain-timeout", dest="drain_timeout", type=float, default=10.0,
                      help="seconds to keep delivering queued ticket operations on SIGTERM (default 10)")
+    run.add_argument("--dry-run", dest="dry_run", action="store_true",
+                     help="remediation: record on the ticket what would have run, run nothing (docs/remediation.md)")
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check-config", help="validate the agent config and every rule file it loads")
@@ -56,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         agent = Agent(config, groups, listen_address=args.listen_address, web_config_file=args.web_config_file,
-                      drain_timeout=args.drain_timeout)
+                      drain_timeout=args.drain_timeout, dry_run=args.dry_run)
     except ConfigErrors as e:
         for issue in e.issues:
             log.error("%s", issue)
@@ -107,6 +109,27 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     n_rules = sum(len(g.rules) for g in groups)
     n_backends = len(getattr(tickets, "backends", []) or [])
     enabled = [n for n, c in config.collectors.items() if getattr(c, "enabled", True)]
+    _print_remediation(config, groups)
     print(f"{path}: OK: {len(enabled)} collectors, {len(config.checks)} checks, {len(config.rule_files)} rule files, "
           f"{len(groups)} rule groups, {n_rules} rules, {n_backends} ticket backends")
     return 0
+
+
+def _print_remediation(config: object, groups: list) -> None:
+    """check-config lists every action each rule and check may take (docs/remediation.md)."""
+    from hostwarden.agent.core.remedy import file_trust_problem
+    from hostwarden.agent.incidents.remediator import PlanIndex, describe_plans
+
+    plans = PlanIndex.build(groups, config.checks)  # type: ignore[attr-defined]
+    if not plans:
+        return
+    settings = config.remediation  # type: ignore[attr-defined]
+    state = "disabled (remediation: {enabled: false})" if not settings.enabled else \
+        "dry run (remediation: {dry_run: true})" if settings.dry_run else "enabled"
+    print(f"remediation: {state}")
+    for line in describe_plans(plans):
+        print(f"  {line}")
+    for f in sorted(plans.files()):
+        problem = file_trust_problem(f)
+        if problem:
+            print(f"  REFUSED: actions declared in {f} will not run: {problem}")

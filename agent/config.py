@@ -57,6 +57,7 @@ SECTION_PARSERS: dict[str, tuple[str, str]] = {
     "tickets": ("hostwarden.exporters.tickets.config", "parse_tickets"),
     "receiver": ("hostwarden.exporters.receiver", "parse_receiver"),
     "maintenance": ("hostwarden.agent.incidents.maintenance", "parse_maintenance"),
+    "remediation": ("hostwarden.agent.core.remedy", "parse_remediation_settings"),
 }
 
 TOP_KEYS = ("global", "web", "collectors", "rule_files", *SECTION_PARSERS)
@@ -102,6 +103,12 @@ class AgentConfig:
     @property
     def receiver(self) -> Any:
         return self.sections.get("receiver")
+
+    @property
+    def remediation(self) -> Any:
+        from hostwarden.agent.core.remedy import RemediationSettings
+
+        return self.sections.get("remediation") or RemediationSettings()
 
 
 def _parse_section(key: str, node: Any, errors: Errors, loc: Loc, base_dir: str) -> Any:

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0  # WATCHDOG=1 at most every 5 s (WatchdogSec=30s wants one every 15 s)
 INCIDENT_TICK_SECONDS = 10.0
+REMEDIATION_TICK_SECONDS = 1.0
 LAG_WINDOW_SECONDS = 60.0
 DEFAULT_DRAIN_SECONDS = 10.0
 
@@ -84,9 +85,10 @@ SELF_METRICS = metric_defs(
 
 def _self_metrics() -> dict[str, MetricDef]:
     from hostwarden.agent.incidents.manager import INCIDENT_METRICS
+    from hostwarden.agent.incidents.remediator import REMEDIATION_METRICS
     from hostwarden.agent.incidents.suppress import SILENCE_METRICS
 
-    return {**SELF_METRICS, **INCIDENT_METRICS, **SILENCE_METRICS}
+    return {**SELF_METRICS, **INCIDENT_METRICS, **SILENCE_METRICS, **REMEDIATION_METRICS}
 
 
 @dataclass
@@ -141,8 +143,9 @@ def load_all(path: str) -> tuple[AgentConfig, list[Any]]:
 class Agent:
     def __init__(self, config: AgentConfig, rule_groups: list[Any], *, listen_address: str | None = None,
                  web_config_file: str | None = None, drain_timeout: float = DEFAULT_DRAIN_SECONDS,
-                 notifier: Any | None = None) -> None:
+                 notifier: Any | None = None, dry_run: bool = False) -> None:
         self.config = config
+        self.dry_run = dry_run  # remediation: record what would run, run nothing (`run --dry-run`)
         self.listen_address = listen_address or config.web.listen_address
         self.web_config_file = web_config_file or config.web.config_file
         self.drain_timeout = drain_timeout
@@ -213,6 +216,20 @@ class Agent:
                                          external_labels=config.external_labels, diagnose=diagnose,
                                          windows=windows_of(config))
         self.outbox = OutboxWorker(self.state, self.backends, poll_interval=float(self.tickets_config.poll_interval))
+        self._build_remediation(config, rule_groups)
+
+    def _build_remediation(self, config: AgentConfig, rule_groups: list[Any]) -> None:
+        """Remediation (docs/remediation.md): built once, reconfigured on reload (the attempt bounds survive)."""
+        from hostwarden.agent.incidents.remediator import PlanIndex, Remediator
+
+        plans = PlanIndex.build(rule_groups, config.checks)
+        kw = dict(settings=config.remediation, plans=plans, incidents=self.incidents, hostname=config.hostname,
+                  external_labels=config.external_labels)
+        if getattr(self, "remediator", None) is None:
+            self.remediator = Remediator(dry_run=self.dry_run, **kw)
+            self.remediator.restore(self.clock.now())  # the bounds survive a restart
+        else:
+            self.remediator.configure(**kw)
 
     def _build_checks(self, config: AgentConfig) -> Any | None:
         checks = [c for c in config.checks if getattr(c, "enabled", True)]
@@ -254,6 +271,8 @@ class Agent:
                                    args=[group.key], id=f"rules:{group.key}")
         self.scheduler.add_job(self._guard(self.incident_tick), "interval", seconds=INCIDENT_TICK_SECONDS,
                                id="incidents")
+        self.scheduler.add_job(self._guard(self.remediate), "interval", seconds=REMEDIATION_TICK_SECONDS,
+                               id="remediation")
         wd = self.notifier.watchdog_interval()  # half of WatchdogSec when systemd asks for pings
         beat = min(HEARTBEAT_SECONDS, wd) if wd else HEARTBEAT_SECONDS
         self.scheduler.add_job(self._guard(self.heartbeat), "interval", seconds=beat, id="heartbeat")
@@ -342,6 +361,14 @@ class Agent:
                     resend(now, self.incidents.firing_incidents())
             self.outbox.wake()
 
+    def remediate(self) -> None:
+        """Decide and dispatch remediation actions; record finished ones (the actions run in their own threads)."""
+        if self.remediator.idle:
+            return
+        with self._lock:
+            self.remediator.step(self.rules.active_alerts(), self.clock.now())
+        self.outbox.wake()
+
     def heartbeat(self) -> None:
         self.note_heartbeat(time.monotonic())
         self._heartbeats += 1
@@ -406,6 +433,8 @@ class Agent:
             samples += self._silence_samples
         except Exception:
             log.exception("incident self-metrics failed")
+        if self.remediator.plans:
+            samples += self.remediator.self_samples(now)
         self.exposition.update("agent", samples, self._metric_defs)  # rendered on the next scrape
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -475,6 +504,7 @@ class Agent:
                 self.outbox = OutboxWorker(self.state, self.backends,
                                            poll_interval=float(self.tickets_config.poll_interval))
                 self.outbox.start()
+                self._build_remediation(config, groups)
                 if self.receiver is not None:  # the receiver feeds the new incident manager from now on
                     self.receiver.incidents = self.incidents
                     self.receiver.wake = self.outbox.wake
@@ -526,6 +556,7 @@ class Agent:
             self.server.stop()
         if self.receiver_server is not None:
             self.receiver_server.stop()
+        self.remediator.close()
         self.outbox.stop(drain_timeout=self.drain_timeout)
         if self.checks is not None:
             self.checks.close()

@@ -79,15 +79,25 @@ def find_executable(command: str, path: str) -> str:
 
 
 def run_plugin(argv: list[str], env: dict[str, str], deadline: float, *, max_output: int,
-               running: set[subprocess.Popen] | None = None) -> PluginRun:
+               running: set[subprocess.Popen] | None = None, user: str | None = None) -> PluginRun:
     """Run argv until it exits or the monotonic deadline passes (then kill its process group).
 
-    `running`, when given, holds the process while it runs, so its owner can kill it on shutdown."""
+    `running`, when given, holds the process while it runs, so its owner can kill it on shutdown.
+    `user`, when given, runs it as that user (its primary group, no supplementary groups)."""
+    ids: dict[str, object] = {}
+    if user is not None:
+        import pwd
+
+        try:
+            pw = pwd.getpwnam(user)
+        except KeyError:
+            raise PluginError(f"cannot run {argv[0]}: no such user {user!r}") from None
+        ids = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=env, cwd="/", close_fds=True, start_new_session=True)
-    except OSError as e:
-        raise PluginError(f"cannot run plugin {argv[0]}: {e.strerror or e}") from None
+                                env=env, cwd="/", close_fds=True, start_new_session=True, **ids)  # type: ignore[call-overload]
+    except (OSError, subprocess.SubprocessError) as e:
+        raise PluginError(f"cannot run plugin {argv[0]}: {getattr(e, 'strerror', None) or e}") from None
     if running is not None:
         running.add(proc)
     try:

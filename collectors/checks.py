@@ -44,6 +44,7 @@ from enum import IntEnum
 from typing import Any, Protocol
 
 from hostwarden.agent.core.registry import Registry
+from hostwarden.agent.core.remedy import parse_plan
 from hostwarden.agent.core.samples import Labels, MetricDef, Sample, labels_of, metric_defs
 from hostwarden.agent.core.schema import MISSING, Duration, Errors, build_tagged
 from hostwarden.agent.core.yamlsrc import Loc, LocDict, LocList
@@ -77,6 +78,7 @@ class CheckConfig:
     timeout: Duration = Duration(10)
     labels: dict[str, str] = field(default_factory=dict)
     enabled: bool = True
+    remediate: Any = None  # parsed by parse_checks into an agent.core.remedy.Plan (docs/remediation.md)
 
     def validate(self) -> list[str]:
         problems = []
@@ -179,6 +181,12 @@ def parse_checks(node: Any, errors: Errors, loc: Loc, base_dir: str) -> list[Che
             ok = False
             continue
         cfg = dataclasses.replace(cfg, type=item["type"]).with_base_dir(base_dir)
+        if cfg.remediate is not None:
+            plan = parse_plan(cfg.remediate, errors, item.key_loc("remediate"), where=f"checks[{i}].remediate")
+            if plan is None:
+                ok = False
+                continue
+            cfg = dataclasses.replace(cfg, remediate=plan)
         nloc = item.value_loc("name") if isinstance(item, LocDict) else iloc
         if cfg.name in seen:
             errors.add(nloc, f"checks[{i}]: duplicate check name {cfg.name!r} (first defined at line "

@@ -99,6 +99,9 @@ def _notes(rule: Rule) -> list[str]:
                      f"low {rule.flap.low:g}) has no Prometheus equivalent")
     if rule.group_by is not None:
         notes.append(f"hostwarden group_by: [{', '.join(rule.group_by)}] - set it on the Alertmanager route")
+    if rule.remediate is not None:
+        notes.append("hostwarden remediate: " + "; ".join(a.describe() for a in rule.remediate.actions)
+                     + " - only the agent runs it")
     return notes
 
 

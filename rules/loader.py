@@ -13,6 +13,7 @@
             flap: {window: 21, high: 0.5, low: 0.25}
             group_by: [host]
             category: capacity
+            remediate: [{restart_unit: nginx.service}]   # see agent.core.remedy, docs/remediation.md
             for: 5m
             keep_firing_for: 2m
             labels: {team: ops}
@@ -31,6 +32,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from hostwarden.agent.core.remedy import parse_plan
 from hostwarden.agent.core.schema import Errors, did_you_mean
 from hostwarden.agent.core.units import parse_duration
 from hostwarden.agent.core.yamlsrc import Loc, LocDict, LocList, YAMLSourceError, load_yaml
@@ -41,7 +43,7 @@ from hostwarden.rules.templates import Template, TemplateError, parse_template
 TOP_KEYS = ("groups",)
 GROUP_KEYS = ("name", "interval", "limit", "rules")
 PROMETHEUS_RULE_KEYS = ("alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations")
-EXTENSION_KEYS = ("warning", "critical", "clear", "flap", "group_by", "category")
+EXTENSION_KEYS = ("warning", "critical", "clear", "flap", "group_by", "category", "remediate")
 RULE_KEYS = PROMETHEUS_RULE_KEYS + EXTENSION_KEYS
 FLAP_KEYS = ("window", "high", "low")
 
@@ -314,6 +316,10 @@ class _Loader:
         if not isinstance(category, str):
             self.err(node.value_loc("category"), f"category: expected a string, got {category!r}")
             ok = False
+        remediate = None
+        if kind == "alert" and "remediate" in node:
+            remediate = parse_plan(node["remediate"], self.errors, node.key_loc("remediate"))
+            ok = ok and remediate is not None
         if compiled is not None and kind == "alert" and compiled.value_type not in ("vector", "scalar"):
             self.err(node.value_loc("expr"), f"expr: an alerting rule needs an instant vector or scalar, "
                                              f"got a {compiled.value_type}")
@@ -328,7 +334,7 @@ class _Loader:
         return Rule(kind=kind, name=name, expr=compiled.text, compiled=compiled, file=path, line=node.loc.line,
                     for_=for_ or 0.0, keep_firing_for=kff or 0.0, labels=labels or (), annotations=annotations or (),
                     warning=warning, critical=critical, clear=clear, flap=flap, group_by=group_by,
-                    category=category, raw=raw)
+                    category=category, remediate=remediate, raw=raw)
 
     def _expr(self, node: LocDict) -> Compiled | None:
         if "expr" not in node or node["expr"] is None or node["expr"] == "":

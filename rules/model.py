@@ -1,7 +1,8 @@
 """Loaded rules: what `rules.loader` builds from YAML and everything downstream reads.
 
 A `Rule` is either a Prometheus alerting/recording rule as written, or an alerting rule with
-hostwarden's threshold extensions (`warning`, `critical`, `clear`, `flap`, `group_by`, `category`).
+hostwarden's threshold extensions (`warning`, `critical`, `clear`, `flap`, `group_by`, `category`,
+`remediate`).
 Every rule knows the file and line it came from (`source`), for check-config, tickets and logs.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hostwarden.agent.core.remedy import Plan
 from hostwarden.rules.promql import Compiled
 from hostwarden.rules.templates import Template
 
@@ -70,6 +72,7 @@ class Rule:
     flap: Flap | None = None
     group_by: tuple[str, ...] | None = None
     category: str = ""
+    remediate: Plan | None = None  # extension: declared remediation (agent.core.remedy)
     raw: dict[str, object] = field(default_factory=dict, repr=False)  # the rule as written (for export)
 
     @property

@@ -20,12 +20,16 @@ from typing import Any, Literal, TextIO
 
 from hostwarden.agent.core import secrets
 
+# NOTICE (syslog priority 5) between INFO and WARNING: normal but significant, e.g. every remediation action.
+NOTICE = 25
+logging.addLevelName(NOTICE, "NOTICE")
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
           "error": logging.ERROR}
-_LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn", logging.ERROR: "error",
-                logging.CRITICAL: "error"}
-# sd-daemon(3) priorities: <7> debug, <6> info, <4> warning, <3> err, <2> crit.
-_SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+_LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", NOTICE: "notice", logging.WARNING: "warn",
+                logging.ERROR: "error", logging.CRITICAL: "error"}
+# sd-daemon(3) priorities: <7> debug, <6> info, <5> notice, <4> warning, <3> err, <2> crit.
+_SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, NOTICE: 5, logging.WARNING: 4, logging.ERROR: 3,
+                    logging.CRITICAL: 2}
 # Libraries that log each routine step at INFO (APScheduler: "Running job ..." every tick).
 _CHATTY = ("apscheduler", "urllib3", "asyncio")
 _HANDLER_NAME = "hostwarden"
@@ -51,7 +55,7 @@ def _level_name(levelno: int) -> str:
 
 
 def _priority(levelno: int) -> int:
-    for threshold in (logging.CRITICAL, logging.ERROR, logging.WARNING, logging.INFO):
+    for threshold in (logging.CRITICAL, logging.ERROR, logging.WARNING, NOTICE, logging.INFO):
         if levelno >= threshold:
             return _SYSLOG_PRIORITY[threshold]
     return 7

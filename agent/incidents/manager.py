@@ -32,6 +32,7 @@ from typing import Any
 
 from hostwarden.agent.core.alert import SEVERITY_ORDER, Alert, AlertState, alert_from_dict, alert_to_dict, fingerprint
 from hostwarden.agent.core.incident import Incident, RemoteStatus, TicketRef, TimelineEntry, incident_to_dict
+from hostwarden.agent.core.priority import PRIORITIES
 from hostwarden.agent.core.samples import Labels, MetricDef, Sample, labels_of, metric_defs
 from hostwarden.agent.core.units import format_duration, human_duration
 from hostwarden.agent.incidents.silence import MaintenanceWindow
@@ -384,7 +385,12 @@ class IncidentManager:
             text += "\nSince the last update:\n" + "\n".join(f"- {e['text']}" for e in waiting)
         self._set(c, inc, status="resolved", resolved_at=end, alert=json.dumps(alert_to_dict(alert)),
                   pending_events="[]", last_update_at=now, muted=0, flapping=0)
+        cause, remediated = ("", False) if inc["is_storm"] else resolution_cause(c, inc)
+        if remediated:  # said on the ticket where remediation took part; always recorded for the report
+            text += f"\nCause: {cause}"
         self._event(c, inc["id"], end, "resolved", text)
+        if cause:
+            self._event(c, inc["id"], end, "resolution", cause)
         self._log(logging.INFO, "incident %s resolved after %s: %s", inc["fingerprint"], human_duration(duration),
                   inc["title"])
         if was_muted or inc["storm_id"] is not None or not inc["backend"]:
@@ -392,6 +398,55 @@ class IncidentManager:
         cfg = self.config.backend(inc["backend"])
         on_resolve = cfg.on_resolve if cfg is not None else "resolve"
         self._enqueue(c, inc, "resolve" if on_resolve == "resolve" else "update", text, now)
+
+    # -- remediation (agent.incidents.remediator) -------------------------------------------------------------
+    def record_remediation(self, fingerprint: str, at: float, kind: str, text: str, now: float) -> bool:
+        """An attempt, result or refusal on the fingerprint's latest incident (and its ticket while open)."""
+        try:
+            with self.state.tx() as c:
+                inc = self._latest(c, fingerprint)
+                if inc is None:
+                    return False
+                if inc["status"] == "open":
+                    self._note(c, inc, at, kind, text, now)
+                else:  # an action's result arriving after the alert cleared still belongs on the ticket
+                    self._event(c, inc["id"], at, kind, text)
+                    if inc["backend"] and inc["storm_id"] is None and not inc["muted"]:
+                        self._enqueue(c, inc, "update", text, now)
+        except sqlite3.Error:
+            return False
+        return True
+
+    def raise_priority(self, fingerprint: str, at: float, text: str, now: float) -> tuple[str, str] | None:
+        """Remediation exhausted: the open incident's priority one step up (P3 → P2; P1 stays), noted."""
+        try:
+            with self.state.tx() as c:
+                inc = self._latest(c, fingerprint)
+                if inc is None or inc["status"] != "open":
+                    return None
+                old = inc["priority"]
+                new = PRIORITIES[max(0, PRIORITIES.index(old) - 1)] if old in PRIORITIES else old
+                self._set(c, inc, priority=new)
+                self._note(c, inc, at, "remediation_exhausted", f"{text}; priority {old} → {new}", now)
+        except sqlite3.Error:
+            return None
+        log.warning("incident %s: remediation exhausted; priority %s → %s", fingerprint, old, new)
+        return old, new
+
+    def remediation_history(self, since: float) -> tuple[dict[str, tuple[float, ...]], dict[str, float]]:
+        """For a restarted agent: when remediation actions started since `since` (per fingerprint), and the
+        open incidents whose current occurrence is already exhausted (fingerprint → the occurrence's start)."""
+        attempts: dict[str, list[float]] = {}
+        for r in self.state.query("SELECT i.fingerprint AS fp, e.at AS at FROM incident_events e JOIN incidents i "
+                                  "ON i.id = e.incident_id WHERE e.kind = 'remediation' AND e.at >= ? ORDER BY e.at",
+                                  (since,)):
+            attempts.setdefault(r["fp"], []).append(float(r["at"]))
+        exhausted = {r["fp"]: float(r["fired_at"]) for r in self.state.query(
+            "SELECT i.fingerprint AS fp, i.fired_at AS fired_at FROM incidents i WHERE i.status = 'open' AND EXISTS "
+            "(SELECT 1 FROM incident_events e WHERE e.incident_id = i.id AND e.kind = 'remediation_exhausted' AND "
+            "e.id > (SELECT COALESCE(MAX(o.id), 0) FROM incident_events o WHERE o.incident_id = i.id AND o.kind IN "
+            "('opened', 'reopened')))")}
+        return {fp: tuple(v) for fp, v in attempts.items()}, exhausted
 
     # -- storms ---------------------------------------------------------------------------------------------------
     def _storm_for(self, c: sqlite3.Connection, backend: str, alert: Alert, at: float,
@@ -569,6 +624,22 @@ def snapshot(c: sqlite3.Connection, inc: dict[str, Any]) -> Incident:
         storm_of=storm_of,
         extra_fields={"ack_due": inc["ack_due"], "resolve_due": inc["resolve_due"], "incident_id": inc["id"]},
     )
+
+
+def resolution_cause(c: sqlite3.Connection, inc: dict[str, Any]) -> tuple[str, bool]:
+    """Why the current occurrence resolved: "resolved after remediation" (an action ran and remediation was
+    not exhausted), "resolved by a person" (acknowledged, or the ticket closed by a person), else
+    "resolved by itself"; and whether remediation took part (anything recorded, dry runs included)."""
+    start = c.execute("SELECT MAX(id) AS id FROM incident_events WHERE incident_id = ? AND kind IN "
+                      "('opened', 'reopened')", (inc["id"],)).fetchone()["id"] or 0
+    kinds = {r["kind"] for r in c.execute("SELECT DISTINCT kind FROM incident_events WHERE incident_id = ? AND "
+                                          "id > ?", (inc["id"], start))}
+    remediated = any(k.startswith("remediation") for k in kinds)
+    if "remediation" in kinds and "remediation_exhausted" not in kinds:
+        return "resolved after remediation", remediated
+    if inc["muted"] or kinds & {"acknowledged", "closed_by_person"}:
+        return "resolved by a person", remediated
+    return "resolved by itself", remediated
 
 
 def apply_remote_statuses(state: StateDB, statuses: list[RemoteStatus], now: float) -> int:

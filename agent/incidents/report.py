@@ -20,6 +20,8 @@ started in the period:
 - the noisiest rules (most occurrences, most flapping episodes) as tuning candidates;
 - silenced and maintenance time: the union of the silences' spans and of the maintenance windows'
   active time within the period.
+- remediation: actions run, refused, exhausted; what resolved each occurrence (after remediation, by
+  itself, by a person), the auto-fix rate and the MTTR with and without remediation;
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Occurrence:
     silenced: bool = False  # held back by a silence or maintenance window at some point
     clock_start: float | None = None  # when its ticket could first be seen (end of the silence), else start
     no_ticket: bool = False  # fired and cleared inside a silence
+    cause: str = ""  # "resolved after remediation" | "resolved by itself" | "resolved by a person" ("" before)
 
     @property
     def since(self) -> float:
@@ -106,7 +109,8 @@ def occurrences(state: StateDB, since: float) -> list[Occurrence]:
             "SELECT id, rule, category, priority, backend, labels, is_storm FROM incidents "
             "WHERE id IN (SELECT incident_id FROM incident_events WHERE at >= ?) OR status = 'open'", (since,))}
         events = c.execute("SELECT incident_id, at, kind, text FROM incident_events WHERE kind IN "
-                           "('opened', 'reopened', 'acknowledged', 'resolved', 'silenced', 'unsilenced') "
+                           "('opened', 'reopened', 'acknowledged', 'resolved', 'silenced', 'unsilenced', "
+                           "'resolution') "
                            "ORDER BY incident_id, id").fetchall()
     out: list[Occurrence] = []
     current: dict[int, Occurrence] = {}
@@ -134,6 +138,8 @@ def occurrences(state: StateDB, since: float) -> list[Occurrence]:
                     o.no_ticket = True
                 elif "ticket opened now" in e["text"]:
                     o.clock_start = at
+            elif kind == "resolution" and not o.cause:
+                o.cause = e["text"]
     return [o for o in out if o.start >= since or o.end is None or o.end >= since]
 
 
@@ -178,6 +184,7 @@ def build_report(state: StateDB, *, since: float, now: float, policy: PriorityPo
         "by_category": {k: g.as_dict() for k, g in sorted(by["category"].items())},
         "by_priority": {k: g.as_dict() for k, g in sorted(by["priority"].items())},
         "by_backend": {k: g.as_dict() for k, g in sorted(by["backend"].items())},
+        "remediation": remediation_figures(state, occ, since=since),
         "availability": check_availability(state, occurrences(state, since), since=since, now=now,
                                            checks=checks or []),
         "noisiest_rules": noisiest(state, occ, since=since, now=now),
@@ -196,6 +203,33 @@ def check_availability(state: StateDB, occ: list[Occurrence], *, since: float, n
         a = history.availability(trans, since=since, until=now)
         out[name] = {**a, "incidents": sum(1 for o in occ if o.check == name), "source": "history"}
     return dict(sorted(out.items()))
+
+
+CAUSES = ("resolved after remediation", "resolved by itself", "resolved by a person")
+
+
+def remediation_figures(state: StateDB, occ: list[Occurrence], *, since: float) -> dict[str, Any]:
+    """Remediation actions and what resolved the occurrences: the auto-fix rate (resolved after remediation
+    / resolved with a recorded cause) and the MTTR with and without remediation."""
+    rows = state.query("SELECT kind, COUNT(*) AS n FROM incident_events WHERE at >= ? AND kind IN "
+                       "('remediation', 'remediation_dry_run', 'remediation_refused', 'remediation_exhausted') "
+                       "GROUP BY kind", (since,))
+    counts = {r["kind"]: int(r["n"]) for r in rows}
+    by_cause: dict[str, list[float]] = {c: [] for c in CAUSES}
+    for o in occ:
+        if o.end is not None and o.cause in by_cause:
+            by_cause[o.cause].append(o.end - o.start)
+    fixed = by_cause["resolved after remediation"]
+    others = by_cause["resolved by itself"] + by_cause["resolved by a person"]
+    resolved = len(fixed) + len(others)
+    return {
+        "actions": counts.get("remediation", 0), "dry_runs": counts.get("remediation_dry_run", 0),
+        "refused": counts.get("remediation_refused", 0), "exhausted": counts.get("remediation_exhausted", 0),
+        "causes": {c: len(v) for c, v in by_cause.items()},
+        "auto_fix_ratio": len(fixed) / resolved if resolved else None,
+        "mttr_with_remediation_seconds": _mean(fixed),
+        "mttr_without_remediation_seconds": _mean(others),
+    }
 
 
 def availability(occ: list[Occurrence], *, since: float, now: float, checks: list[str]) -> dict[str, Any]:
@@ -279,6 +313,16 @@ def render_text(rep: dict[str, Any]) -> str:
     for prio, b in rep["sla_breaches_by_priority"].items():
         lines.append(f"  {prio}: acknowledge {b['acknowledge']}, resolve {b['resolve']} "
                      f"(of {b['occurrences']})")
+    rem = rep.get("remediation") or {}
+    if rem.get("actions") or rem.get("dry_runs") or rem.get("refused") or \
+            rem.get("causes", {}).get("resolved after remediation"):
+        ratio = rem["auto_fix_ratio"]
+        lines.append(f"Remediation: {rem['actions']} action(s), {rem['exhausted']} exhausted, {rem['refused']} refused"
+                     + (f", {rem['dry_runs']} dry run(s)" if rem["dry_runs"] else ""))
+        lines.append(f"Auto-fix rate: {'-' if ratio is None else f'{ratio * 100:.0f}%'} ("
+                     + ", ".join(f"{n} {c}" for c, n in rem["causes"].items()) + ")")
+        lines.append(f"MTTR with remediation: {_fmt(rem['mttr_with_remediation_seconds'])}   "
+                     f"without: {_fmt(rem['mttr_without_remediation_seconds'])}")
     for key, title in (("by_rule", "rule"), ("by_category", "category"), ("by_priority", "priority"),
                        ("by_backend", "backend")):
         groups = rep[key]

@@ -129,7 +129,7 @@ def test_e2e_silence_holds_tickets_across_restart_and_kill9_then_opens_once(tmp_
         assert inc["Blip"]["status"] == "resolved" and inc["Blip"]["tickets"][0]["delivery"] == "none"
         blip = cli_json("incidents", "show", str(inc["Blip"]["id"]), "--config", str(cfg))
         kinds = [e["kind"] for e in blip["timeline"]]  # type: ignore[index]
-        assert kinds == ["opened", "silenced", "resolved", "unsilenced"]
+        assert kinds == ["opened", "silenced", "resolved", "resolution", "unsilenced"]
         assert metric(agent, "hostwarden_alerts_silenced") == 0.0
         assert run_cli("silence", "list", "--config", str(cfg)).stdout.strip() == "no silences in effect or pending"
     finally:

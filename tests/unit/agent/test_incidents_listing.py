@@ -101,7 +101,7 @@ def test_incidents_each_backend_own_queue_ref_and_delivery_state(db: StateDB) ->
     shown = find_incident(db, a.fingerprint)
     assert shown is not None and [t["delivery"] for t in shown["tickets"]] == ["delivered", "delivered"]
     assert [t["url"] for t in shown["tickets"]] == ["https://local.example/1", "https://hook.example/1"]
-    assert [e["kind"] for e in shown["timeline"]] == ["opened", "ticket", "resolved", "ticket"]
+    assert [e["kind"] for e in shown["timeline"]] == ["opened", "ticket", "resolved", "resolution", "ticket"]
     assert list_incidents(db, backend="hook")[0]["id"] == shown["id"]
     assert list_incidents(db, statuses=("open",)) == []
 

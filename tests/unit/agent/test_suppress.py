@@ -74,7 +74,7 @@ def test_suppress_alert_fired_and_cleared_inside_window_leaves_record_not_ticket
     assert ops(db) == []
     inc = db.query("SELECT * FROM incidents")[0]
     assert (inc["status"], inc["resolved_at"], inc["silenced_by"], inc["held"]) == ("resolved", T0 + 900, "", "[]")
-    assert events(db) == ["opened", "silenced", "resolved", "unsilenced"]
+    assert events(db) == ["opened", "silenced", "resolved", "resolution", "unsilenced"]
     text = db.query("SELECT text FROM incident_events WHERE kind = 'unsilenced'")[0]["text"]
     assert "fired and cleared while silenced: no ticket" in text
 
