@@ -230,6 +230,7 @@ class Agent:
             self.remediator.restore(self.clock.now())  # the bounds survive a restart
         else:
             self.remediator.configure(**kw)
+        self.remediator.is_silenced = self.incidents.is_silenced  # silences and maintenance windows
 
     def _build_checks(self, config: AgentConfig) -> Any | None:
         checks = [c for c in config.checks if getattr(c, "enabled", True)]

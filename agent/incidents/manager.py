@@ -144,6 +144,13 @@ class IncidentManager:
         for level, msg, args in logs:
             log.log(level, msg, *args)
 
+    def is_silenced(self, alert: Alert, now: float) -> bool:
+        """Whether a silence or maintenance window covers `alert` at `now` (remediation's hook: no action runs
+        for a silenced alert)."""
+        with self.state.lock:
+            labels = {**self.external_labels, **dict(alert.labels)}
+            return self.suppress.covering(self.state.connection, labels, now) is not None
+
     def firing_incidents(self) -> list[Incident]:
         """Snapshots of every open incident that has its own ticket (for backends that re-send while firing)."""
         with self.state.lock:

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from hostwarden.agent.core.alert import Alert, AlertState
 from hostwarden.agent.core.logsetup import NOTICE
 from hostwarden.agent.core.remedy import Plan, RemediationSettings, Step, file_trust_problem
 from hostwarden.agent.core.samples import MetricDef, Sample, labels_of, metric_defs
@@ -42,7 +43,6 @@ from hostwarden.agent.incidents.remediation import (
     finished,
     seed,
 )
-from hostwarden.agent.core.alert import Alert, AlertState
 
 log = logging.getLogger(__name__)
 

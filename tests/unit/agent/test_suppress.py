@@ -208,3 +208,17 @@ def test_suppress_paused_ticket_resolve_after_silence_before_tick_resolves_once(
     m.handle([resolved(a, T0 + 3700)], T0 + 3700)
     m.tick(T0 + 3710)
     assert ops(db) == [("open", "local"), ("update", "local"), ("resolve", "local")]
+
+
+def test_suppress_is_silenced_hook_for_remediation(db: StateDB) -> None:
+    """The hook the remediator asks before acting: true while a silence or a window covers the alert."""
+    night = MaintenanceWindow(name="night", start=T0 + 7200, end=T0 + 10800)
+    m = manager(db, windows=(night,))
+    a = alert(at=T0)
+    assert not m.is_silenced(a, T0)
+    sid = silence(db, "alertname=HighCPU", start=T0 + 60, hours=1)
+    assert m.is_silenced(a, T0 + 120)
+    assert not m.is_silenced(alert("Other", at=T0), T0 + 120)
+    expire_silence(db, sid, T0 + 180)
+    assert not m.is_silenced(a, T0 + 240)
+    assert m.is_silenced(a, T0 + 7300)  # the window
