@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hostwarden.agent.cmd_rules",              # test-rules, rules export
     "hostwarden.agent.cmd_tickets",      # tickets ..., report
     "hostwarden.agent.install",          # install
+    "hostwarden.agent.cmd_status",       # status
     "hostwarden.exporters.receiver",     # receive
 )
 

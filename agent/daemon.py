@@ -212,8 +212,16 @@ class Agent:
         self.backends = build_backends(self.tickets_config, state_dir=config.state_dir)
         diagnose = Diagnoser(self.store, check_results=self._check_results)
         self.incidents = IncidentManager(self.tickets_config, state=self.state, hostname=config.hostname,
-                                         external_labels=config.external_labels, diagnose=diagnose)
+                                         external_labels=config.external_labels, diagnose=diagnose,
+                                         runbook_base_url=self._runbook_base_url(config))
         self.outbox = OutboxWorker(self.state, self.backends, poll_interval=float(self.tickets_config.poll_interval))
+
+    def _runbook_base_url(self, config: AgentConfig) -> str:
+        from hostwarden.agent.webview import agent_urls
+
+        self.external_url, base = agent_urls(config, tls=self.security is not None and self.security.ssl_context()
+                                             is not None)
+        return base
 
     def _build_checks(self, config: AgentConfig) -> Any | None:
         checks = [c for c in config.checks if getattr(c, "enabled", True)]
@@ -405,11 +413,15 @@ class Agent:
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
+        from hostwarden.agent.webview import AgentWebView
+        from hostwarden.exporters.webapp import WebApp
+
         security = self.security
         # bind first: a taken port fails the start before any work is done
         self.server = MetricsServer(self.exposition, self.listen_address, telemetry_path=self.config.web.telemetry_path,
                                     security=security, max_requests=self.config.web.max_requests,
-                                    on_reload=self.reload, ready=lambda: self._ready)
+                                    on_reload=self.reload, ready=lambda: self._ready,
+                                    app=WebApp(AgentWebView(self), telemetry_path=self.config.web.telemetry_path))
         self.server.start()
         self.collect_cycle()
         self._start_checks()
@@ -464,7 +476,8 @@ class Agent:
                 self.backends = build_backends(self.tickets_config, state_dir=config.state_dir)
                 self.incidents = IncidentManager(self.tickets_config, state=self.state, hostname=config.hostname,
                                                  external_labels=config.external_labels,
-                                                 diagnose=Diagnoser(self.store, check_results=self._check_results))
+                                                 diagnose=Diagnoser(self.store, check_results=self._check_results),
+                                                 runbook_base_url=self._runbook_base_url(config))
                 self.outbox = OutboxWorker(self.state, self.backends,
                                            poll_interval=float(self.tickets_config.poll_interval))
                 self.outbox.start()

@@ -29,6 +29,7 @@ from hostwarden.rules.alerts import Alert, AlertState, AlertTransition, Transiti
 from hostwarden.rules.engine import AlertRecord, Observation, RuleState
 from hostwarden.rules.model import Rule, RuleGroup
 from hostwarden.rules.promql import Element, PromQLError
+from hostwarden.rules.status import GroupStatus, status_of_group
 from hostwarden.rules.templates import TemplateData
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class RuleManager:
         self._recorded: dict[int, set[tuple[str, Labels]]] = {}  # id(rule) -> series it wrote last time
         self._alert_series: dict[str, set[tuple[str, Labels]]] = {}  # group -> ALERTS series written
         self._orphans: list[AlertTransition] = []
+        self._rule_evals: dict[int, tuple[float, float]] = {}  # id(rule) -> (last evaluation, seconds)
         self.replace_groups(groups)
 
     # -- configuration ---------------------------------------------------------------------------
@@ -125,6 +127,7 @@ class RuleManager:
         for g in self.groups:
             self._stats.setdefault(g.name, GroupStats())
         self._errors = {i: e for i, e in self._errors.items() if i in self._rules}
+        self._rule_evals = {i: e for i, e in self._rule_evals.items() if i in self._rules}
 
     def retention(self) -> tuple[dict[str, float], float | None]:
         """Seconds each metric name must be kept (and for every name, when a selector has no fixed name)."""
@@ -155,6 +158,7 @@ class RuleManager:
         try:
             with store.lock:
                 for rule in group.rules:
+                    rule_start = time.perf_counter()
                     try:
                         out.extend(self._evaluate_rule(group, rule, store, now))
                     except (EvaluationError, PromQLError) as e:
@@ -164,6 +168,7 @@ class RuleManager:
                         self._failed(group, rule, f"internal error: {type(e).__name__}: {e}", stats)
                     else:
                         self._recovered(group, rule)
+                    self._rule_evals[id(rule)] = (now, time.perf_counter() - rule_start)
                 self._write_alert_series(group, store, now)
         except Exception:  # pragma: no cover - defensive: evaluate() must never raise
             log.exception("rule group %s: evaluation failed", group.name)
@@ -282,6 +287,11 @@ class RuleManager:
                 out.append(Sample("ALERTS", with_state, 1.0, now))
                 out.append(Sample("ALERTS_FOR_STATE", labels, rec.active_since, now))
         return out
+
+    def status(self) -> list[GroupStatus]:
+        """Snapshots of every group, rule and active alert (hold `store.lock`, as evaluations do)."""
+        return [status_of_group(g, self._stats.get(g.name, GroupStats()), self._states, self._errors,
+                                self._rule_evals) for g in self.groups]
 
     def alert_samples(self, now: float) -> list[Sample]:
         """ALERTS{alertname,alertstate,severity,...} = 1 and ALERTS_FOR_STATE{...} = active-since time."""

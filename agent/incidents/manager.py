@@ -32,6 +32,7 @@ from typing import Any
 
 from hostwarden.agent.core.samples import Labels, MetricDef, Sample, labels_of, metric_defs
 from hostwarden.agent.core.units import format_duration, human_duration
+from hostwarden.agent.incidents.runbooks import resolve_alert, resolve_transitions
 from hostwarden.agent.incidents.state import StateDB, alert_from_dict, alert_to_dict, incident_to_dict
 from hostwarden.exporters.tickets.base import Incident, RemoteStatus, TicketRef, TimelineEntry
 from hostwarden.exporters.tickets.config import TicketsConfig
@@ -73,8 +74,9 @@ def _loads(text: str | None, default: Any) -> Any:
 
 class IncidentManager:
     def __init__(self, config: TicketsConfig, *, state: StateDB, hostname: str, external_labels: dict[str, str],
-                 diagnose: Callable[[Alert, float], str] | None = None) -> None:
+                 diagnose: Callable[[Alert, float], str] | None = None, runbook_base_url: str = "") -> None:
         self.config = config
+        self.runbook_base_url = runbook_base_url
         self.state = state
         self.hostname = hostname
         self.external_labels = dict(external_labels)
@@ -89,6 +91,7 @@ class IncidentManager:
         """Record the decisions for `transitions` and their outbox rows; committed when this returns.
         If the state database cannot be written (disk full), the transitions are kept in memory and
         retried with the next call or tick."""
+        transitions = resolve_transitions(transitions, self.runbook_base_url)
         batch = self._backlog + [(t, now) for t in transitions if t.kind is not TransitionKind.PENDING]
         if not batch:
             return
@@ -173,6 +176,7 @@ class IncidentManager:
 
     def preview(self, alert: Alert, now: float) -> tuple[str | None, Incident]:
         """The backend and the incident snapshot a firing `alert` would open, without recording anything."""
+        alert = resolve_alert(alert, self.runbook_base_url)
         labels = self._label_map(alert)
         backend = self.config.route_for(labels)
         priority = self.policy.priority(alert.severity, self._category(alert), labels)

@@ -1,0 +1,37 @@
+"""Runbook links in tickets: a relative `runbook_url` annotation is resolved against `web.runbook_base_url`.
+
+    resolve_url("HostHighCpuUsage", "http://web-01:19842/runbooks/")
+    → "http://web-01:19842/runbooks/HostHighCpuUsage"
+
+An absolute URL (one with a scheme) is kept as written; without a base the annotation is kept too.
+Resolution is URL joining (RFC 3986), so a base should end with "/".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from urllib.parse import urljoin, urlsplit
+
+from hostwarden.rules.alerts import Alert, AlertTransition
+
+ANNOTATION = "runbook_url"
+
+
+def resolve_url(url: str, base: str) -> str:
+    url = url.strip()
+    if not url or not base or urlsplit(url).scheme:
+        return url
+    return urljoin(base, url)
+
+
+def resolve_alert(alert: Alert, base: str) -> Alert:
+    if not base or not any(k == ANNOTATION for k, _ in alert.annotations):
+        return alert
+    annotations = tuple((k, resolve_url(v, base) if k == ANNOTATION else v) for k, v in alert.annotations)
+    return alert if annotations == alert.annotations else dataclasses.replace(alert, annotations=annotations)
+
+
+def resolve_transitions(transitions: list[AlertTransition], base: str) -> list[AlertTransition]:
+    if not base:
+        return transitions
+    return [dataclasses.replace(t, alert=resolve_alert(t.alert, base)) for t in transitions]
