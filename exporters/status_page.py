@@ -38,18 +38,22 @@ th{font-weight:600;white-space:nowrap}td.num{font-variant-numeric:tabular-nums;w
 .state{font-weight:700;text-transform:uppercase;font-size:.82em;letter-spacing:.02em}
 .firing,.CRITICAL,.err,.dead{color:var(--firing)}.pending,.WARNING,.UNKNOWN,.unknown{color:var(--pending)}
 .OK,.ok,.resolved{color:var(--ok)}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:12px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:12px}
 .card{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:8px 10px;min-width:0}
 .card h3{font-size:1em;margin:0 0 4px;overflow-wrap:anywhere}
 svg.chart{width:100%;height:auto;display:block}
 svg .plot{fill:none;stroke:var(--line)}svg .grid{stroke:var(--line);stroke-width:.5}
-svg .tick{fill:var(--muted);font-size:11px}svg .series{stroke-width:1.6}svg .threshold{stroke-width:1.4}
+svg .tick{fill:var(--muted);font-size:12px}svg .series{stroke-width:1.6}svg .threshold{stroke-width:1.4}
 .legend{list-style:none;margin:4px 0 0;padding:0;font-size:.85em;overflow-wrap:anywhere}
 .swatch{display:inline-block;width:14px;height:3px;margin:0 6px 3px 0;vertical-align:middle}
 .swatch.dashed{border-top:2px dashed;height:0}
 svg.timeline{width:100%;height:auto;display:block}
 svg .bar-firing{fill:var(--firing)}svg .bar-resolved{fill:var(--ok)}svg .bar-other{fill:var(--c4)}
 code{overflow-wrap:anywhere}
+.axis{display:flex;justify-content:space-between;font-size:.8em;color:var(--muted);margin-bottom:6px}
+@media (max-width:640px){table.stack thead{position:absolute;left:-9999px}table.stack tr{display:block;
+border-bottom:1px solid var(--line);padding:4px 0}table.stack td{display:block;border:0;padding:2px 4px}
+table.stack td[data-label]::before{content:attr(data-label) ": ";color:var(--muted);font-weight:600}}
 """
 
 
@@ -106,22 +110,24 @@ def _alerts_section(s: Summary) -> str:
     rows = []
     for a in s.alerts:
         al = a.alert
-        cells = [f'<td class="state {escape(al.state)}">{escape(al.state)}</td>',
-                 f'<td><a href="#chart-{escape(al.fingerprint)}">{escape(a.name)}</a>'
+        cells = [f'<td data-label="State" class="state {escape(al.state)}">{escape(al.state)}</td>',
+                 f'<td data-label="Alert"><a href="#chart-{escape(al.fingerprint)}">{escape(a.name)}</a>'
                  + (f'<br><span class="muted">{escape(a.summary)}</span>' if a.summary else "") + "</td>",
-                 f"<td>{escape(al.severity)}</td>",
-                 f'<td class="num">{_time(al.active_at)}<br><span class="muted">{ago(s.now - al.active_at)} ago'
-                 "</span></td>",
-                 f'<td class="num">{escape(fmt_value(al.value))}</td>',
-                 f'<td class="num">{escape(al.threshold) or "—"}</td>']
+                 f'<td data-label="Severity">{escape(al.severity)}</td>',
+                 f'<td data-label="Since" class="num">{_time(al.active_at)}<br><span class="muted">'
+                 f"{ago(s.now - al.active_at)} ago</span></td>",
+                 f'<td data-label="Value" class="num">{escape(fmt_value(al.value))}</td>',
+                 f'<td data-label="Threshold" class="num">{escape(al.threshold) or "—"}</td>']
         if s.silences:
-            cells.append(f"<td>{'yes' if a.silenced else 'no'}</td>")
-        cells += [f"<td>{ticket_html(a.ticket)}</td>", f"<td>{_labels_html(al.labels)}</td>"]
+            cells.append(f'<td data-label="Silenced">{"yes" if a.silenced else "no"}</td>')
+        cells += [f'<td data-label="Ticket">{ticket_html(a.ticket)}</td>',
+                  f'<td data-label="Labels">{_labels_html(al.labels)}</td>']
         rows.append(f"<tr>{''.join(cells)}</tr>")
     firing = sum(1 for a in s.alerts if a.alert.state == "firing")
     pending = len(s.alerts) - firing
     return (f'<h2 id="alerts">Alerts <span class="muted">({firing} firing, {pending} pending)</span></h2>'
-            f'<div class="scroll"><table><thead><tr>{"".join(f"<th scope=col>{h}</th>" for h in head)}</tr></thead>'
+            f'<div class="scroll"><table class="stack"><thead><tr>{"".join(f"<th scope=col>{h}</th>" for h in head)}'
+            "</tr></thead>"
             f'<tbody>{"".join(rows)}</tbody></table></div>' + _charts(s.alerts))
 
 
@@ -140,7 +146,7 @@ def _charts(alerts: tuple[ActiveAlert, ...]) -> str:
                      f"{legend(a.chart.series, a.chart.thresholds)}<p>Ticket: {ticket_html(a.ticket)}</p></section>")
     if not cards:
         return ""
-    return f'<h2 id="charts">Charts <span class="muted">(last 10 minutes)</span></h2><div class="cards">' \
+    return f'<h2 id="charts">Charts <span class="muted">(up to the last 10 minutes)</span></h2><div class="cards">' \
            f'{"".join(cards)}</div>'
 
 
@@ -156,32 +162,30 @@ def _checks_section(s: Summary) -> str:
 
 
 def timeline_svg(incidents: tuple[IncidentRow, ...], *, now: float, window: float) -> str:
-    """One bar per incident over the window (open ones reach `now`), hour ticks every 6 h."""
-    width, row_h, left = 720, 14, 4
-    n = max(1, len(incidents))
-    height = 20 + n * row_h
+    """One bar per incident over the window (open ones reach `now`); the time axis (every 6 h) is HTML below,
+    so its text keeps its size at any width."""
+    width, row_h = 1000, 12
+    height = max(1, len(incidents)) * row_h + 4
     start = now - window
 
     def x(t: float) -> float:
-        return left + (min(max(t, start), now) - start) / window * (width - 2 * left)
+        return (min(max(t, start), now) - start) / window * width
 
-    parts = [f'<svg class="timeline" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="Incidents of the last {ago(window)}" xmlns="http://www.w3.org/2000/svg">'
-             f"<title>Incidents of the last {ago(window)}</title>"]
-    for i in range(5):
-        t = start + window * i / 4
-        anchor = ("start", "middle", "middle", "middle", "end")[i]
-        parts.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="0" y2="{height - 14}" class="grid"/>'
-                     f'<text x="{x(t):.1f}" y="{height - 3}" text-anchor="{anchor}" class="tick">'
-                     f'{time.strftime("%H:%M", time.gmtime(t))}</text>')
+    parts = [f'<svg class="timeline" viewBox="0 0 {width} {height}" preserveAspectRatio="none" '
+             f'style="height:{height}px" role="img" aria-label="Incidents of the last {ago(window)}" '
+             f'xmlns="http://www.w3.org/2000/svg"><title>Incidents of the last {ago(window)}</title>']
+    for i in range(1, 4):
+        parts.append(f'<line x1="{x(start + window * i / 4):.1f}" x2="{x(start + window * i / 4):.1f}" y1="0" '
+                     f'y2="{height}" class="grid"/>')
     for i, inc in enumerate(incidents):
         x0, x1 = x(inc.opened_at), x(inc.resolved_at if inc.resolved_at else now)
         cls = "bar-firing" if inc.status == "open" else "bar-resolved" if inc.status == "resolved" else "bar-other"
         label = f"#{inc.incident_id} {inc.title} ({inc.status})"
-        parts.append(f'<rect x="{x0:.1f}" y="{2 + i * row_h}" width="{max(2.0, x1 - x0):.1f}" height="{row_h - 4}" '
-                     f'class="{cls}"><title>{escape(label)}</title></rect>')
+        parts.append(f'<rect x="{min(x0, width - 4):.1f}" y="{2 + i * row_h}" width="{max(4.0, x1 - x0):.1f}" '
+                     f'height="{row_h - 3}" class="{cls}"><title>{escape(label)}</title></rect>')
     parts.append("</svg>")
-    return "".join(parts)
+    ticks = "".join(f"<span>{time.strftime('%H:%M', time.gmtime(start + window * i / 4))}</span>" for i in range(5))
+    return "".join(parts) + f'<div class="axis" aria-hidden="true">{ticks}</div>'
 
 
 def _incidents_section(s: Summary) -> str:
@@ -189,13 +193,16 @@ def _incidents_section(s: Summary) -> str:
     if not s.incidents:
         return title + '<p class="muted">No incidents.</p>'
     rows = "".join(
-        f'<tr><td class="num">#{i.incident_id}</td><td class="state {escape(i.status)}">{escape(i.status)}</td>'
-        f"<td>{escape(i.title)}</td><td>{escape(i.severity)}</td><td class='num'>{_time(i.opened_at)}</td>"
-        f"<td class='num'>{_time(i.resolved_at) if i.resolved_at else '—'}</td>"
-        f"<td class='num'>{ago((i.resolved_at or s.now) - i.opened_at)}</td><td>{ticket_html(i.ticket)}</td></tr>"
+        f'<tr><td data-label="Id" class="num">#{i.incident_id}</td>'
+        f'<td data-label="Status" class="state {escape(i.status)}">{escape(i.status)}</td>'
+        f'<td data-label="Title">{escape(i.title)}</td><td data-label="Severity">{escape(i.severity)}</td>'
+        f'<td data-label="Opened" class="num">{_time(i.opened_at)}</td>'
+        f'<td data-label="Resolved" class="num">{_time(i.resolved_at) if i.resolved_at else "—"}</td>'
+        f'<td data-label="Duration" class="num">{ago((i.resolved_at or s.now) - i.opened_at)}</td>'
+        f'<td data-label="Ticket">{ticket_html(i.ticket)}</td></tr>'
         for i in reversed(s.incidents))
     return (title + timeline_svg(s.incidents, now=s.now, window=s.window)
-            + '<div class="scroll"><table><thead><tr><th scope=col>Id</th><th scope=col>Status</th>'
+            + '<div class="scroll"><table class="stack"><thead><tr><th scope=col>Id</th><th scope=col>Status</th>'
               "<th scope=col>Title</th><th scope=col>Severity</th><th scope=col>Opened</th><th scope=col>Resolved</th>"
               f"<th scope=col>Duration</th><th scope=col>Ticket</th></tr></thead><tbody>{rows}</tbody></table></div>")
 

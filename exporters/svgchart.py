@@ -16,8 +16,8 @@ from html import escape
 
 from hostwarden.rules.chartdata import ChartSeries, ThresholdLine
 
-WIDTH, HEIGHT = 480, 160
-PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 52, 10, 10, 22
+WIDTH, HEIGHT = 400, 150
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 48, 8, 8, 22
 PALETTE = ("var(--c0)", "var(--c1)", "var(--c2)", "var(--c3)", "var(--c4)")
 
 

@@ -30,6 +30,10 @@ PAGE_HEADERS = {"Content-Security-Policy": status_page.CSP, "X-Content-Type-Opti
                 "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 
 
+FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle cx="8" cy="8" r="7" '
+           b'fill="#1a7f37"/><path d="M4 8.5l2.5 2.5L12 5.5" stroke="#fff" stroke-width="2" fill="none"/></svg>')
+
+
 class StatusView(AgentView, Protocol):
     def summary(self, *, charts: bool = True) -> Summary: ...
     def local_ticket(self, backend: str, ticket_id: int) -> dict[str, Any] | None: ...
@@ -62,6 +66,8 @@ class WebApp:
             return None
         if path == "/":
             return _html(200, status_page.render(self.view.summary(), telemetry_path=self.telemetry_path))
+        if path == "/favicon.ico":
+            return Response(200, FAVICON, "image/svg+xml", {"Cache-Control": "max-age=86400"})
         if path in ("/alerts", "/rules"):
             return Response(302, b"", HTML, {"Location": "/#" + path[1:]})
         if path == STATUS_JSON_PATH:
