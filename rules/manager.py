@@ -29,7 +29,6 @@ from hostwarden.rules.alerts import Alert, AlertState, AlertTransition, Transiti
 from hostwarden.rules.engine import AlertRecord, Observation, RuleState
 from hostwarden.rules.model import Rule, RuleGroup
 from hostwarden.rules.promql import Element, PromQLError
-from hostwarden.rules.status import GroupStatus, status_of_group
 from hostwarden.rules.templates import TemplateData
 
 log = logging.getLogger(__name__)
@@ -69,6 +68,7 @@ class RuleManager:
     def __init__(self, groups: list[RuleGroup], *, external_labels: dict[str, str], external_url: str = "") -> None:
         self.external_labels = dict(external_labels)
         self.external_url = external_url
+        self._rule_evals: dict[int, tuple[float, float]] = {}  # id(rule) -> (last evaluation, seconds), for the API
         self.groups: list[RuleGroup] = []
         self._states: dict[int, RuleState] = {}  # id(rule) -> state (alerting rules)
         self._rules: dict[int, Rule] = {}
@@ -77,7 +77,6 @@ class RuleManager:
         self._recorded: dict[int, set[tuple[str, Labels]]] = {}  # id(rule) -> series it wrote last time
         self._alert_series: dict[str, set[tuple[str, Labels]]] = {}  # group -> ALERTS series written
         self._orphans: list[AlertTransition] = []
-        self._rule_evals: dict[int, tuple[float, float]] = {}  # id(rule) -> (last evaluation, seconds)
         self.replace_groups(groups)
 
     # -- configuration ---------------------------------------------------------------------------
@@ -127,7 +126,6 @@ class RuleManager:
         for g in self.groups:
             self._stats.setdefault(g.name, GroupStats())
         self._errors = {i: e for i, e in self._errors.items() if i in self._rules}
-        self._rule_evals = {i: e for i, e in self._rule_evals.items() if i in self._rules}
 
     def retention(self) -> tuple[dict[str, float], float | None]:
         """Seconds each metric name must be kept (and for every name, when a selector has no fixed name)."""
@@ -158,7 +156,6 @@ class RuleManager:
         try:
             with store.lock:
                 for rule in group.rules:
-                    rule_start = time.perf_counter()
                     try:
                         out.extend(self._evaluate_rule(group, rule, store, now))
                     except (EvaluationError, PromQLError) as e:
@@ -168,7 +165,6 @@ class RuleManager:
                         self._failed(group, rule, f"internal error: {type(e).__name__}: {e}", stats)
                     else:
                         self._recovered(group, rule)
-                    self._rule_evals[id(rule)] = (now, time.perf_counter() - rule_start)
                 self._write_alert_series(group, store, now)
         except Exception:  # pragma: no cover - defensive: evaluate() must never raise
             log.exception("rule group %s: evaluation failed", group.name)
@@ -201,6 +197,15 @@ class RuleManager:
         raise EvaluationError(f"expression returned a {type(result).__name__}, not a vector or scalar")
 
     def _evaluate_rule(self, group: RuleGroup, rule: Rule, store: SeriesStore, now: float) -> list[AlertTransition]:
+        """One rule's evaluation, timed for the API's `evaluationTime`/`lastEvaluation` (failed ones too)."""
+        started = time.perf_counter()
+        try:
+            return self._evaluate_rule_body(group, rule, store, now)
+        finally:
+            self._rule_evals[id(rule)] = (now, time.perf_counter() - started)
+
+    def _evaluate_rule_body(self, group: RuleGroup, rule: Rule, store: SeriesStore,
+                            now: float) -> list[AlertTransition]:
         vector = self._vector(rule.compiled.eval(store, now))
         if rule.kind == "record":
             self._record(group, rule, vector, store, now)
@@ -288,10 +293,14 @@ class RuleManager:
                 out.append(Sample("ALERTS_FOR_STATE", labels, rec.active_since, now))
         return out
 
-    def status(self) -> list[GroupStatus]:
-        """Snapshots of every group, rule and active alert (hold `store.lock`, as evaluations do)."""
-        return [status_of_group(g, self._stats.get(g.name, GroupStats()), self._states, self._errors,
-                                self._rule_evals) for g in self.groups]
+    def status(self) -> list[Any]:
+        """rules.status.GroupStatus snapshots of every group, rule and active alert (hold `store.lock`, as
+        evaluations do)."""
+        from hostwarden.rules.status import status_of_group
+
+        self._rule_evals = {i: e for i, e in self._rule_evals.items() if i in self._rules}
+        return [status_of_group(g, self._stats.get(getattr(g, "key", g.name), GroupStats()), self._states,
+                                self._errors, self._rule_evals) for g in self.groups]
 
     def alert_samples(self, now: float) -> list[Sample]:
         """ALERTS{alertname,alertstate,severity,...} = 1 and ALERTS_FOR_STATE{...} = active-since time."""
