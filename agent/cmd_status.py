@@ -108,7 +108,7 @@ def render(s: dict[str, Any], *, base_url: str) -> list[str]:
         row = [a["state"], a["severity"], a["name"] + (f"{{{where}}}" if where else ""),
                ago(now - a["activeAt"]), _value(a["value"]), a["threshold"] or "-"]
         if s.get("silences"):
-            row.append("yes" if a.get("silenced") else "no")
+            row.append("?" if a.get("silenced") is None else a["silenced"] or "no")
         row.append(_ticket(a.get("ticket"), base_url))
         rows.append([clean(c) for c in row])
     lines += _table(rows) if alerts else ["  nothing is firing or pending"]

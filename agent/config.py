@@ -45,7 +45,8 @@ class WebConfig:
     max_requests: int = 40
     # the agent's URL as others reach it (Prometheus' --web.external-url); default http(s)://HOSTNAME:PORT/
     external_url: str | None = None
-    # relative `runbook_url` annotations are resolved against it in tickets; default EXTERNAL_URL/runbooks/
+    # relative `runbook_url` annotations are resolved against it in tickets; default EXTERNAL_URL (the agent serves
+    # docs/runbooks.md and /runbooks/NAME)
     runbook_base_url: str | None = None
 
     def validate(self) -> list[str]:

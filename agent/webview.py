@@ -5,14 +5,16 @@ Each accessor copies what it needs under the lock its owner already uses (rule s
 returns frozen values; nothing is held while a response is written. The agent's components are read
 at call time, so a reload (which swaps the incident manager, checks and backends) is seen at once.
 
-Silences: when the agent has a `silenced(labels, now) -> bool` callable attribute, the status page
-shows a "silenced" column; without it the column is left out.
+Silences: when the incident manager has a suppressor (`incidents.suppress.covering(connection, labels,
+now)`, the silences and maintenance windows of `hostwarden silence`), the status page shows a
+"Silenced" column naming what covers each alert; without one the column is left out.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from hostwarden.agent.core import __version__
@@ -43,14 +45,15 @@ MAX_INCIDENTS = 200
 
 
 def agent_urls(config: Any, *, tls: bool) -> tuple[str, str]:
-    """(external URL, runbook base URL) from `web:`; defaults: http(s)://HOSTNAME:PORT/ and its /runbooks/."""
+    """(external URL, runbook base URL) from `web:`; both default to http(s)://HOSTNAME:PORT/, where the agent
+    serves docs/runbooks.md, so the shipped rules' `runbook_url: docs/runbooks.md#hosthighcpuusage` works."""
     external = config.web.external_url
     if not external:
         port = config.web.listen_address.rpartition(":")[2]
         external = f"{'https' if tls else 'http'}://{config.hostname}:{port}/"
     if not external.endswith("/"):
         external += "/"
-    return external, config.web.runbook_base_url or external + "runbooks/"
+    return external, config.web.runbook_base_url or external
 
 
 class AgentWebView:
@@ -80,7 +83,7 @@ class AgentWebView:
     def summary(self, *, charts: bool = True) -> Summary:
         now = self.now()
         groups = self.rule_status()
-        silenced = getattr(self.agent, "silenced", None)
+        silenced = self._silence_lookup()
         active = [(g, r, a) for g in groups for r in g.rules for a in r.alerts]
         active.sort(key=lambda x: (x[2].state != "firing", x[2].severity != "critical", -x[2].active_at))
         tickets = self._tickets([a.fingerprint for _g, _r, a in active])
@@ -91,17 +94,31 @@ class AgentWebView:
             rule = rules.get((g.name, r.name))
             if charts and i < MAX_CHARTS and rule is not None:
                 chart = self._chart(rule, a.labels, now)
-            flag = None
-            if callable(silenced):
+            cover = None
+            if silenced is not None:
                 try:
-                    flag = bool(silenced(a.labels, now))
+                    cover = silenced(a.labels, now)
                 except Exception:
                     log.debug("silence lookup failed", exc_info=True)
             alerts.append(ActiveAlert(name=r.name, group=g.name, alert=a, ticket=tickets.get(a.fingerprint),
-                                      silenced=flag, chart=chart))
+                                      silenced=cover, chart=chart))
         return Summary(now=now, hostname=str(self.agent.config.hostname), alerts=tuple(alerts),
                        checks=self._checks(), incidents=self._incidents(now), health=self._health(now),
-                       groups=tuple(groups), silences=callable(silenced), window=INCIDENT_WINDOW)
+                       groups=tuple(groups), silences=silenced is not None, window=INCIDENT_WINDOW)
+
+    def _silence_lookup(self) -> Callable[[Labels, float], str] | None:
+        """labels, now -> what silences the alert ("" when nothing does), or None without silence support."""
+        covering = getattr(getattr(self.agent.incidents, "suppress", None), "covering", None)
+        if not callable(covering):
+            return None
+        state, external = self.agent.state, dict(self.agent.config.external_labels)
+
+        def lookup(labels: Labels, now: float) -> str:
+            with state.lock:
+                cover = covering(state.connection, {**external, **dict(labels)}, now)
+            return "" if cover is None else str(getattr(cover, "label", "") or "yes")
+
+        return lookup
 
     def _chart(self, rule: Rule, labels: Labels, now: float) -> Chart | None:
         cached = self._exprs.get(id(rule))

@@ -1,10 +1,12 @@
-"""The shipped runbooks, served by the agent: /runbooks/ (all of them) and /runbooks/<AlertName>.
+"""The shipped runbooks, served by the agent: /docs/runbooks.md and /runbooks/ (all of them, each section
+anchored as GitHub anchors headings: #hosthighcpuusage) and /runbooks/<AlertName> (one).
 
 The text is docs/runbooks.md, installed with the package (hostwarden.config/runbooks.md) so an
-air-gapped host has it. Each `## AlertName` section is one runbook; names match case-insensitively,
-so a rule's relative `runbook_url: HostHighCpuUsage`, resolved against `web.runbook_base_url`
-(default: this agent's /runbooks/), lands on its section. The Markdown subset the file uses
-(headings, paragraphs, numbered and bulleted lists, `code`) is rendered here; all text is escaped.
+air-gapped host has it. Each `## AlertName` section is one runbook. The shipped rules' relative
+`runbook_url: docs/runbooks.md#hosthighcpuusage`, resolved against `web.runbook_base_url` (default:
+this agent's own URL), lands on its section here, and against a git forge's URL of the repository
+on the same file there. The Markdown subset the file uses (headings, paragraphs, numbered and
+bulleted lists, `code`) is rendered here; all text is escaped.
 """
 
 from __future__ import annotations

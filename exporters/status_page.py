@@ -119,7 +119,8 @@ def _alerts_section(s: Summary) -> str:
                  f'<td data-label="Value" class="num">{escape(fmt_value(al.value))}</td>',
                  f'<td data-label="Threshold" class="num">{escape(al.threshold) or "—"}</td>']
         if s.silences:
-            cells.append(f'<td data-label="Silenced">{"yes" if a.silenced else "no"}</td>')
+            text = "?" if a.silenced is None else a.silenced or "no"
+            cells.append(f'<td data-label="Silenced">{escape(text)}</td>')
         cells += [f'<td data-label="Ticket">{ticket_html(a.ticket)}</td>',
                   f'<td data-label="Labels">{_labels_html(al.labels)}</td>']
         rows.append(f"<tr>{''.join(cells)}</tr>")

@@ -39,7 +39,7 @@ class ActiveAlert:
     group: str
     alert: AlertStatus
     ticket: TicketLink | None = None
-    silenced: bool | None = None  # None: the agent has no silences
+    silenced: str | None = None  # what silences it ("" nothing); None: unknown (the agent has no silences)
     chart: Chart | None = None
 
     @property

@@ -4,7 +4,7 @@
     /alerts, /rules            → the status page's sections (Prometheus' page names)
     /api/v1/...                Prometheus' read API (exporters/api.py)
     /api/hostwarden/v1/status  the status page's content as JSON (`hostwarden status` reads it)
-    /runbooks/, /runbooks/NAME the shipped runbooks (exporters/runbooks.py)
+    /docs/runbooks.md, /runbooks/, /runbooks/NAME   the shipped runbooks (exporters/runbooks.py)
     /tickets/BACKEND/ID        a ticket of an embedded `local` backend (so the status page can link it)
 
 `WebApp.handle` returns None for any other path (the caller answers 404).
@@ -72,7 +72,7 @@ class WebApp:
             return Response(302, b"", HTML, {"Location": "/#" + path[1:]})
         if path == STATUS_JSON_PATH:
             return Response(200, json.dumps(summary_json(self.view.summary(charts=False))).encode())
-        if path in ("/runbooks", "/runbooks/"):
+        if path in ("/runbooks", "/runbooks/", "/docs/runbooks.md"):
             return _html(200, runbooks.index_page())
         if path.startswith("/runbooks/"):
             page = runbooks.runbook_page(path[len("/runbooks/"):])

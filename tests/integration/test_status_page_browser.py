@@ -29,7 +29,7 @@ groups:
         labels: {severity: critical}
         annotations:
           summary: "demo value is {{ $value }}"
-          runbook_url: HostHighCpuUsage
+          runbook_url: docs/runbooks.md#hosthighcpuusage
       - alert: DemoValueLevels
         expr: demo_value
         warning: "> 5"
@@ -108,11 +108,17 @@ def test_status_page_in_chromium_alert_fires_with_chart_and_ticket_link(tmp_path
         wait_for(lambda: "/tickets/local/" in driver.current_url, 10, what="the ticket page")
         body = driver.find_element(By.TAG_NAME, "body").text
         assert "demo value is 50" in body
-        assert "http://testhost:" in body and "/runbooks/HostHighCpuUsage" in body  # runbook link resolved
+        runbook = f"http://testhost:{agent.port}/docs/runbooks.md#hosthighcpuusage"
+        assert runbook in body  # the relative runbook_url, resolved against the agent's own URL
         assert not console_errors(driver)
 
+        driver.get(runbook.replace("testhost", "127.0.0.1"))  # served by the agent, anchored per alert
+        section = driver.find_element(By.ID, "hosthighcpuusage")
+        assert section.find_element(By.TAG_NAME, "h2").text == "HostHighCpuUsage"
+        assert section.find_elements(By.CSS_SELECTOR, "ol li")
         driver.get(agent.url + "/runbooks/HostHighCpuUsage")
         assert driver.find_element(By.TAG_NAME, "h1").text == "HostHighCpuUsage"
+        assert not console_errors(driver)
 
         driver.set_window_size(390, 844)  # a phone
         driver.get(agent.url + "/")
