@@ -163,7 +163,7 @@ def rules_json(groups: list[GroupStatus], params: dict[str, list[str]]) -> dict[
             continue
         rules = [rule_json(r, exclude_alerts=exclude) for r in g.rules
                  if (not kind or r.kind == kind) and (not names or r.name in names)]
-        if (kind or names) and not rules:
+        if not rules:  # as Prometheus since 2.46: a group without (matching) rules is left out
             continue
         out.append({"name": g.name, "file": g.file, "rules": rules, "interval": g.interval, "limit": g.limit,
                     "evaluationTime": g.evaluation_time, "lastEvaluation": rfc3339(g.last_evaluation)})
