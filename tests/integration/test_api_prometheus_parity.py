@@ -109,7 +109,7 @@ def both(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
         wait_for(lambda: firing(agent.url) >= want, 30, what="agent alerts firing")
         wait_for(lambda: firing(prom.url) >= want, 30, what="prometheus alerts firing")
         time.sleep(1.5)  # both have evaluated every group at least once more
-        yield agent.url, prom.url
+        yield agent.url, prom.url, textfile
     finally:
         if prom is not None:
             prom.stop()
@@ -138,7 +138,7 @@ def assert_alerts_equal(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]
 
 
 def test_api_rules_same_fields_and_values_as_prometheus(both) -> None:  # type: ignore[no-untyped-def]
-    ours_url, theirs_url = both
+    ours_url, theirs_url, _textfile = both
     code_o, ours = api(ours_url, "rules")
     code_t, theirs = api(theirs_url, "rules")
     assert code_o == code_t == 200 and ours["status"] == theirs["status"] == "success"
@@ -168,7 +168,7 @@ def test_api_rules_same_fields_and_values_as_prometheus(both) -> None:  # type: 
 
 @pytest.mark.parametrize("kind", ["alert", "record"])
 def test_api_rules_type_filter_same_as_prometheus(both, kind: str) -> None:  # type: ignore[no-untyped-def]
-    ours_url, theirs_url = both
+    ours_url, theirs_url, _textfile = both
     _c, ours = api(ours_url, "rules", type=kind)
     _c, theirs = api(theirs_url, "rules", type=kind)
     names = [[r["name"] for r in g["rules"]] for g in ours["data"]["groups"]]
@@ -180,14 +180,14 @@ def test_api_rules_type_filter_same_as_prometheus(both, kind: str) -> None:  # t
 
 
 def test_api_rules_bad_type_is_bad_data_as_in_prometheus(both) -> None:  # type: ignore[no-untyped-def]
-    ours_url, theirs_url = both
+    ours_url, theirs_url, _textfile = both
     (code_o, ours), (code_t, theirs) = api(ours_url, "rules", type="x"), api(theirs_url, "rules", type="x")
     assert code_o == code_t == 400
     assert ours["errorType"] == theirs["errorType"] == "bad_data"
 
 
 def test_api_alerts_same_as_prometheus(both) -> None:  # type: ignore[no-untyped-def]
-    ours_url, theirs_url = both
+    ours_url, theirs_url, _textfile = both
     code_o, ours = api(ours_url, "alerts")
     code_t, theirs = api(theirs_url, "alerts")
     assert code_o == code_t == 200
@@ -207,7 +207,7 @@ def _normalise(result: Any, result_type: str) -> Any:
 
 @pytest.mark.parametrize("expr", QUERIES)
 def test_api_query_same_result_as_prometheus(both, expr: str) -> None:  # type: ignore[no-untyped-def]
-    ours_url, theirs_url = both
+    ours_url, theirs_url, _textfile = both
     at = f"{time.time() - 0.5:.3f}"
     code_o, ours = api(ours_url, "query", query=expr, time=at)
     code_t, theirs = api(theirs_url, "query", query=expr, time=at)
@@ -224,7 +224,7 @@ def test_api_query_same_result_as_prometheus(both, expr: str) -> None:  # type: 
 
 
 def test_api_query_matrix_shape_as_prometheus(both) -> None:  # type: ignore[no-untyped-def]
-    ours_url, theirs_url = both
+    ours_url, theirs_url, _textfile = both
     _c, ours = api(ours_url, "query", query="demo_value[3s]")
     _c, theirs = api(theirs_url, "query", query="demo_value[3s]")
     assert ours["data"]["resultType"] == theirs["data"]["resultType"] == "matrix"
@@ -237,7 +237,7 @@ def test_api_query_matrix_shape_as_prometheus(both) -> None:  # type: ignore[no-
 
 @pytest.mark.parametrize("expr", BAD)
 def test_api_query_bad_data_same_code_as_prometheus(both, expr: str) -> None:  # type: ignore[no-untyped-def]
-    ours_url, theirs_url = both
+    ours_url, theirs_url, _textfile = both
     code_o, ours = api(ours_url, "query", query=expr)
     code_t, theirs = api(theirs_url, "query", query=expr)
     assert code_o == code_t == 400, (ours, theirs)
@@ -248,7 +248,7 @@ def test_api_query_bad_data_same_code_as_prometheus(both, expr: str) -> None:  #
 
 @pytest.mark.parametrize("expr", EXECUTION)
 def test_api_query_execution_error_same_code_as_prometheus(both, expr: str) -> None:  # type: ignore[no-untyped-def]
-    ours_url, theirs_url = both
+    ours_url, theirs_url, _textfile = both
     code_o, ours = api(ours_url, "query", query=expr)
     code_t, theirs = api(theirs_url, "query", query=expr)
     assert code_o == code_t == 422, (ours, theirs)
@@ -257,7 +257,7 @@ def test_api_query_execution_error_same_code_as_prometheus(both, expr: str) -> N
 
 def test_api_query_names_no_rule_reads_have_no_samples(both) -> None:  # type: ignore[no-untyped-def]
     """Documented difference: the store keeps only what loaded rules read (demo_other is read by none)."""
-    ours_url, theirs_url = both
+    ours_url, theirs_url, _textfile = both
     _c, ours = api(ours_url, "query", query="demo_other")
     _c, theirs = api(theirs_url, "query", query="demo_other")
     assert ours["data"] == {"resultType": "vector", "result": []}
@@ -265,7 +265,7 @@ def test_api_query_names_no_rule_reads_have_no_samples(both) -> None:  # type: i
 
 
 def test_api_query_post_form_same_as_get(both) -> None:  # type: ignore[no-untyped-def]
-    ours_url, theirs_url = both
+    ours_url, theirs_url, _textfile = both
     results = []
     for base in (ours_url, theirs_url):
         req = urllib.request.Request(f"{base}/api/v1/query", data=b"query=sum(demo_value)", method="POST",
@@ -277,7 +277,7 @@ def test_api_query_post_form_same_as_get(both) -> None:  # type: ignore[no-untyp
 
 
 def test_api_query_range_same_values_as_prometheus(both) -> None:  # type: ignore[no-untyped-def]
-    ours_url, theirs_url = both
+    ours_url, theirs_url, _textfile = both
     end = round(time.time() - 1)
     params = {"query": "sum by (kind) (demo_value)", "start": str(end - 2), "end": str(end), "step": "1s"}
     code_o, ours = api(ours_url, "query_range", **params)
@@ -286,3 +286,25 @@ def test_api_query_range_same_values_as_prometheus(both) -> None:  # type: ignor
     assert ours["data"]["resultType"] == theirs["data"]["resultType"] == "matrix"
     assert _normalise(ours["data"]["result"], "matrix") == _normalise(theirs["data"]["result"], "matrix")
     assert [t for t, _v in ours["data"]["result"][0]["values"]] == [end - 2, end - 1, end]
+
+
+def test_api_keep_firing_since_as_prometheus(both) -> None:  # type: ignore[no-untyped-def]
+    """Last in the module (it changes the series): kind="a" drops below the threshold; DemoHigh{kind="a"}
+    keeps firing for keep_firing_for (5s) in both, with keepFiringSince."""
+    ours_url, theirs_url, textfile = both
+    (textfile / ".demo.tmp").write_text("# TYPE demo_value gauge\n# TYPE demo_other gauge\n"
+                                        + SERIES.replace('kind="a"} 20', 'kind="a"} 0'))
+    os.replace(textfile / ".demo.tmp", textfile / "demo.prom")
+
+    def kept(base: str) -> dict[str, Any] | None:
+        _c, body = api(base, "alerts")
+        return next((a for a in body["data"]["alerts"]
+                     if a["labels"] == {"alertname": "DemoHigh", "kind": "a", "severity": "critical", "team": "a-team"}
+                     and "keepFiringSince" in a), None)
+
+    ours = wait_for(lambda: kept(ours_url), 4, interval=0.1, what="agent keepFiringSince")
+    theirs = wait_for(lambda: kept(theirs_url), 4, interval=0.1, what="prometheus keepFiringSince")
+    assert set(ours) == set(theirs)
+    assert ours["state"] == theirs["state"] == "firing"
+    assert rfc3339(ours["keepFiringSince"]) > rfc3339(ours["activeAt"])
+    assert ours["value"] == theirs["value"] == "2e+01"  # the last value that held
