@@ -211,3 +211,14 @@ def test_webapp_routes(path: str, code: int, ctype: str) -> None:
         assert app.handle("GET", "/nothing") is None
     finally:
         app.close()
+
+
+def test_status_page_of_an_idle_agent() -> None:
+    s = summary()
+    idle = Summary(now=NOW, hostname="web-01", alerts=(), checks=(), incidents=(),
+                   health=Health(version="0.2.0", started_at=NOW - 5, last_reload_ok=True, last_reload_at=NOW - 5,
+                                 collectors=(), outbox=(), store_series=0), groups=())
+    page = render(idle)
+    assert "Nothing is firing or pending." in page and "No checks configured." in page and "No incidents." in page
+    assert 'id="charts"' not in page and "<svg" not in page
+    assert render(s).count("<svg") == 2  # one chart, the timeline
