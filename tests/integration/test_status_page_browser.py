@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.agent import start_agent, wait_for, write_config
+from tests.support.agent import run_cli, start_agent, wait_for, write_config
 from tests.support.browser import chromium, console_errors, screenshot
 
 pytestmark = pytest.mark.integration
@@ -81,7 +81,8 @@ def test_status_page_in_chromium_alert_fires_with_chart_and_ticket_link(tmp_path
         assert "FIRING" in row.text.upper() and "critical" in row.text and "> 10" in row.text
         assert HOSTILE in row.text  # shown as text ...
         assert not driver.find_elements(By.CSS_SELECTOR, "main img")  # ... never as markup
-        assert not driver.find_elements(By.XPATH, "//th[normalize-space()='Silenced']")  # no silences: no column
+        silences = run_cli("silence", "--help").returncode == 0  # this build has `hostwarden silence`
+        assert bool(driver.find_elements(By.XPATH, "//th[normalize-space()='Silenced']")) == silences
 
         charts = driver.find_elements(By.CSS_SELECTOR, "svg.chart")
         assert len(charts) == 2
@@ -125,6 +126,25 @@ def test_status_page_in_chromium_alert_fires_with_chart_and_ticket_link(tmp_path
         overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"the page is {overflow}px wider than a phone"
         screenshot(driver, "status-phone")
+
+        if silences:  # a silence shows on the page once silences exist
+            added = run_cli("silence", "add", "--config", str(cfg), "--match", "alertname=DemoValueHigh",
+                            "--duration", "1h", "--comment", "browser test")
+            assert added.returncode == 0, added.stderr
+            silence_id = added.stdout.strip()
+
+            def silenced_cell() -> str:
+                driver.get(agent.url + "/")
+                row = next(r for r in driver.find_elements(By.CSS_SELECTOR, "#alerts + .scroll tbody tr")
+                           if "DemoValueHigh" in r.text)
+                return row.find_element(By.CSS_SELECTOR, "td[data-label='Silenced']").text
+
+            assert silence_id and silence_id in wait_for(lambda: silence_id in silenced_cell() and silenced_cell(),
+                                                         10, what="the silence on the page")
+            other = next(r for r in driver.find_elements(By.CSS_SELECTOR, "#alerts + .scroll tbody tr")
+                         if "DemoValueLevels" in r.text)
+            assert other.find_element(By.CSS_SELECTOR, "td[data-label='Silenced']").text == "no"
+            screenshot(driver, "status-silenced")
 
         driver.set_window_size(1280, 900)
         driver.get(agent.url + "/")
