@@ -32,7 +32,7 @@ from typing import Any
 
 from hostwarden.agent.core.samples import Labels, MetricDef, Sample, labels_of, metric_defs
 from hostwarden.agent.core.units import format_duration, human_duration
-from hostwarden.agent.incidents.runbooks import resolve_alert, resolve_transitions
+from hostwarden.agent.incidents.runbooks import resolve_alert, resolve_transition
 from hostwarden.agent.incidents.state import StateDB, alert_from_dict, alert_to_dict, incident_to_dict
 from hostwarden.exporters.tickets.base import Incident, RemoteStatus, TicketRef, TimelineEntry
 from hostwarden.exporters.tickets.config import TicketsConfig
@@ -91,7 +91,6 @@ class IncidentManager:
         """Record the decisions for `transitions` and their outbox rows; committed when this returns.
         If the state database cannot be written (disk full), the transitions are kept in memory and
         retried with the next call or tick."""
-        transitions = resolve_transitions(transitions, self.runbook_base_url)
         batch = self._backlog + [(t, now) for t in transitions if t.kind is not TransitionKind.PENDING]
         if not batch:
             return
@@ -245,7 +244,7 @@ class IncidentManager:
             if budget <= 0:
                 break
             budget -= 1
-            out[fp] = self._run_diagnosis(t.alert, now)
+            out[fp] = self._run_diagnosis(resolve_alert(t.alert, self.runbook_base_url), now)
         return out
 
     # -- applying one transition ------------------------------------------------------------------------------
@@ -254,6 +253,7 @@ class IncidentManager:
         return dict(row) if row else None
 
     def _apply(self, c: sqlite3.Connection, t: AlertTransition, now: float, diagnoses: dict[str, str]) -> None:
+        t = resolve_transition(t, self.runbook_base_url)  # the incident keeps its runbook link absolute
         inc = self._latest(c, t.alert.fingerprint)
         is_open = inc is not None and inc["status"] == "open"
         kind = t.kind

@@ -31,7 +31,6 @@ def resolve_alert(alert: Alert, base: str) -> Alert:
     return alert if annotations == alert.annotations else dataclasses.replace(alert, annotations=annotations)
 
 
-def resolve_transitions(transitions: list[AlertTransition], base: str) -> list[AlertTransition]:
-    if not base:
-        return transitions
-    return [dataclasses.replace(t, alert=resolve_alert(t.alert, base)) for t in transitions]
+def resolve_transition(t: AlertTransition, base: str) -> AlertTransition:
+    alert = resolve_alert(t.alert, base)
+    return t if alert is t.alert else dataclasses.replace(t, alert=alert)
