@@ -212,9 +212,9 @@ class Agent:
         self.backends = build_backends(self.tickets_config, state_dir=config.state_dir)
         diagnose = Diagnoser(self.store, check_results=self._check_results)
         self.incidents = IncidentManager(self.tickets_config, state=self.state, hostname=config.hostname,
-                                         external_labels=config.external_labels, diagnose=diagnose,
-                                         runbook_base_url=self._runbook_base_url(config))
+                                         external_labels=config.external_labels, diagnose=diagnose)
         self.outbox = OutboxWorker(self.state, self.backends, poll_interval=float(self.tickets_config.poll_interval))
+        self.incidents.runbook_base_url = self._runbook_base_url(config)
 
     def _runbook_base_url(self, config: AgentConfig) -> str:
         from hostwarden.agent.webview import agent_urls
@@ -476,10 +476,10 @@ class Agent:
                 self.backends = build_backends(self.tickets_config, state_dir=config.state_dir)
                 self.incidents = IncidentManager(self.tickets_config, state=self.state, hostname=config.hostname,
                                                  external_labels=config.external_labels,
-                                                 diagnose=Diagnoser(self.store, check_results=self._check_results),
-                                                 runbook_base_url=self._runbook_base_url(config))
+                                                 diagnose=Diagnoser(self.store, check_results=self._check_results))
                 self.outbox = OutboxWorker(self.state, self.backends,
                                            poll_interval=float(self.tickets_config.poll_interval))
+                self.incidents.runbook_base_url = self._runbook_base_url(config)
                 self.outbox.start()
                 if self.receiver is not None:  # the receiver feeds the new incident manager from now on
                     self.receiver.incidents = self.incidents

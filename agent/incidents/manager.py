@@ -32,7 +32,6 @@ from typing import Any
 
 from hostwarden.agent.core.samples import Labels, MetricDef, Sample, labels_of, metric_defs
 from hostwarden.agent.core.units import format_duration, human_duration
-from hostwarden.agent.incidents.runbooks import resolve_alert, resolve_transition
 from hostwarden.agent.incidents.state import StateDB, alert_from_dict, alert_to_dict, incident_to_dict
 from hostwarden.exporters.tickets.base import Incident, RemoteStatus, TicketRef, TimelineEntry
 from hostwarden.exporters.tickets.config import TicketsConfig
@@ -74,13 +73,13 @@ def _loads(text: str | None, default: Any) -> Any:
 
 class IncidentManager:
     def __init__(self, config: TicketsConfig, *, state: StateDB, hostname: str, external_labels: dict[str, str],
-                 diagnose: Callable[[Alert, float], str] | None = None, runbook_base_url: str = "") -> None:
+                 diagnose: Callable[[Alert, float], str] | None = None) -> None:
         self.config = config
-        self.runbook_base_url = runbook_base_url
         self.state = state
         self.hostname = hostname
         self.external_labels = dict(external_labels)
         self.diagnose = diagnose
+        self.runbook_base_url = ""  # web.runbook_base_url: relative runbook_url annotations are resolved against it
         self.policy = config.policy()
         self._backlog: list[tuple[AlertTransition, float]] = []
         self._logs: list[tuple[int, str, tuple[object, ...]]] = []  # decisions to log once committed
@@ -175,7 +174,7 @@ class IncidentManager:
 
     def preview(self, alert: Alert, now: float) -> tuple[str | None, Incident]:
         """The backend and the incident snapshot a firing `alert` would open, without recording anything."""
-        alert = resolve_alert(alert, self.runbook_base_url)
+        alert = self._with_runbook(alert)
         labels = self._label_map(alert)
         backend = self.config.route_for(labels)
         priority = self.policy.priority(alert.severity, self._category(alert), labels)
@@ -244,8 +243,14 @@ class IncidentManager:
             if budget <= 0:
                 break
             budget -= 1
-            out[fp] = self._run_diagnosis(resolve_alert(t.alert, self.runbook_base_url), now)
+            out[fp] = self._run_diagnosis(self._with_runbook(t.alert), now)
         return out
+
+    def _with_runbook(self, alert: Alert) -> Alert:
+        """`alert` with its relative runbook_url resolved against `runbook_base_url` (agent/incidents/runbooks)."""
+        from hostwarden.agent.incidents.runbooks import resolve_alert
+
+        return resolve_alert(alert, self.runbook_base_url)
 
     # -- applying one transition ------------------------------------------------------------------------------
     def _latest(self, c: sqlite3.Connection, fp: str) -> dict[str, Any] | None:
@@ -253,7 +258,10 @@ class IncidentManager:
         return dict(row) if row else None
 
     def _apply(self, c: sqlite3.Connection, t: AlertTransition, now: float, diagnoses: dict[str, str]) -> None:
-        t = resolve_transition(t, self.runbook_base_url)  # the incident keeps its runbook link absolute
+        if self.runbook_base_url:  # the incident keeps its runbook link absolute
+            from hostwarden.agent.incidents.runbooks import resolve_transition
+
+            t = resolve_transition(t, self.runbook_base_url)
         inc = self._latest(c, t.alert.fingerprint)
         is_open = inc is not None and inc["status"] == "open"
         kind = t.kind

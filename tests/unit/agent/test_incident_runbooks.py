@@ -32,8 +32,8 @@ def test_incident_runbook_url_resolved_in_the_ticket_and_the_diagnosis(db: State
                                                                       expected: str) -> None:
     seen: list[str] = []
     m = IncidentManager(tickets_config("{}"), state=db, hostname=HOST, external_labels={"host": HOST},
-                        diagnose=lambda a, now: seen.append(a.annotation("runbook_url")) or "diag",
-                        runbook_base_url=BASE)
+                        diagnose=lambda a, now: seen.append(a.annotation("runbook_url")) or "diag")
+    m.runbook_base_url = BASE  # what the agent sets from web.runbook_base_url
     a = alert(at=T0)
     a = dataclasses.replace(a, annotations=(*a.annotations, ("runbook_url", written)))
     m.handle([firing(a)], T0)
