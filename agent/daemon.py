@@ -214,14 +214,6 @@ class Agent:
         self.incidents = IncidentManager(self.tickets_config, state=self.state, hostname=config.hostname,
                                          external_labels=config.external_labels, diagnose=diagnose)
         self.outbox = OutboxWorker(self.state, self.backends, poll_interval=float(self.tickets_config.poll_interval))
-        self.incidents.runbook_base_url = self._runbook_base_url(config)
-
-    def _runbook_base_url(self, config: AgentConfig) -> str:
-        from hostwarden.agent.webview import agent_urls
-
-        self.external_url, base = agent_urls(config, tls=self.security is not None and self.security.ssl_context()
-                                             is not None)
-        return base
 
     def _build_checks(self, config: AgentConfig) -> Any | None:
         checks = [c for c in config.checks if getattr(c, "enabled", True)]
@@ -416,6 +408,7 @@ class Agent:
         from hostwarden.agent.webview import AgentWebView
         from hostwarden.exporters.webapp import WebApp
 
+        self.incidents.runbook_base_url = self._runbook_base_url(self.config)
         security = self.security
         # bind first: a taken port fails the start before any work is done
         self.server = MetricsServer(self.exposition, self.listen_address, telemetry_path=self.config.web.telemetry_path,
@@ -441,6 +434,14 @@ class Agent:
         self.notifier.ready(self.status_line())  # READY=1 strictly before the first WATCHDOG=1
         self._schedule()
         self.scheduler.start()
+
+    def _runbook_base_url(self, config: AgentConfig) -> str:
+        """web.runbook_base_url (default: this agent's URL, which serves the runbooks); sets external_url."""
+        from hostwarden.agent.incidents.runbooks import agent_urls
+
+        tls = self.security is not None and self.security.ssl_context() is not None
+        self.external_url, base = agent_urls(config, tls=tls)
+        return base
 
     def status_line(self) -> str:
         active = self.rules.active_alerts()

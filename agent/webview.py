@@ -44,18 +44,6 @@ INCIDENT_WINDOW = 86400.0
 MAX_INCIDENTS = 200
 
 
-def agent_urls(config: Any, *, tls: bool) -> tuple[str, str]:
-    """(external URL, runbook base URL) from `web:`; both default to http(s)://HOSTNAME:PORT/, where the agent
-    serves docs/runbooks.md, so the shipped rules' `runbook_url: docs/runbooks.md#hosthighcpuusage` works."""
-    external = config.web.external_url
-    if not external:
-        port = config.web.listen_address.rpartition(":")[2]
-        external = f"{'https' if tls else 'http'}://{config.hostname}:{port}/"
-    if not external.endswith("/"):
-        external += "/"
-    return external, config.web.runbook_base_url or external
-
-
 class AgentWebView:
     def __init__(self, agent: Any) -> None:
         self.agent = agent

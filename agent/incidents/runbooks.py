@@ -10,11 +10,24 @@ Resolution is URL joining (RFC 3986), so a base should end with "/".
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from hostwarden.rules.alerts import Alert, AlertTransition
 
 ANNOTATION = "runbook_url"
+
+
+def agent_urls(config: Any, *, tls: bool) -> tuple[str, str]:
+    """(external URL, runbook base URL) from `web:`; both default to http(s)://HOSTNAME:PORT/, where the agent
+    serves docs/runbooks.md, so the shipped rules' `runbook_url: docs/runbooks.md#hosthighcpuusage` works."""
+    external = config.web.external_url
+    if not external:
+        port = config.web.listen_address.rpartition(":")[2]
+        external = f"{'https' if tls else 'http'}://{config.hostname}:{port}/"
+    if not external.endswith("/"):
+        external += "/"
+    return external, config.web.runbook_base_url or external
 
 
 def resolve_url(url: str, base: str) -> str:

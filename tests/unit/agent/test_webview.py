@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hostwarden.agent.config import load_config
 from hostwarden.agent.core.schema import ConfigErrors
-from hostwarden.agent.webview import agent_urls
+from hostwarden.agent.incidents.runbooks import agent_urls
 
 
 def config(tmp_path: Path, web: str) -> object:
