@@ -70,16 +70,18 @@ class AgentWebView:
 
     def summary(self, *, charts: bool = True) -> Summary:
         now = self.now()
-        groups = self.rule_status()
+        with self.agent.store.lock:
+            loaded = list(self.agent.rules.groups)
+            groups = self.agent.rules.status()
         silenced = self._silence_lookup()
         active = [(g, r, a) for g in groups for r in g.rules for a in r.alerts]
         active.sort(key=lambda x: (x[2].state != "firing", x[2].severity != "critical", -x[2].active_at))
         tickets = self._tickets([a.fingerprint for _g, _r, a in active])
-        rules = {(g.name, r.name): r for g in self.agent.rules.groups for r in g.rules}
+        rules = self._rules_of(groups, loaded)
         alerts = []
         for i, (g, r, a) in enumerate(active):
             chart = None
-            rule = rules.get((g.name, r.name))
+            rule = rules.get(id(r))
             if charts and i < MAX_CHARTS and rule is not None:
                 chart = self._chart(rule, a.labels, now)
             cover = None
@@ -93,6 +95,20 @@ class AgentWebView:
         return Summary(now=now, hostname=str(self.agent.config.hostname), alerts=tuple(alerts),
                        checks=self._checks(), incidents=self._incidents(now), health=self._health(now),
                        groups=tuple(groups), silences=silenced is not None, window=INCIDENT_WINDOW)
+
+    @staticmethod
+    def _rules_of(groups: list[GroupStatus], loaded: list[Any]) -> dict[int, Rule]:
+        """id(RuleStatus) -> the loaded Rule it describes (same order; groups may repeat names across files and
+        rules their names within a group). Nothing when a reload came between the two reads."""
+        out: dict[int, Rule] = {}
+        if len(groups) != len(loaded):
+            return out
+        for gs, g in zip(groups, loaded, strict=True):
+            if (gs.name, gs.file) != (g.name, g.file) or len(gs.rules) != len(g.rules):
+                return {}
+            for rs, r in zip(gs.rules, g.rules, strict=True):
+                out[id(rs)] = r
+        return out
 
     def _silence_lookup(self) -> Callable[[Labels, float], str] | None:
         """labels, now -> what silences the alert ("" when nothing does), or None without silence support."""
