@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hostwarden.agent.cmd_tickets",      # tickets ..., report
     "hostwarden.agent.cmd_silence",      # silence ..., incidents ...
     "hostwarden.agent.install",          # install
+    "hostwarden.agent.cmd_status",       # status
     "hostwarden.agent.cmd_receive",      # receive
 )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import importlib
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,8 +43,17 @@ class WebConfig:
     telemetry_path: str = "/metrics"
     config_file: str | None = None  # exporter-toolkit web config (TLS, basic auth)
     max_requests: int = 40
+    # the agent's URL as others reach it (Prometheus' --web.external-url); default http(s)://HOSTNAME:PORT/
+    external_url: str | None = None
+    # relative `runbook_url` annotations are resolved against it in tickets; default EXTERNAL_URL (the agent serves
+    # docs/runbooks.md and /runbooks/NAME)
+    runbook_base_url: str | None = None
 
     def validate(self) -> list[str]:
+        for key in ("external_url", "runbook_base_url"):
+            url = getattr(self, key)
+            if url is not None and not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
+                return [f"web.{key} {url!r}: expected an absolute http:// or https:// URL"]
         _host, sep, port = self.listen_address.rpartition(":")
         if not sep or not port.isdigit() or not (0 <= int(port) < 65536):
             return [f"web.listen_address {self.listen_address!r}: expected HOST:PORT"]

@@ -440,11 +440,16 @@ class Agent:
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
+        from hostwarden.agent.webview import AgentWebView
+        from hostwarden.exporters.webapp import WebApp
+
+        self.incidents.runbook_base_url = self._runbook_base_url(self.config)
         security = self.security
         # bind first: a taken port fails the start before any work is done
         self.server = MetricsServer(self.exposition, self.listen_address, telemetry_path=self.config.web.telemetry_path,
                                     security=security, max_requests=self.config.web.max_requests,
-                                    on_reload=self.reload, ready=lambda: self._ready)
+                                    on_reload=self.reload, ready=lambda: self._ready,
+                                    app=WebApp(AgentWebView(self), telemetry_path=self.config.web.telemetry_path))
         self.server.start()
         self.collect_cycle()
         self._start_checks()
@@ -464,6 +469,14 @@ class Agent:
         self.notifier.ready(self.status_line())  # READY=1 strictly before the first WATCHDOG=1
         self._schedule()
         self.scheduler.start()
+
+    def _runbook_base_url(self, config: AgentConfig) -> str:
+        """web.runbook_base_url (default: this agent's URL, which serves the runbooks); sets external_url."""
+        from hostwarden.agent.incidents.runbooks import agent_urls
+
+        tls = self.security is not None and self.security.ssl_context() is not None
+        self.external_url, base = agent_urls(config, tls=tls)
+        return base
 
     def status_line(self) -> str:
         active = self.rules.active_alerts()
@@ -504,6 +517,7 @@ class Agent:
                                                  windows=windows_of(config))
                 self.outbox = OutboxWorker(self.state, self.backends,
                                            poll_interval=float(self.tickets_config.poll_interval))
+                self.incidents.runbook_base_url = self._runbook_base_url(config)
                 self.outbox.start()
                 self._build_remediation(config, groups)
                 if self.receiver is not None:  # the receiver feeds the new incident manager from now on

@@ -115,14 +115,20 @@ class MetricsServer(HTTPService):
     def __init__(self, exposition: Exposition, listen_address: str, *, telemetry_path: str = "/metrics",
                  security: Security | None = None, max_requests: int = 40,
                  on_reload: Callable[[], bool] | None = None,
-                 ready: Callable[[], bool] | None = None) -> None:
+                 ready: Callable[[], bool] | None = None, app: Any | None = None) -> None:
         self.exposition = exposition
+        self.app = app  # exporters.webapp.WebApp: status page, /api/v1, runbooks
         self.telemetry_path = telemetry_path
         self.security = security
         self.on_reload = on_reload
         self.ready = ready or (lambda: True)
         self._slots = threading.BoundedSemaphore(max(1, max_requests))
         super().__init__(listen_address, ssl_context=security.ssl_context() if security is not None else None)
+
+    def stop(self) -> None:
+        super().stop()
+        if self.app is not None:
+            self.app.close()
 
     def _handler_class(self) -> type:
         server = self
@@ -180,6 +186,8 @@ class MetricsServer(HTTPService):
                         else:
                             ok = server.on_reload()
                             self._send(200 if ok else 500, b"reloaded\n" if ok else b"reload failed, see log\n")
+                    elif server.app is not None and self._app():
+                        pass
                     elif path == "/" and self.command in ("GET", "HEAD"):
                         page = (f"<html><head><title>hostwarden</title></head><body><h1>hostwarden {__version__}</h1>"
                                 f'<p><a href="{server.telemetry_path}">Metrics</a></p></body></html>\n')
@@ -188,6 +196,26 @@ class MetricsServer(HTTPService):
                         self._send(404, b"Not Found\n")
                 finally:
                     server._slots.release()
+
+            def _app(self) -> bool:
+                """Let the web app answer; False when the path is not one of its."""
+                body = b""
+                if self.command in ("POST", "PUT"):
+                    length = int(self.headers.get("Content-Length") or 0)
+                    if length > 1 << 20:
+                        self._send(413, b"request body too large\n")
+                        return True
+                    body = self.rfile.read(length) if length > 0 else b""
+                try:
+                    resp = server.app.handle(self.command, self.path, body, self.headers.get("Content-Type", ""))
+                except Exception:
+                    log.exception("%s %s failed", self.command, self.path.split("?", 1)[0])
+                    self._send(500, b"internal error, see the agent's log\n")
+                    return True
+                if resp is None:
+                    return False
+                self._send(resp.code, resp.body, resp.content_type, resp.headers)
+                return True
 
             do_GET = _dispatch
             do_HEAD = _dispatch

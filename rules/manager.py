@@ -77,6 +77,7 @@ class RuleManager:
     def __init__(self, groups: list[RuleGroup], *, external_labels: dict[str, str], external_url: str = "") -> None:
         self.external_labels = dict(external_labels)
         self.external_url = external_url
+        self._rule_evals: dict[int, tuple[float, float]] = {}  # id(rule) -> (last evaluation, seconds), for the API
         self.groups: list[RuleGroup] = []
         self._states: dict[int, RuleState] = {}  # id(rule) -> state (alerting rules)
         self._rules: dict[int, Rule] = {}
@@ -255,6 +256,15 @@ class RuleManager:
         raise EvaluationError(f"expression returned a {type(result).__name__}, not a vector or scalar")
 
     def _evaluate_rule(self, group: RuleGroup, rule: Rule, store: SeriesStore, now: float) -> list[AlertTransition]:
+        """One rule's evaluation, timed for the API's `evaluationTime`/`lastEvaluation` (failed ones too)."""
+        started = time.perf_counter()
+        try:
+            return self._evaluate_rule_body(group, rule, store, now)
+        finally:
+            self._rule_evals[id(rule)] = (now, time.perf_counter() - started)
+
+    def _evaluate_rule_body(self, group: RuleGroup, rule: Rule, store: SeriesStore,
+                            now: float) -> list[AlertTransition]:
         vector = self._vector(rule.compiled.eval(store, now))
         if rule.kind == "record":
             self._record(group, rule, vector, store, now)
@@ -358,6 +368,15 @@ class RuleManager:
             out.append(Sample("ALERTS", with_state, 1.0, now))
             out.append(Sample("ALERTS_FOR_STATE", labels, rec.active_since, now))
         return out
+
+    def status(self) -> list[Any]:
+        """rules.status.GroupStatus snapshots of every group, rule and active alert (hold `store.lock`, as
+        evaluations do)."""
+        from hostwarden.rules.status import status_of_group
+
+        self._rule_evals = {i: e for i, e in self._rule_evals.items() if i in self._rules}
+        return [status_of_group(g, self._stats.get(getattr(g, "key", g.name), GroupStats()), self._states,
+                                self._errors, self._rule_evals) for g in self.groups]
 
     def alert_samples(self, now: float) -> list[Sample]:
         """ALERTS{alertname,alertstate,severity,...} = 1 and ALERTS_FOR_STATE{...} = active-since time.

@@ -84,6 +84,7 @@ class IncidentManager:
         self.hostname = hostname
         self.external_labels = dict(external_labels)
         self.diagnose = diagnose
+        self.runbook_base_url = ""  # web.runbook_base_url: relative runbook_url annotations are resolved against it
         self.policy = config.policy()
         self._backlog: list[tuple[AlertTransition, float]] = []
         self._logs: list[tuple[int, str, tuple[object, ...]]] = []  # decisions to log once committed
@@ -189,6 +190,7 @@ class IncidentManager:
 
     def preview(self, alert: Alert, now: float) -> tuple[str | None, Incident]:
         """The backend and the incident snapshot a firing `alert` would open, without recording anything."""
+        alert = self._with_runbook(alert)
         labels = self._label_map(alert)
         backend = self.config.route_for(labels)
         priority = self.policy.priority(alert.severity, self._category(alert), labels)
@@ -257,8 +259,14 @@ class IncidentManager:
             if budget <= 0:
                 break
             budget -= 1
-            out[fp] = self._run_diagnosis(t.alert, now)
+            out[fp] = self._run_diagnosis(self._with_runbook(t.alert), now)
         return out
+
+    def _with_runbook(self, alert: Alert) -> Alert:
+        """`alert` with its relative runbook_url resolved against `runbook_base_url` (agent/incidents/runbooks)."""
+        from hostwarden.agent.incidents.runbooks import resolve_alert
+
+        return resolve_alert(alert, self.runbook_base_url)
 
     # -- applying one transition ------------------------------------------------------------------------------
     def _latest(self, c: sqlite3.Connection, fp: str) -> dict[str, Any] | None:
@@ -266,6 +274,10 @@ class IncidentManager:
         return dict(row) if row else None
 
     def _apply(self, c: sqlite3.Connection, t: AlertTransition, now: float, diagnoses: dict[str, str]) -> None:
+        if self.runbook_base_url:  # the incident keeps its runbook link absolute
+            from hostwarden.agent.incidents.runbooks import resolve_transition
+
+            t = resolve_transition(t, self.runbook_base_url)
         inc = self._latest(c, t.alert.fingerprint)
         is_open = inc is not None and inc["status"] == "open"
         kind = t.kind

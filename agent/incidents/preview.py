@@ -81,6 +81,7 @@ def preview_rule(config: Any, tickets: Any, rule_name: str, *, labels: dict[str,
     from hostwarden.agent.incidents.diagnosis import Diagnoser
     from hostwarden.agent.incidents.manager import IncidentManager
     from hostwarden.agent.incidents.outbox import BackendInitError, build_backends
+    from hostwarden.agent.incidents.runbooks import agent_urls
 
     group, rule = _find_rule(config, rule_name)
     alert = example_alert(group, rule, labels=labels, value=value, severity=severity,
@@ -88,6 +89,7 @@ def preview_rule(config: Any, tickets: Any, rule_name: str, *, labels: dict[str,
     manager = IncidentManager(tickets, state=StateDB(":memory:"), hostname=config.hostname,
                               external_labels=config.external_labels,
                               diagnose=Diagnoser(SeriesStore()) if diagnose else None)
+    manager.runbook_base_url = agent_urls(config, tls=False)[1]  # as the agent resolves it (http unless external_url)
     backend_name, incident = manager.preview(alert, now)
     rendered: dict[str, Any] = {}
     if backend_name:
