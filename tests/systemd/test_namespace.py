@@ -1,0 +1,61 @@
+"""The namespaced-systemd harness itself (tests/support/systemdns.py): boots, isolates, powers off clean."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.support.systemdns import SystemdNamespace, refusal_reason
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def ns():
+    reason = refusal_reason()
+    if reason is not None:
+        pytest.skip(f"no namespaced systemd here: {reason}")
+    with SystemdNamespace(name="harness") as booted:
+        yield booted
+
+
+def test_namespace_systemd_is_pid1_and_running(ns):
+    assert ns.systemctl("is-system-running").stdout.strip() in ("running", "degraded")
+    assert ns.run(["cat", "/proc/1/comm"], check=True).stdout.strip() == "systemd"
+    assert Path(f"/proc/{ns.pid}/comm").read_text().strip() == "systemd"
+
+
+def test_namespace_overlay_keeps_host_files_unchanged(ns):
+    probe = f"/etc/hostwarden-systemdns-probe-{os.getpid()}"
+    ns.run(["sh", "-c", f"echo inside > {probe}"], check=True)
+    assert ns.run(["cat", probe], check=True).stdout == "inside\n"
+    assert not Path(probe).exists()
+
+
+def test_namespace_shared_directory_is_visible_both_ways(ns):
+    (ns.shared / "from-host").write_text("host\n")
+    ns.run(["sh", "-c", f"cat {ns.shared}/from-host > {ns.shared}/from-ns"], check=True)
+    assert (ns.shared / "from-ns").read_text() == "host\n"
+
+
+def test_namespace_has_private_loopback_and_runs_units(ns):
+    addrs = ns.run(["ip", "-brief", "addr"], check=True).stdout
+    assert "127.0.0.1" in addrs and "enp" not in addrs and "eth" not in addrs
+    r = ns.run(["systemd-run", "--wait", "--quiet", "-p", "DynamicUser=yes", "/bin/sh", "-c", "exit 3"])
+    assert r.returncode == 3
+    assert ns.http_get("http://127.0.0.1:1/")[0] == 0
+
+
+def test_namespace_poweroff_removes_its_cgroup():
+    if refusal_reason() is not None:
+        pytest.skip(refusal_reason())
+    ns = SystemdNamespace(name="poweroff").start()
+    cgroup = ns._cgroup
+    pid = ns.pid
+    assert cgroup is not None and (cgroup / "init.scope").is_dir()
+    ns.stop()
+    assert not Path(f"/proc/{pid}").exists()
+    assert not cgroup.exists()
+    assert not ns.workdir.exists()
