@@ -23,11 +23,14 @@ if [ "$(id -u)" = 0 ] && [ "${HOSTWARDEN_SKIP_APT:-0}" != 1 ]; then
     done
 fi
 
+# The system interpreter when there is one (not the first python3 on PATH, e.g. root's pyenv).
+python=python3
+[ -x /usr/bin/python3 ] && python=/usr/bin/python3
 if [ ! -x .venv/bin/python ]; then
-    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
         apt-get install -y -qq python3-venv >/dev/null
     fi
-    python3 -m venv .venv
+    "$python" -m venv .venv
 fi
 .venv/bin/pip install -q -e ".[test]"
 
