@@ -34,6 +34,9 @@ What the namespace is, exactly (the boot script is `_BOOT` below):
 - `private_network=True` (the default): a new network namespace with only `lo` up, so 127.0.0.1 ports
   (19842, ...) do not collide with the host or another namespace; nothing inside can reach the internet
   (build virtualenvs/wheels before, on the host). `False` shares the host's network.
+- All mounts are made shared (`mount --make-rshared /`, private to the namespace), as on a real host:
+  systemd skips that when it detects a container (this host has /.dockerenv), and credentials
+  (`LoadCredential=`) are mounted by a helper whose mount must propagate back.
 - Masked for the namespace (kernel-global or pointless side effects): udev, remount-fs, sysctl,
   modules-load, binfmt, journal-flush (the journal stays volatile under /run/log/journal) and
   timers.target (no apt-daily etc.).
@@ -84,6 +87,9 @@ while [ $# -ge 3 ]; do
     mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$1"
     shift 3
 done
+# Shared propagation, as systemd sets it up on a real host (it skips that when it thinks it is in a
+# container): LoadCredential= and other per-unit mounts propagate back from its helper processes.
+mount --make-rshared /
 exec /lib/systemd/systemd --system --unit=basic.target
 ' boot "$@"
 """
@@ -245,11 +251,12 @@ class SystemdNamespace:
     def _argv(self, argv: Sequence[str], env: Mapping[str, str] | None, kill_child: bool = False) -> list[str]:
         if not self.pid:
             raise RuntimeError("the namespace is not running")
-        ns = ["nsenter", "-t", str(self.pid), "-m", "-p", *(["-n"] if self.private_network else []),
-              "--wd=/", *(["--kill-child=SIGTERM"] if kill_child else [])]
+        ns = ["nsenter", "-t", str(self.pid), "-m", "-p", *(["-n"] if self.private_network else []), "--wd=/"]
         clean = {"PATH": CLEAN_PATH, "LANG": "C.UTF-8", "HOME": "/root", "SYSTEMD_PAGER": "", "TERM": "dumb",
                  **(env or {})}
-        return [*ns, "--", "env", "-i", *(f"{k}={v}" for k, v in clean.items()), *argv]
+        # nsenter forks the command (new PID namespace): with PDEATHSIG it gets SIGTERM when nsenter dies.
+        reaper = ["setpriv", "--pdeathsig", "SIGTERM", "--"] if kill_child else []
+        return [*ns, "--", *reaper, "env", "-i", *(f"{k}={v}" for k, v in clean.items()), *argv]
 
     def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 60,
             check: bool = False, input: str | None = None) -> subprocess.CompletedProcess:
@@ -262,7 +269,8 @@ class SystemdNamespace:
         return r
 
     def popen(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, **kwargs) -> subprocess.Popen:
-        """Start `argv` inside in the background; terminating the returned process SIGTERMs the command."""
+        """Start `argv` inside in the background; terminating the returned process (nsenter) SIGTERMs the
+        command (PDEATHSIG; cleared if the command changes its uid)."""
         return subprocess.Popen(self._argv(argv, env, kill_child=True), **kwargs)
 
     def systemctl(self, *args: str, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
