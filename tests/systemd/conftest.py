@@ -66,6 +66,16 @@ def wheelhouse(source_tree: Path) -> Path:
     return wh
 
 
+def fresh_host(ns: SystemdNamespace) -> None:
+    """Inside the namespace only (overlays): no trace of an earlier hostwarden (this build host may have a
+    /var/lib/hostwarden from agents run as root), as on a fresh Debian."""
+    ns.run(["sh", "-c", "rm -rf /etc/hostwarden /var/lib/hostwarden /opt/hostwarden /usr/local/bin/hostwarden "
+            "/etc/systemd/system/hostwarden.service /etc/systemd/system/hostwarden.service.d; "
+            "if getent passwd hostwarden >/dev/null; then userdel hostwarden; fi; "
+            "if getent group hostwarden >/dev/null; then groupdel hostwarden; fi; systemctl daemon-reload"],
+           check=True)
+
+
 def offline_pip(ns: SystemdNamespace, wheelhouse: Path) -> None:
     """pip inside the namespace installs only from `wheelhouse` (root's own pip.conf, in the overlay)."""
     ns.run(["sh", "-c", "mkdir -p /root/.config/pip && "

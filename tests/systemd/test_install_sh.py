@@ -1,13 +1,16 @@
 """install.sh and the installed service under a real systemd (PID 1 of a namespace, tests/support/systemdns.py).
 
-One namespace and one installation for the whole module, in this order:
-1. `./install.sh` from a root shell on a host without sudo: the unit is up once READY=1 came, /metrics answers.
-2. With a test configuration (1 s interval; a local ticket store; a webhook backend whose token arrives through
+One namespace and one virtualenv for the whole module (a fresh install costs ~25 s), in this order:
+1. A host without systemd (a mount namespace with an empty /run inside the booted one): `./install.sh` from a
+   root shell creates the virtualenv, /etc/hostwarden and the user, and runs the agent in the foreground as
+   hostwarden.
+2. `./install.sh` from a root shell on the systemd host without sudo: the unit is up once READY=1 came, /metrics
+   answers.
+3. With a test configuration (1 s interval; a local ticket store; a webhook backend whose token arrives through
    `LoadCredential=`): reload, a broken reload, journal priorities, the sandbox, the credential, `systemctl
    stop` draining an in-flight delivery, the watchdog.
-3. `./install.sh` again, as a user with sudo: an upgrade in place; config, state and tickets kept.
-4. `./install.sh --uninstall` keeps config and state; `--uninstall --purge` removes them.
-5. On a host without systemd: /etc/hostwarden is created and the agent runs in the foreground as hostwarden.
+4. `./install.sh` again, as a user with sudo: an upgrade in place; config, state and tickets kept.
+5. `./install.sh --uninstall` keeps config and state; `--uninstall --purge` removes them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.systemdns import SystemdNamespace
-from tests.systemd.conftest import boot, main_pid, metric, offline_pip, scrape, wait_for
+from tests.systemd.conftest import boot, fresh_host, main_pid, metric, offline_pip, scrape, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -119,14 +122,43 @@ class Hook:
 def ns(wheelhouse: Path):
     booted = boot("install-sh")
     try:
+        fresh_host(booted)
         offline_pip(booted, wheelhouse)
         yield booted
     finally:
         booted.stop()
 
 
+NO_SYSTEMD = "mount -t tmpfs tmpfs /run && cd \"$0\" && exec ./install.sh \"$@\""
+
+
 @pytest.fixture(scope="module")
-def installed(ns: SystemdNamespace, source_tree: Path) -> subprocess.CompletedProcess:
+def without_systemd(ns: SystemdNamespace, source_tree: Path) -> str:
+    """The first install.sh run, on "a host without systemd": a mount namespace whose /run is empty (no
+    /run/systemd/system). It runs the agent in the foreground, which the fixture stops once it answers."""
+    log = ns.shared / "no-systemd.log"
+    with log.open("w") as out:
+        proc = ns.popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", NO_SYSTEMD, str(source_tree)],
+                        stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: ns.http_get("http://127.0.0.1:19842/metrics", timeout=2)[0] == 200 or proc.poll() is not None,
+                 600, interval=1, what="the foreground agent")
+        assert proc.poll() is None, log.read_text()[-3000:]
+        # The agent runs as hostwarden (setpriv drops root); stop it by its pid, as a supervisor would.
+        pids = ns.run(["pgrep", "-u", "hostwarden", "-f", "/opt/hostwarden/venv/bin/hostwarden run"]).stdout.split()
+        assert len(pids) == 1, pids
+        assert not ns.is_active(SERVICE)
+        ns.run(["kill", "-TERM", pids[0]], check=True)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    return log.read_text()
+
+
+@pytest.fixture(scope="module")
+def installed(ns: SystemdNamespace, source_tree: Path, without_systemd: str) -> subprocess.CompletedProcess:
     assert ns.run(["sh", "-c", "command -v sudo"]).returncode == 0, "sudo should exist before it is hidden"
     r = run_install_sh(ns, source_tree, hide_sudo=True)
     assert r.returncode == 0, f"install.sh failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
@@ -160,10 +192,21 @@ def hook(ns: SystemdNamespace, installed) -> Hook:
         server.wait(10)
 
 
-# -- 1. install as root, no sudo -----------------------------------------------------------------------------
+# -- 1. no systemd -------------------------------------------------------------------------------------------
+def test_without_systemd_install_sh_creates_etc_and_runs_the_agent_as_hostwarden(ns: SystemdNamespace,
+                                                                                  without_systemd: str):
+    assert "hostwarden 0.2.0 installed in /opt/hostwarden/venv" in without_systemd
+    assert "starting the agent in the foreground as user hostwarden" in without_systemd
+    for path in ("/etc/hostwarden/hostwarden.yaml", "/etc/hostwarden/rules/host.yaml"):
+        assert ns.run(["test", "-f", path]).returncode == 0, path
+    assert ns.run(["stat", "-c", "%U", "/var/lib/hostwarden"]).stdout.strip() == "hostwarden"
+    assert ns.run(["readlink", "/usr/local/bin/hostwarden"]).stdout.strip() == "/opt/hostwarden/venv/bin/hostwarden"
+
+
+# -- 2. install as root, no sudo -----------------------------------------------------------------------------
 def test_install_sh_as_root_without_sudo_brings_the_service_up(ns: SystemdNamespace, installed):
     assert "re-running with sudo" not in installed.stdout
-    assert "hostwarden 0.2.0 installed in /opt/hostwarden/venv" in installed.stdout
+    assert "hostwarden 0.2.0 upgraded in /opt/hostwarden/venv" in installed.stdout
     props = ns.show(SERVICE, "ActiveState", "SubState", "Type", "StatusText", "UnitFileState", "NRestarts")
     assert props["ActiveState"] == "active" and props["SubState"] == "running", props
     assert props["Type"] == "notify" and props["UnitFileState"] == "enabled", props
@@ -180,7 +223,7 @@ def test_install_sh_as_root_without_sudo_brings_the_service_up(ns: SystemdNamesp
     assert ns.run(["test", "-f", "/etc/hostwarden/hostwarden.yaml"]).returncode == 0
 
 
-# -- 2. the service under systemd ----------------------------------------------------------------------------
+# -- 3. the service under systemd ----------------------------------------------------------------------------
 def test_load_credential_delivers_the_webhook_token(ns: SystemdNamespace, hook: Hook):
     assert ns.wait_active(SERVICE, 60)
     sent = wait_for(lambda: hook.for_alert("SystemdTestHook"), 60, what="the webhook delivery")
@@ -312,7 +355,7 @@ def test_watchdog_kills_a_stopped_agent_and_systemd_restarts_it(ns: SystemdNames
         ns.systemctl("restart", SERVICE)
 
 
-# -- 3. upgrade as a user with sudo ---------------------------------------------------------------------------
+# -- 4. upgrade as a user with sudo ---------------------------------------------------------------------------
 def test_second_run_as_a_sudo_user_upgrades_in_place_keeping_config_state_and_tickets(
         ns: SystemdNamespace, hook: Hook, source_tree: Path):
     if ns.run(["sh", "-c", "command -v sudo"]).returncode != 0:
@@ -339,7 +382,7 @@ def test_second_run_as_a_sudo_user_upgrades_in_place_keeping_config_state_and_ti
     assert metric(scrape(ns), "hostwarden_build_info") == 1
 
 
-# -- 4. uninstall, purge --------------------------------------------------------------------------------------
+# -- 5. uninstall, purge --------------------------------------------------------------------------------------
 def test_uninstall_keeps_config_state_and_user_and_purge_removes_them(ns: SystemdNamespace, hook: Hook,
                                                                         source_tree: Path):
     r = run_install_sh(ns, source_tree, "--uninstall")
@@ -358,32 +401,3 @@ def test_uninstall_keeps_config_state_and_user_and_purge_removes_them(ns: System
     for gone in ("/etc/hostwarden", "/var/lib/hostwarden"):
         assert ns.run(["test", "-e", gone]).returncode != 0, gone
     assert ns.run(["id", "hostwarden"]).returncode != 0
-
-
-# -- 5. no systemd --------------------------------------------------------------------------------------------
-def test_without_systemd_install_sh_creates_etc_and_runs_the_agent_as_hostwarden(ns: SystemdNamespace,
-                                                                                  source_tree: Path):
-    # A mount namespace whose /run is empty: no /run/systemd/system, as on a host without systemd.
-    no_systemd = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                  f"mount -t tmpfs tmpfs /run && cd {source_tree} && exec ./install.sh \"$@\"", "sh"]
-    log = ns.shared / "no-systemd.log"
-    with log.open("w") as out:
-        proc = ns.popen(no_systemd, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for(lambda: ns.http_get("http://127.0.0.1:19842/metrics", timeout=2)[0] == 200 or proc.poll() is not None,
-                 600, interval=1, what="the foreground agent")
-        assert proc.poll() is None, log.read_text()[-3000:]
-        assert "starting the agent in the foreground as user hostwarden" in log.read_text()
-        assert ns.run(["test", "-f", "/etc/hostwarden/hostwarden.yaml"]).returncode == 0
-        assert not ns.is_active(SERVICE)
-        pids = ns.run(["pgrep", "-u", "hostwarden", "-f", "/opt/hostwarden/venv/bin/hostwarden run"]).stdout.split()
-        assert len(pids) == 1, pids
-        ns.run(["kill", "-TERM", pids[0]], check=True)
-        assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    r = ns.run([*no_systemd, "--uninstall", "--purge"], timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert ns.run(["test", "-e", "/etc/hostwarden"]).returncode != 0
