@@ -42,6 +42,11 @@ else
     rm -f "$venv"/bin/activate* "$venv"/bin/Activate.ps1 "$venv"/bin/pip*
     find "$venv" -name __pycache__ -type d -prune -exec rm -rf {} +
     find "$venv" -name direct_url.json -delete
+    rmdir "$venv/include/python$pyver" "$venv/include" 2>/dev/null || true
+    # As dh_strip: no debugging symbols in the wheels' extension modules; modules are not executables.
+    find "$venv" -type f -name '*.so*' -exec strip --strip-unneeded --remove-section=.comment \
+        --remove-section=.note {} +
+    find "$venv/lib" -type f -perm /111 ! -name '*.so*' -exec chmod a-x {} +
     # Absolute staging paths -> the installed path (shebangs of console scripts, pyvenv.cfg).
     grep -rlI --null -F "$venv" "$venv" | xargs -0 -r sed -i "s#$venv#$venv_real#g"
 fi
@@ -61,6 +66,9 @@ for rule in "$repo"/config/rules/*.yaml; do
 done
 install -d -m 0755 "$stage/usr/bin"
 ln -s "$venv_real/bin/hostwarden" "$stage/usr/bin/hostwarden"
+install -d -m 0755 "$stage/usr/share/man/man1"
+gzip -9n < "$pkgdir/hostwarden.1" > "$stage/usr/share/man/man1/hostwarden.1.gz"
+chmod 0644 "$stage/usr/share/man/man1/hostwarden.1.gz"
 doc="$stage/usr/share/doc/hostwarden"
 install -D -m 0644 "$pkgdir/copyright" "$doc/copyright"
 install -m 0644 "$repo/README.md" "$doc/README.md"
@@ -93,13 +101,17 @@ Section: admin
 Priority: optional
 Homepage: https://github.com/hostwarden/hostwarden
 Description: host monitoring and alerting agent with incident tickets
- hostwarden collects host metrics under node_exporter's names and serves them on /metrics,
- evaluates Prometheus alert rules on the host itself, runs service checks and opens, updates
- and resolves incident tickets by itself (local SQLite store, Redmine, Request Tracker, Jira,
- ServiceNow, Zammad, GitHub/Gitea, e-mail, webhooks, Alertmanager).
+ hostwarden collects host metrics under node_exporter's names and serves them
+ on /metrics, evaluates Prometheus alert rules on the host itself, runs service
+ checks and opens, updates and resolves incident tickets by itself (local
+ SQLite store, Redmine, Request Tracker, Jira, ServiceNow, Zammad, GitHub/Gitea,
+ e-mail, webhooks, Alertmanager).
  .
- The agent and its Python dependencies live in a private virtualenv under /opt/hostwarden;
- it runs as the hostwarden system user under a hardened systemd unit.
+ The agent and its Python dependencies live in a private virtualenv under
+ /opt/hostwarden; it runs as the hostwarden system user under a hardened
+ systemd unit.
 CONTROL
+(cd "$stage" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum) \
+    > "$stage/DEBIAN/md5sums"
 dpkg-deb --root-owner-group -Z"${DEB_COMPRESS:-xz}" --build "$stage" "$deb" >/dev/null
 echo "$deb"
