@@ -119,11 +119,11 @@ class Hook:
 
 # -- fixtures ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def ns(wheelhouse: Path):
-    booted = boot("install-sh")
+def ns(request: pytest.FixtureRequest):
+    booted = boot("install-sh")  # skips (before building wheels) where the namespace is refused
     try:
         fresh_host(booted)
-        offline_pip(booted, wheelhouse)
+        offline_pip(booted, request.getfixturevalue("wheelhouse"))
         yield booted
     finally:
         booted.stop()
@@ -314,6 +314,7 @@ def test_stop_drains_the_in_flight_delivery_within_timeout_stop_sec(ns: SystemdN
         t0 = time.time()
         ns.systemctl("stop", SERVICE, check=True, timeout=timeout_stop + 30)
         stopped = time.time() - t0
+        print(f"stop: {stopped:.1f} s with a delivery in flight (TimeoutStopSec={timeout_stop:.0f}s)")
     finally:
         hook.delay(0)
     answered = hook.for_alert("SystemdTestDrain", "answered")
@@ -343,6 +344,7 @@ def test_watchdog_kills_a_stopped_agent_and_systemd_restarts_it(ns: SystemdNames
         new_pid = wait_for(lambda: (lambda p: p if p not in (0, pid) else 0)(main_pid(ns)), 4 * watchdog,
                            interval=0.1, what="a new main process")
         restarted_after = time.monotonic() - t0
+        print(f"watchdog: SIGSTOP to a new main process in {restarted_after:.1f} s (WatchdogSec={watchdog:.0f}s)")
         assert restarted_after <= 2 * watchdog, f"restarted after {restarted_after:.1f} s"
         assert ns.wait_active(SERVICE, 30)
         after = ns.show(SERVICE, "MainPID", "NRestarts")
