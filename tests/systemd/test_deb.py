@@ -64,7 +64,8 @@ def apt(ns: SystemdNamespace, *args: str, cwd: Path | None = None) -> subprocess
     return ns.run(["sh", "-c", script, "sh", str(cwd or "/"), *args], env=APT_ENV, timeout=600)
 
 
-def test_make_deb_relocates_the_virtualenv_and_declares_conffiles(debs: tuple[Path, Path], tmp_path: Path):
+def test_make_deb_relocates_the_virtualenv_and_declares_conffiles(debs: tuple[Path, Path], tmp_path: Path,
+                                                                   source_tree: Path):
     first, _ = debs
     info = subprocess.run(["dpkg-deb", "-f", str(first)], capture_output=True, text=True, check=True).stdout
     assert re.search(r"^Depends: python3\.\d+, libc6 \(>= 2\.\d+\), systemd \| ", info, re.M), info
@@ -82,7 +83,8 @@ def test_make_deb_relocates_the_virtualenv_and_declares_conffiles(debs: tuple[Pa
     assert "command = /usr/bin/python3." in (venv / "pyvenv.cfg").read_text()
     assert os.readlink(venv / "bin/python3").startswith("python3.") or os.readlink(venv / "bin/python3").startswith(
         "/usr/bin/python3")
-    stray = subprocess.run(["grep", "-rlI", "build/deb", str(tmp_path)], capture_output=True, text=True).stdout
+    staging = str(source_tree / "build" / "deb" / "root")
+    stray = subprocess.run(["grep", "-rl", staging, str(tmp_path)], capture_output=True, text=True).stdout
     assert stray == "", f"staging paths left in: {stray}"
 
 

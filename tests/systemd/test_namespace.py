@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,19 @@ def test_namespace_poweroff_removes_its_cgroup():
     assert not Path(f"/proc/{pid}").exists()
     assert not cgroup.exists()
     assert not ns.workdir.exists()
+
+
+def test_namespace_popen_terminating_nsenter_stops_the_command(ns):
+    proc = ns.popen(["sleep", "1000"])
+    try:
+        deadline = time.monotonic() + 10
+        while ns.run(["pgrep", "-x", "sleep"]).returncode != 0:
+            assert time.monotonic() < deadline, "sleep did not start"
+        proc.terminate()
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while ns.run(["pgrep", "-x", "sleep"]).returncode == 0:
+            assert time.monotonic() < deadline, "sleep survived its nsenter"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
