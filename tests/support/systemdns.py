@@ -6,6 +6,7 @@
         ns.run(["/bin/sh", "-c", "echo hi"])            # CompletedProcess (text, captured), inside the namespace
         ns.systemctl("start", "foo.service")            # `systemctl --no-pager ARGS` inside
         ns.journalctl("-u", "foo", "-o", "json")        # `journalctl --no-pager ARGS` inside
+        ns.journal_json("-u", "foo")                    # the same, parsed: one dict per entry
         ns.is_active("foo.service")                     # bool
         ns.wait_active("foo.service", timeout=30)       # True once active; False at the timeout
         ns.show("foo.service", "MainPID", "NRestarts")  # {"MainPID": "123", "NRestarts": "0"}
@@ -16,9 +17,12 @@
     # within 20 s, then the cgroup and the overlay directories are removed.
 
 Stable API (other tests rely on it): the constructor's keyword arguments, `start()`, `stop()`, `pid`,
-`shared`, `run()`, `systemctl()`, `journalctl()`, `is_active()`, `wait_active()`, `show()`, `http_get()`,
-`popen()`, `refusal_reason()`, and the `systemd_ns` fixture (module-scoped; skips only where the kernel or
-the user may not create the namespaces, with unshare's own error as the reason).
+`shared`, `run()`, `systemctl()`, `journalctl()`, `journal_json()`, `is_active()`, `wait_active()`, `show()`,
+`http_get()`, `popen()`, `boot_log()`, `refusal_reason()`, and the `systemd_ns` fixture (module-scoped;
+skips only where the kernel or the user may not create the namespaces, with unshare's own error as the
+reason). Make the fixture available to a test directory with
+`from tests.support.systemdns import systemd_ns  # noqa: F401` in its conftest.py. tests/systemd/conftest.py adds what
+installing hostwarden inside needs (an offline wheelhouse, a fresh-clone copy, a clean host).
 
 What the namespace is, exactly (the boot script is `_BOOT` below):
 - `unshare --pid --fork --mount --mount-proc --cgroup --propagation private`, then inside: a tmpfs on

@@ -17,7 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.systemdns import DEFAULT_OVERLAY, ROOT, SystemdNamespace, refusal_reason
+from tests.support.systemdns import (
+    DEFAULT_OVERLAY,
+    ROOT,
+    SystemdNamespace,
+    refusal_reason,
+    systemd_ns,  # noqa: F401 (the harness's fixture, for this directory)
+)
 
 WORK = ROOT / "build" / "systemd-tests"
 # /root too: pip's config and cache inside stay inside.

@@ -14,12 +14,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def ns():
-    reason = refusal_reason()
-    if reason is not None:
-        pytest.skip(f"no namespaced systemd here: {reason}")
-    with SystemdNamespace(name="harness") as booted:
-        yield booted
+def ns(systemd_ns: SystemdNamespace) -> SystemdNamespace:
+    """The public fixture, as other test modules use it."""
+    return systemd_ns
 
 
 def test_namespace_systemd_is_pid1_and_running(ns):
