@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -73,3 +76,27 @@ def test_namespace_popen_terminating_nsenter_stops_the_command(ns):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_namespace_dies_with_a_killed_test_process(tmp_path):
+    if refusal_reason() is not None:
+        pytest.skip(refusal_reason())
+    script = ("import sys, time\n"
+              f"sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
+              "from tests.support.systemdns import SystemdNamespace\n"
+              "ns = SystemdNamespace(name='orphan').start()\n"
+              "print(ns.pid, flush=True)\n"
+              "time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(proc.stdout.readline())
+        assert Path(f"/proc/{pid}/comm").read_text().strip() == "systemd"
+    finally:
+        proc.kill()
+        proc.wait(10)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists():
+        assert time.monotonic() < deadline, "the namespace outlived its killed test process"
+        time.sleep(0.1)
+    shutil.rmtree(Path(__file__).resolve().parents[2] / "build" / "systemdns" / f"orphan-{proc.pid}",
+                  ignore_errors=True)
