@@ -31,6 +31,14 @@ OVERLAY = (*DEFAULT_OVERLAY, "/root")
 METRICS_URL = "http://127.0.0.1:19842/metrics"
 
 
+def readme_setup_commands() -> list[str]:
+    """The commands of the README's "Set-up: two commands" block, comments stripped (install, then tests)."""
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"^## Set-up: two commands\n.*?```sh\n(.*?)```", text, re.M | re.S)
+    assert m, "README.md has no '## Set-up: two commands' sh block"
+    return [line.split("#", 1)[0].strip() for line in m.group(1).splitlines() if line.split("#", 1)[0].strip()]
+
+
 def boot(name: str) -> SystemdNamespace:
     reason = refusal_reason()
     if reason is not None:

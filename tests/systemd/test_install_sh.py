@@ -26,13 +26,24 @@ from pathlib import Path
 import pytest
 
 from tests.support.systemdns import SystemdNamespace
-from tests.systemd.conftest import boot, fresh_host, main_pid, metric, offline_pip, scrape, wait_for
+from tests.systemd.conftest import (
+    boot,
+    fresh_host,
+    main_pid,
+    metric,
+    offline_pip,
+    readme_setup_commands,
+    scrape,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
 SERVICE = "hostwarden.service"
 HOOK_PORT = 18080
 HOOKSERVER = Path(__file__).with_name("hookserver.py")
+# The README's install command, verbatim (from a root shell and as a sudo user alike).
+INSTALL = readme_setup_commands()[0]
 LEVEL_PRIORITY = {"debug": "7", "info": "6", "warn": "4", "error": "3"}
 
 TEST_CONFIG = f"""\
@@ -89,7 +100,7 @@ def journal_cursor(ns: SystemdNamespace) -> str:
 
 def run_install_sh(ns: SystemdNamespace, src: Path, *args: str, user: str | None = None,
                    hide_sudo: bool = False) -> subprocess.CompletedProcess:
-    script = f"cd {src} && ./install.sh {' '.join(args)}"
+    script = f"cd {src} && {INSTALL} {' '.join(args)}"
     argv = ["sh", "-c", script] if user is None else ["runuser", "-u", user, "--", "sh", "-c", script]
     if hide_sudo:  # a root shell on a host without sudo (inside the namespace's /usr overlay only)
         ns.run(["sh", "-c", "if [ -e /usr/bin/sudo ]; then mv /usr/bin/sudo /usr/bin/sudo.hidden; fi"], check=True)
@@ -130,7 +141,7 @@ def ns(request: pytest.FixtureRequest):
         booted.stop()
 
 
-NO_SYSTEMD = "mount -t tmpfs tmpfs /run && cd \"$0\" && exec ./install.sh \"$@\""
+NO_SYSTEMD = f"mount -t tmpfs tmpfs /run && cd \"$0\" && exec {INSTALL} \"$@\""
 
 
 @pytest.fixture(scope="module")
