@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.systemdns import SystemdNamespace, refusal_reason
+from tests.support.systemdns import SystemdNamespace, _cgroup2_base, _reap_stale_cgroups, refusal_reason
 
 pytestmark = pytest.mark.integration
 
@@ -100,3 +100,12 @@ def test_namespace_dies_with_a_killed_test_process(tmp_path):
         time.sleep(0.1)
     shutil.rmtree(Path(__file__).resolve().parents[2] / "build" / "systemdns" / f"orphan-{proc.pid}",
                   ignore_errors=True)
+    # Its cgroup is left to the next start(), which reaps cgroups of dead test processes.
+    base = _cgroup2_base()
+    if base is not None:
+        stale = base / f"hostwarden-systemdns-{proc.pid}-orphan"
+        deadline = time.monotonic() + 10
+        while stale.exists():
+            _reap_stale_cgroups(base)
+            assert time.monotonic() < deadline, f"{stale} was not reaped"
+            time.sleep(0.1)
