@@ -66,11 +66,11 @@ def source_tree() -> Path:
 
 @pytest.fixture(scope="session")
 def wheelhouse(source_tree: Path) -> Path:
-    """Wheels of every dependency (and setuptools, for building hostwarden) for offline pip installs."""
+    """Wheels of every dependency, the test extras and setuptools (to build hostwarden) for offline pip."""
     wh = WORK / "wheels"
     wh.mkdir(parents=True, exist_ok=True)
     base = [sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(wh), "--find-links", str(wh),
-            str(source_tree), "setuptools>=77"]
+            f"{source_tree}[test]", "setuptools>=77"]
     # Offline first (a wheelhouse from an earlier run), then with the index.
     if subprocess.run([*base, "--no-index"], capture_output=True, timeout=600).returncode != 0:
         r = subprocess.run(base, capture_output=True, text=True, timeout=900)
