@@ -6,6 +6,7 @@
 #   make load               /metrics under wrk for 60 s: 10,000 series, 1,000 rules (Debian package wrk)
 #   make soak               100,000 cycles of series churn in accelerated time, in-process (~15 min)
 #   make bench              load + soak + the comparison benchmarks (collect, rules, detect)
+#   make deb                hostwarden_<version>_<arch>.deb (dpkg-deb; DEB_VERSION=, DEB_OUTDIR= override)
 #
 # Figures land in build/ (git-ignored): reliability.jsonl, load.json, soak.json, *.txt.
 # Everything listens on 127.0.0.1 only.
@@ -16,7 +17,7 @@ PY ?= .venv/bin/python
 BUILD ?= build
 PYTEST_ARGS ?=
 
-.PHONY: lint-imports help reliability reliability-slow load soak bench bench-collect bench-rules bench-detect
+.PHONY: lint-imports help deb reliability reliability-slow load soak bench bench-collect bench-rules bench-detect
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
@@ -57,3 +58,6 @@ lint-imports:
 	rm -rf $(BUILD)/importview && mkdir -p $(BUILD)/importview/hostwarden
 	for d in agent collectors rules exporters config; do ln -s $(CURDIR)/$$d $(BUILD)/importview/hostwarden/$$d; done
 	PYTHONPATH=$(BUILD)/importview $(dir $(PY))lint-imports
+
+deb:
+	config/debian/build-deb.sh

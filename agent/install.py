@@ -134,9 +134,28 @@ def _chown(path: Path, opts: Options, owner: str | None, group: str | None) -> N
     os.chown(path, uid, gid)
 
 
+def _chown_tree(top: Path, opts: Options, owner: str, group: str) -> None:
+    """chown `top` and everything below it (symlinks themselves, never their targets)."""
+    _chown(top, opts, owner, group)
+    ids = _lookup(opts.root, opts.staged, owner)
+    gid = _group_id(opts.root, opts.staged, group)
+    if ids is None or gid is None or os.geteuid() != 0:
+        return
+    for base, dirs, files in os.walk(top):
+        for name in dirs + files:
+            os.lchown(os.path.join(base, name), ids[0], gid)
+
+
 def _dir_step(opts: Options, path: str, mode: int, owner: str | None = None, group: str | None = None) -> Step:
     target = opts.at(path)
     if target.is_dir():
+        ids = _lookup(opts.root, opts.staged, owner) if owner else None
+        st = target.stat()
+        # A state directory left by running the agent as root (or by another user) would keep the service
+        # user from writing its state outside systemd (StateDirectory= fixes it only under systemd).
+        if owner and group and (os.geteuid() == 0 or opts.dry_run) and (ids is None or st.st_uid != ids[0]):
+            return Step(f"set owner of {target} to {owner}:{group} (recursively; it was uid {st.st_uid})",
+                        lambda: _chown_tree(target, opts, owner, group))
         return Step(f"keep directory {target} (exists)")
 
     def run() -> None:

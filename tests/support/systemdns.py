@@ -6,6 +6,7 @@
         ns.run(["/bin/sh", "-c", "echo hi"])            # CompletedProcess (text, captured), inside the namespace
         ns.systemctl("start", "foo.service")            # `systemctl --no-pager ARGS` inside
         ns.journalctl("-u", "foo", "-o", "json")        # `journalctl --no-pager ARGS` inside
+        ns.journal_json("-u", "foo")                    # the same, parsed: one dict per entry
         ns.is_active("foo.service")                     # bool
         ns.wait_active("foo.service", timeout=30)       # True once active; False at the timeout
         ns.show("foo.service", "MainPID", "NRestarts")  # {"MainPID": "123", "NRestarts": "0"}
@@ -16,9 +17,12 @@
     # within 20 s, then the cgroup and the overlay directories are removed.
 
 Stable API (other tests rely on it): the constructor's keyword arguments, `start()`, `stop()`, `pid`,
-`shared`, `run()`, `systemctl()`, `journalctl()`, `is_active()`, `wait_active()`, `show()`, `http_get()`,
-`popen()`, `refusal_reason()`, and the `systemd_ns` fixture (module-scoped; skips only where the kernel or
-the user may not create the namespaces, with unshare's own error as the reason).
+`shared`, `run()`, `systemctl()`, `journalctl()`, `journal_json()`, `is_active()`, `wait_active()`, `show()`,
+`http_get()`, `popen()`, `boot_log()`, `refusal_reason()`, and the `systemd_ns` fixture (module-scoped;
+skips only where the kernel or the user may not create the namespaces, with unshare's own error as the
+reason). Make the fixture available to a test directory with
+`from tests.support.systemdns import systemd_ns  # noqa: F401` in its conftest.py. tests/systemd/conftest.py adds what
+installing hostwarden inside needs (an offline wheelhouse, a fresh-clone copy, a clean host).
 
 What the namespace is, exactly (the boot script is `_BOOT` below):
 - `unshare --pid --fork --mount --mount-proc --cgroup --propagation private`, then inside: a tmpfs on
@@ -42,12 +46,15 @@ What the namespace is, exactly (the boot script is `_BOOT` below):
   timers.target (no apt-daily etc.).
 - Files shared with the namespace live in `shared` (default: `<repo>/build/systemdns/<name>-<pid>/shared`),
   outside /tmp and outside the overlaid trees, with the same path on both sides.
+- If the test process dies without `stop()`, the boot shell (PDEATHSIG) and with it unshare and
+  (`--kill-child=SIGKILL`) PID 1 are killed: no namespace outlives its test run.
 - Commands run through `nsenter -t PID -m -p [-n] -- env -i PATH=... LANG=C.UTF-8 HOME=/root ARGV` with a
   clean environment plus `env=`; working directory `/`.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -74,7 +81,7 @@ _BOOT = r"""
 set -e
 if [ -n "$1" ]; then mkdir -p "$1"; echo $$ > "$1/cgroup.procs"; cg=--cgroup; else cg=; fi
 net=; [ "$2" = 1 ] && net=--net
-exec unshare --pid --fork --mount --mount-proc $cg $net --propagation private sh -c '
+exec unshare --pid --fork --kill-child=SIGKILL --mount --mount-proc $cg $net --propagation private sh -c '
 set -e
 mount -t tmpfs -o mode=0755 tmpfs /run
 mount -t tmpfs -o mode=1777 tmpfs /tmp
@@ -95,6 +102,13 @@ exec /lib/systemd/systemd --system --unit=basic.target
 """
 
 
+def _die_with_parent() -> None:
+    """In the boot shell (kept across its exec of unshare): SIGKILL when the test process dies, so a killed
+    pytest leaves no namespace behind (unshare --kill-child then takes PID 1 and with it the namespace)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
 def _cgroup2_base() -> Path | None:
     """The host's cgroup v2 mount (hybrid: /sys/fs/cgroup/unified; unified: /sys/fs/cgroup)."""
     for line in Path("/proc/self/mounts").read_text().splitlines():
@@ -102,6 +116,29 @@ def _cgroup2_base() -> Path | None:
         if len(fields) > 2 and fields[2] == "cgroup2":
             return Path(fields[1])
     return None
+
+
+def _rmdir_tree(top: Path, timeout: float) -> bool:
+    """rmdir a cgroup directory bottom-up (only empty cgroups go); True once it is gone."""
+    deadline = time.monotonic() + timeout
+    while top.exists():
+        dirs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
+        try:
+            for d in [*dirs, top]:
+                d.rmdir()
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+    return True
+
+
+def _reap_stale_cgroups(base: Path) -> None:
+    """Empty cgroups of namespaces whose test process died without stop() (named after its pid)."""
+    for d in base.glob("hostwarden-systemdns-*"):
+        pid = d.name.split("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            _rmdir_tree(d, timeout=0)
 
 
 def refusal_reason() -> str | None:
@@ -156,13 +193,15 @@ class SystemdNamespace:
             (base / "work").mkdir()
             layers += [lower, str(base / "upper"), str(base / "work")]
         cg2 = _cgroup2_base()
+        if cg2 is not None:
+            _reap_stale_cgroups(cg2)
         self._cgroup = cg2 / f"hostwarden-systemdns-{os.getpid()}-{self.name}" if cg2 else None
         with open(self._log, "wb") as log:
             self._proc = subprocess.Popen(
                 ["sh", "-c", _BOOT, "boot", str(self._cgroup or ""), "1" if self.private_network else "0",
                  " ".join(MASKED), *layers],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                env={"PATH": CLEAN_PATH, "LANG": "C.UTF-8"})
+                env={"PATH": CLEAN_PATH, "LANG": "C.UTF-8"}, preexec_fn=_die_with_parent)
         try:
             self.pid = self._find_pid1(deadline=time.monotonic() + 15)
             self._wait_running(deadline=time.monotonic() + self.boot_timeout)
@@ -228,18 +267,8 @@ class SystemdNamespace:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _remove_cgroup(self) -> None:
-        if self._cgroup is None or not self._cgroup.exists():
-            return
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            dirs = sorted((p for p in self._cgroup.rglob("*") if p.is_dir()), key=lambda p: len(p.parts),
-                          reverse=True)
-            try:
-                for d in [*dirs, self._cgroup]:
-                    d.rmdir()
-                return
-            except OSError:
-                time.sleep(0.1)
+        if self._cgroup is not None:
+            _rmdir_tree(self._cgroup, timeout=5)
 
     def __enter__(self) -> SystemdNamespace:
         return self.start()

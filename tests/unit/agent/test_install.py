@@ -177,3 +177,23 @@ def _host_user(name: str) -> tuple | None:
         return tuple(pwd.getpwnam(name))
     except KeyError:
         return None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="useradd and chown in the staging root need root")
+def test_install_prefix_state_dir_owned_by_root_is_given_to_the_service_user(tmp_path, capsys) -> None:
+    """`hostwarden run` as root leaves /var/lib/hostwarden owned by root; the install hands it over."""
+    if shutil.which("useradd") is None:
+        pytest.skip("useradd (Debian package 'passwd') is not installed")
+    root = make_root(tmp_path)
+    state = root / "var/lib/hostwarden"
+    (state / "textfile").mkdir(parents=True)
+    (state / "state.db").write_text("")
+    rc, lines = run_install(capsys, "--prefix", str(root), "--venv", "/opt/hw/venv")
+    assert rc == 0, lines
+    assert any(line.startswith(f"set owner of {state} to hostwarden:hostwarden") for line in lines), lines
+    entry = next(line for line in (root / "etc/passwd").read_text().splitlines() if line.startswith("hostwarden:"))
+    uid, gid = int(entry.split(":")[2]), int(entry.split(":")[3])
+    for path in (state, state / "textfile", state / "state.db"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (uid, gid), path
+    rc, lines = run_install(capsys, "--prefix", str(root), "--venv", "/opt/hw/venv")
+    assert f"keep directory {state} (exists)" in lines
