@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -106,12 +105,17 @@ class TicketStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._lock = threading.RLock()
-        self._conn = sqlitefile.open_database(path, MIGRATIONS, what=WHAT)
+        # the process's one connection to the file, shared with any other store on it (a reload builds the
+        # new backend while the old one still runs: both use this connection, never a second descriptor)
+        self._shared: sqlitefile.SharedConnection | None = sqlitefile.acquire(path, MIGRATIONS, what=WHAT)
+        self._lock = self._shared.lock
+        self._conn = self._shared.conn
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        """Release the file (idempotent); the connection closes with its last user in the process."""
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            sqlitefile.release(shared)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -305,6 +309,12 @@ class LocalBackend:
                 log.info("local ticket store %s opened", self.path)
                 self._open_error = ""
         return self._store
+
+    def close(self) -> None:
+        """Release the store (the agent calls it when a reload replaced this backend, and at stop)."""
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
 
     def _id(self, ref: TicketRef) -> int:
         try:
