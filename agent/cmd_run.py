@@ -19,6 +19,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                      help="HOST:PORT for /metrics (overrides web.listen_address; default 127.0.0.1:19842)")
     run.add_argument("--web.config.file", dest="web_config_file", default=None,
                      help="exporter-toolkit web config file (TLS, basic auth)")
+    run.add_argument("--web.enable-lifecycle", dest="enable_lifecycle", action="store_true",
+                     help="enable reloading the configuration via HTTP POST /-/reload (as in Prometheus)")
     run.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])
     run.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
     run.add_argument("--drain-timeout", dest="drain_timeout", type=float, default=10.0,
@@ -56,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         agent = Agent(config, groups, listen_address=args.listen_address, web_config_file=args.web_config_file,
-                      drain_timeout=args.drain_timeout)
+                      drain_timeout=args.drain_timeout, enable_lifecycle=args.enable_lifecycle)
     except ConfigErrors as e:
         for issue in e.issues:
             log.error("%s", issue)

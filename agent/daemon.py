@@ -92,7 +92,7 @@ class CollectorRun:
 
 @dataclass
 class Components:
-    """Everything built from one config; a reload builds a new set and swaps it in."""
+    """Everything built from one config; a reload builds a new set, validates it, and only then swaps it in."""
 
     config: AgentConfig
     collectors: dict[str, Any]
@@ -100,6 +100,30 @@ class Components:
     rule_groups: list[Any]
     tickets_config: Any
     backends: dict[str, Any] = field(default_factory=dict)
+    incidents: Any = None
+    outbox: Any = None
+    security: Any = None
+    receiver_token: str | None = None
+
+    def discard(self) -> None:
+        """A set that was not swapped in: give back what it holds (checks, backends' files). Never started."""
+        if self.checks is not None:
+            self.checks.close()
+        close_backends(self.backends)
+
+
+class ReloadError(Exception):
+    """The new set could not be built; nothing running was touched."""
+
+
+def close_backends(backends: dict[str, Any]) -> None:
+    for name, backend in backends.items():
+        closer = getattr(backend, "close", None)
+        if callable(closer):
+            try:
+                closer()
+            except Exception as e:
+                log.warning("tickets backend %s: closing it failed: %s", name, e)
 
 
 def build_collectors(config: AgentConfig) -> dict[str, Any]:
@@ -144,11 +168,25 @@ def tickets_config_of(config: AgentConfig) -> Any:
     return parsed
 
 
+def _receiver_token(rc: Any) -> str | None:
+    """The receiver's bearer token, resolved now (a reload fails when it cannot be read)."""
+    if getattr(rc, "auth", "") != "bearer":
+        return None
+    from hostwarden.agent.core.secrets import resolve
+
+    token = resolve(env=rc.token_env, file=rc.token_file, what="receiver token")
+    if not token:
+        raise ValueError("receiver: the bearer token is empty")
+    return token
+
+
 class Agent:
     def __init__(self, config: AgentConfig, rule_groups: list[Any], *, listen_address: str | None = None,
                  web_config_file: str | None = None, drain_timeout: float = DEFAULT_DRAIN_SECONDS,
-                 notifier: Any | None = None) -> None:
+                 notifier: Any | None = None, enable_lifecycle: bool = False) -> None:
         self.config = config
+        self.enable_lifecycle = enable_lifecycle  # POST /-/reload (as Prometheus' --web.enable-lifecycle)
+        self._web_config_flag = web_config_file
         self.listen_address = listen_address or config.web.listen_address
         self.web_config_file = web_config_file or config.web.config_file
         self.drain_timeout = drain_timeout
@@ -164,6 +202,8 @@ class Agent:
         self._lock = threading.RLock()  # guards component swaps (reload) against jobs
         self._stop = threading.Event()
         self._reload_requested = threading.Event()
+        self._reload_lock = threading.Lock()  # one reload at a time (SIGHUP thread, POST /-/reload)
+        self._reload_thread: threading.Thread | None = None
         self._runs: dict[str, CollectorRun] = {}
         self._last_good_cycle = 0.0
         self._lag = 0.0
@@ -197,23 +237,54 @@ class Agent:
 
     # -- building -----------------------------------------------------------------------------------
     def _build(self, config: AgentConfig, rule_groups: list[Any]) -> None:
-        from hostwarden.agent.incidents.diagnosis import Diagnoser
-        from hostwarden.agent.incidents.manager import IncidentManager
-        from hostwarden.agent.incidents.outbox import OutboxWorker, build_backends
         from hostwarden.rules.manager import RuleManager
 
+        c = self.build_components(config, rule_groups, strict=False)
         self.config = config
-        self.collectors = build_collectors(config)
-        self.checks = self._build_checks(config)
+        self.collectors = c.collectors
+        self.checks = c.checks
         self.rules = RuleManager(rule_groups, external_labels=config.external_labels)
         self.rules.restore_state(self.state.load_alert_states(), self.clock.now())
         self._apply_retention()
-        self.tickets_config = tickets_config_of(config)
-        self.backends = build_backends(self.tickets_config, state_dir=config.state_dir)
-        diagnose = Diagnoser(self.store, check_results=self._check_results)
-        self.incidents = IncidentManager(self.tickets_config, state=self.state, hostname=config.hostname,
-                                         external_labels=config.external_labels, diagnose=diagnose)
-        self.outbox = OutboxWorker(self.state, self.backends, poll_interval=float(self.tickets_config.poll_interval))
+        self.tickets_config = c.tickets_config
+        self.backends = c.backends
+        self.incidents = c.incidents
+        self.outbox = c.outbox
+
+    def build_components(self, config: AgentConfig, rule_groups: list[Any], *, strict: bool = True) -> Components:
+        """Build every part of `config` without touching what runs. `strict` (reload): a check that cannot be
+        set up, the web config or the receiver's token failing is an error too. Raises ConfigErrors,
+        ReloadError, BackendInitError, SecretError…; whatever was built is given back first."""
+        from hostwarden.agent.incidents.diagnosis import Diagnoser
+        from hostwarden.agent.incidents.manager import IncidentManager
+        from hostwarden.agent.incidents.outbox import OutboxWorker, build_backends
+
+        c = Components(config=config, collectors={}, checks=None, rule_groups=rule_groups, tickets_config=None)
+        try:
+            c.collectors = build_collectors(config)
+            c.checks = self._build_checks(config)
+            if strict and c.checks is not None:
+                problems = c.checks.setup_errors()
+                if problems:
+                    raise ReloadError("; ".join(f"check {n}: {m}" for n, m in sorted(problems.items())))
+            c.tickets_config = tickets_config_of(config)
+            c.backends = build_backends(c.tickets_config, state_dir=config.state_dir)
+            if strict:
+                web_file = self._web_config_flag or config.web.config_file
+                if web_file:
+                    from hostwarden.agent.core.webconfig import load_web_config
+
+                    c.security = load_web_config(web_file)
+                if config.receiver is not None:
+                    c.receiver_token = _receiver_token(config.receiver)
+            diagnose = Diagnoser(self.store, check_results=self._check_results)
+            c.incidents = IncidentManager(c.tickets_config, state=self.state, hostname=config.hostname,
+                                          external_labels=config.external_labels, diagnose=diagnose)
+            c.outbox = OutboxWorker(self.state, c.backends, poll_interval=float(c.tickets_config.poll_interval))
+        except BaseException:
+            c.discard()
+            raise
+        return c
 
     def _build_checks(self, config: AgentConfig) -> Any | None:
         checks = [c for c in config.checks if getattr(c, "enabled", True)]
@@ -350,9 +421,6 @@ class Agent:
             return
         self.notifier.watchdog()
         self.render()  # the lag (e.g. after the process was stopped) must reach the next scrape
-        if self._reload_requested.is_set():
-            self._reload_requested.clear()
-            self.reload()
 
     def note_heartbeat(self, mono: float) -> float:
         """Record a heartbeat run at monotonic time `mono`; returns the scheduler lag gauge's new value.
@@ -409,7 +477,8 @@ class Agent:
         # bind first: a taken port fails the start before any work is done
         self.server = MetricsServer(self.exposition, self.listen_address, telemetry_path=self.config.web.telemetry_path,
                                     security=security, max_requests=self.config.web.max_requests,
-                                    on_reload=self.reload, ready=lambda: self._ready)
+                                    on_reload=self.reload if self.enable_lifecycle else None,
+                                    ready=lambda: self._ready)
         self.server.start()
         self.collect_cycle()
         self._start_checks()
@@ -429,6 +498,21 @@ class Agent:
         self.notifier.ready(self.status_line())  # READY=1 strictly before the first WATCHDOG=1
         self._schedule()
         self.scheduler.start()
+        self._reload_thread = threading.Thread(target=self._reload_loop, name="reload", daemon=True)
+        self._reload_thread.start()
+
+    def _reload_loop(self) -> None:
+        """Reloads requested by SIGHUP run here, off the scheduler: heartbeats (watchdog pings) go on."""
+        while not self._stop.is_set():
+            if not self._reload_requested.wait(1.0):
+                continue
+            self._reload_requested.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.reload()
+            except Exception:
+                log.exception("configuration reload failed")
 
     def status_line(self) -> str:
         active = self.rules.active_alerts()
@@ -437,74 +521,82 @@ class Agent:
                 f"{sum(len(g.rules) for g in self.rules.groups)} rules, {firing} firing")
 
     def request_reload(self) -> None:
-        """Signal-safe: the heartbeat job performs the reload."""
+        """Signal-safe: the reload thread performs the reload."""
         self._reload_requested.set()
 
     def reload(self) -> bool:
-        self.notifier.reloading()
-        try:
-            config, groups = load_all(self.config.path)
-            if config.web.listen_address != self.config.web.listen_address:
-                log.warning("web.listen_address changed; it takes effect at the next restart")
-            with self._lock:
-                old_collectors = set(self.collectors)
-                old_checks = self.checks
-                old_outbox = self.outbox
-                self.config = config
-                self.collectors = build_collectors(config)
-                self.checks = self._build_checks(config)
-                self.rules.replace_groups(groups)
-                self._apply_retention()
-                from hostwarden.agent.incidents.diagnosis import Diagnoser
-                from hostwarden.agent.incidents.manager import IncidentManager
-                from hostwarden.agent.incidents.outbox import OutboxWorker, build_backends
+        """Build the whole new set, then swap it in. Any failure leaves everything running as it was."""
+        with self._reload_lock:
+            self.notifier.reloading()
+            try:
+                config, groups = load_all(self.config.path)
+                new = self.build_components(config, groups)
+            except ConfigErrors as e:
+                for issue in e.issues:
+                    log.error("reload rejected: %s", issue)
+                return self._reload_failed(f"{len(e.issues)} problems")
+            except Exception as e:
+                return self._reload_failed(f"{type(e).__name__}: {e}")
+            self._swap(new)
+            self._reload_ok, self._reload_ok_at = 1.0, time.time()
+            log.info("configuration reloaded from %s", self.config.path)
+            self.render()
+            self.notifier.ready(self.status_line())
+            return True
 
-                old_outbox.stop(drain_timeout=1.0)
-                self.tickets_config = tickets_config_of(config)
-                self.backends = build_backends(self.tickets_config, state_dir=config.state_dir)
-                self.incidents = IncidentManager(self.tickets_config, state=self.state, hostname=config.hostname,
-                                                 external_labels=config.external_labels,
-                                                 diagnose=Diagnoser(self.store, check_results=self._check_results))
-                self.outbox = OutboxWorker(self.state, self.backends,
-                                           poll_interval=float(self.tickets_config.poll_interval))
-                self.outbox.start()
-                if self.receiver is not None:  # the receiver feeds the new incident manager from now on
-                    self.receiver.incidents = self.incidents
-                    self.receiver.wake = self.outbox.wake
-                now = self.clock.now()
-                for gone in old_collectors - set(self.collectors):
-                    self.store.forget_source(gone, now)
-                    self.exposition.remove(gone)
-                    self._runs.pop(gone, None)
-                if old_checks is not None:
-                    old_checks.close()
-                self._start_checks()
-                if self.checks is None:
-                    self.store.forget_source("checks", now)
-                    self.exposition.remove("checks")
-                self._schedule()
-        except ConfigErrors as e:
-            self._reload_ok = 0.0
-            for issue in e.issues:
-                log.error("reload rejected: %s", issue)
-            log.error("configuration reload failed (%d problems); keeping the running configuration",
-                      len(e.issues))
-            self._start_checks()  # whichever runner is current keeps running
-            self.notifier.ready(self.status_line())
-            self.render()
-            return False
-        except Exception:
-            self._reload_ok = 0.0
-            log.exception("configuration reload failed; keeping the running configuration")
-            self._start_checks()  # whichever runner is current keeps running
-            self.notifier.ready(self.status_line())
-            self.render()
-            return False
-        self._reload_ok, self._reload_ok_at = 1.0, time.time()
-        log.info("configuration reloaded from %s", self.config.path)
+    def _reload_failed(self, why: str) -> bool:
+        self._reload_ok = 0.0
+        log.error("configuration reload failed (%s); keeping the running configuration", why)
         self.render()
         self.notifier.ready(self.status_line())
-        return True
+        return False
+
+    def _swap(self, new: Components) -> None:
+        """Install a built set. Kept: the state database (pending outbox rows, incidents), the incident
+        manager's backlog, alert states of unchanged rules, results of unchanged checks."""
+        config = new.config
+        if config.web.listen_address != self.config.web.listen_address:
+            log.warning("web.listen_address changed; it takes effect at the next restart")
+        old_outbox, old_checks, old_backends = self.outbox, self.checks, self.backends
+        outbox_running = bool(getattr(old_outbox, "_threads", None))
+        if new.checks is not None and old_checks is not None:
+            new.checks.inherit(old_checks)
+        with self._lock:
+            old_collectors = set(self.collectors)
+            new.incidents.carry_over(self.incidents)
+            self.config = config
+            self.collectors = new.collectors
+            self.checks = new.checks
+            self.rules.replace_groups(new.rule_groups)
+            self._apply_retention()
+            self.tickets_config = new.tickets_config
+            self.backends = new.backends
+            self.incidents = new.incidents
+            self.outbox = new.outbox
+            if new.security is not None and self.server is not None:
+                self.server.security = new.security
+            if self.receiver is not None:  # the receiver feeds the new incident manager from now on
+                self.receiver.incidents = self.incidents
+                self.receiver.wake = self.outbox.wake
+                if new.receiver_token and self.receiver_server is not None:
+                    self.receiver_server._token = new.receiver_token.encode()
+            now = self.clock.now()
+            for gone in old_collectors - set(self.collectors):
+                self.store.forget_source(gone, now)
+                self.exposition.remove(gone)
+                self._runs.pop(gone, None)
+            if self.checks is None:
+                self.store.forget_source("checks", now)
+                self.exposition.remove("checks")
+            self._schedule()
+        # the old worker delivers nothing more before the new one starts (no row is attempted twice at once)
+        old_outbox.stop(drain_timeout=0.0)
+        if outbox_running:
+            self.outbox.start()
+        if old_checks is not None:
+            old_checks.close()
+        self._start_checks()
+        close_backends(old_backends)
 
     def stop(self) -> None:
         self.notifier.stopping()
@@ -517,7 +609,12 @@ class Agent:
             self.server.stop()
         if self.receiver_server is not None:
             self.receiver_server.stop()
+        if self._reload_thread is not None:
+            self._reload_thread.join(30.0)
+        with self._reload_lock:  # a reload in progress finishes first
+            pass
         self.outbox.stop(drain_timeout=self.drain_timeout)
+        close_backends(self.backends)
         if self.checks is not None:
             self.checks.close()
         with self._lock:

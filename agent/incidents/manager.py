@@ -125,6 +125,10 @@ class IncidentManager:
             return
         self._emit_logs()
 
+    def carry_over(self, old: IncidentManager) -> None:
+        """A reload replaced `old` with this manager: keep what it held in memory (transitions not yet committed)."""
+        self._backlog = list(old._backlog) + self._backlog
+
     def _log(self, level: int, msg: str, *args: object) -> None:
         """Log a decision made inside a transaction: written once it is committed, so a transaction that
         fails (disk full) and is retried logs nothing until it succeeds, and then once."""
