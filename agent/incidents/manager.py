@@ -43,6 +43,7 @@ STORM_RULE = "HostwardenAlertStorm"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_TIMELINE = 50
 MAX_BACKLOG = 10_000
+MAX_ATTEMPTS = 5  # a transition the state database rejects as invalid this often is dropped (logged, counted)
 MAX_STORM_LISTED = 200
 
 INCIDENT_METRICS = metric_defs(
@@ -58,6 +59,13 @@ INCIDENT_METRICS = metric_defs(
     MetricDef("hostwarden_ticket_errors_total", "counter", "Ticket operations that failed (transient or permanent).",
               ("backend",)),
     MetricDef("hostwarden_state_write_errors_total", "counter", "Writes to the state database that failed."),
+    MetricDef("hostwarden_state_integrity_errors_total", "counter",
+              "State database operations rejected as invalid (constraint, corruption), not a full or locked disk."),
+    MetricDef("hostwarden_incident_transitions_dropped_total", "counter",
+              "Alert transitions given up after repeated integrity errors (each logged at error with its incident)."),
+    MetricDef("hostwarden_ticket_unexpected_errors_total", "counter",
+              "Unexpected exceptions from a ticket backend (logged at error; dead-lettered after a few attempts).",
+              ("backend",)),
     MetricDef("hostwarden_state_degraded", "gauge",
               "1 while the state database runs on an in-memory copy (its file could not be opened or written: "
               "read-only or full disk); decisions are not durable until it is 0 again."),
@@ -81,6 +89,7 @@ class IncidentManager:
         self.diagnose = diagnose
         self.policy = config.policy()
         self._backlog: list[tuple[AlertTransition, float]] = []
+        self._attempts: dict[tuple[str, str, float], int] = {}  # transitions rejected as invalid, by attempt
         self._logs: list[tuple[int, str, tuple[object, ...]]] = []  # decisions to log once committed
         self._new_storms: dict[int, float] = {}  # storm incidents created in the current handle() batch
 
@@ -102,14 +111,50 @@ class IncidentManager:
                 for storm_id, t_now in self._new_storms.items():  # opened with every member of this batch listed
                     storm = dict(c.execute("SELECT * FROM incidents WHERE id = ?", (storm_id,)).fetchone())
                     self._enqueue(c, storm, "open", "", t_now)
-        except sqlite3.Error:
+        except sqlite3.OperationalError:
             if len(batch) > MAX_BACKLOG:
                 log.error("incident backlog over %d transitions while the state database is unwritable; "
                           "dropping the oldest %d", MAX_BACKLOG, len(batch) - MAX_BACKLOG)
             self._backlog = batch[-MAX_BACKLOG:]
             return
+        except sqlite3.Error:  # integrity/corruption: find the transition(s) at fault, the others go on
+            self._handle_one_by_one(batch, diagnoses)
+            return
         self._backlog = []
         self._emit_logs()
+
+    def _handle_one_by_one(self, batch: list[tuple[AlertTransition, float]], diagnoses: dict[str, str]) -> None:
+        """Each transition in its own transaction: one the database rejects (not a full or locked disk) is
+        logged at error naming its incident, counted, retried, and dropped after MAX_ATTEMPTS."""
+        keep: list[tuple[AlertTransition, float]] = []
+        for i, (t, t_now) in enumerate(batch):
+            self._logs = []
+            try:
+                with self.state.tx() as c:
+                    self._new_storms = {}
+                    self._apply(c, t, t_now, diagnoses)
+                    for storm_id, s_now in self._new_storms.items():
+                        storm = dict(c.execute("SELECT * FROM incidents WHERE id = ?", (storm_id,)).fetchone())
+                        self._enqueue(c, storm, "open", "", s_now)
+            except sqlite3.OperationalError:
+                keep.extend(batch[i:])  # the disk, not the data: everything from here waits
+                break
+            except sqlite3.Error as e:
+                key = (t.alert.fingerprint, t.kind.value, t.at)
+                n = self._attempts.get(key, 0) + 1
+                self._attempts[key] = n
+                dropped = n >= MAX_ATTEMPTS
+                self.state.stats.count_integrity(dropped=dropped)
+                log.error("incident %s (%s): the state database rejected its %s transition: %s: %s (attempt %d of "
+                          "%d%s)", t.alert.fingerprint, t.alert.rule, t.kind.value, type(e).__name__, e, n,
+                          MAX_ATTEMPTS, "; dropped" if dropped else "")
+                if dropped:
+                    self._attempts.pop(key, None)
+                else:
+                    keep.append((t, t_now))
+                continue
+            self._emit_logs()
+        self._backlog = keep[-MAX_BACKLOG:]
 
     def tick(self, now: float) -> None:
         """Send coalesced updates that are due, maintain storm tickets, record SLA breaches."""
@@ -121,13 +166,18 @@ class IncidentManager:
                 self._flush_due(c, now)
                 self._maintain_storms(c, now)
                 self._check_sla(c, now)
-        except sqlite3.Error:
+        except sqlite3.OperationalError:  # a full or locked disk: counted by the state database, tried next tick
+            return
+        except sqlite3.Error as e:
+            self.state.stats.count_integrity()
+            log.error("incident tick: the state database rejected the update: %s: %s", type(e).__name__, e)
             return
         self._emit_logs()
 
     def carry_over(self, old: IncidentManager) -> None:
         """A reload replaced `old` with this manager: keep what it held in memory (transitions not yet committed)."""
         self._backlog = list(old._backlog) + self._backlog
+        self._attempts = {**old._attempts, **self._attempts}
 
     def _log(self, level: int, msg: str, *args: object) -> None:
         """Log a decision made inside a transaction: written once it is committed, so a transaction that
@@ -172,6 +222,12 @@ class IncidentManager:
             out.append(Sample("hostwarden_ticket_errors_total", labels_of(backend=name), float(errors.get(name, 0)),
                               now))
         out.append(Sample("hostwarden_state_write_errors_total", (), float(self.state.write_errors), now))
+        stats = self.state.stats
+        out.append(Sample("hostwarden_state_integrity_errors_total", (), float(stats.integrity_errors), now))
+        out.append(Sample("hostwarden_incident_transitions_dropped_total", (), float(stats.dropped_transitions), now))
+        for name in sorted(backends | set(stats.unexpected)):
+            out.append(Sample("hostwarden_ticket_unexpected_errors_total", labels_of(backend=name),
+                              float(stats.unexpected.get(name, 0)), now))
         out.append(Sample("hostwarden_state_degraded", (), 1.0 if self.state.degraded else 0.0, now))
         return out
 

@@ -119,6 +119,18 @@ class DeliveryStats:
         self._lock = threading.Lock()
         self.operations: dict[tuple[str, str, str], int] = {}
         self.errors: dict[str, int] = {}
+        self.unexpected: dict[str, int] = {}  # backend -> unexpected exceptions (bugs, unmapped library errors)
+        self.integrity_errors = 0  # state database writes rejected as invalid (not: disk full, locked)
+        self.dropped_transitions = 0  # alert transitions given up after MAX_ATTEMPTS integrity errors
+
+    def count_unexpected(self, backend: str) -> None:
+        with self._lock:
+            self.unexpected[backend] = self.unexpected.get(backend, 0) + 1
+
+    def count_integrity(self, *, dropped: bool = False) -> None:
+        with self._lock:
+            self.integrity_errors += 1
+            self.dropped_transitions += int(dropped)
 
     def count(self, backend: str, op: str, result: str) -> None:
         with self._lock:
