@@ -199,7 +199,10 @@ class Agent:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone="UTC",
         )
-        self._lock = threading.RLock()  # guards component swaps (reload) against jobs
+        # Locks, taken in this order and never around slow work (I/O, diagnosis, collectors):
+        self._lock = threading.RLock()  # component references (a reload swaps them)
+        self._rules_lock = threading.RLock()  # the rule manager: evaluations and the reload's replace_groups
+        self._incidents_lock = threading.RLock()  # the incident manager: intake, incident tick, receiver
         self._stop = threading.Event()
         self._reload_requested = threading.Event()
         self._reload_lock = threading.Lock()  # one reload at a time (SIGHUP thread, POST /-/reload)
@@ -234,6 +237,11 @@ class Agent:
         state_dir = ensure_dir(config.state_dir)
         self.state = StateDB(os.path.join(state_dir, "state.db"))
         self._build(config, rule_groups)
+        from hostwarden.agent.incidents.intake import Intake
+
+        # transitions reach the incident manager (diagnosis, state database) off the evaluation path
+        self.intake = Intake(manager=lambda: self.incidents, lock=self._incidents_lock,
+                             save_state=self.state.save_alert_states, wake=lambda: self.outbox.wake())
 
     # -- building -----------------------------------------------------------------------------------
     def _build(self, config: AgentConfig, rule_groups: list[Any]) -> None:
@@ -349,10 +357,10 @@ class Agent:
     def collect_cycle(self, names: Iterable[str] | None = None) -> None:
         now = self.clock.now()
         all_ok = True
-        with self._lock:
+        with self._lock:  # only to read the current set: a slow collector holds up nothing else
             selected = [(n, self.collectors[n]) for n in (names or self.collectors) if n in self.collectors]
-            for name, col in selected:
-                all_ok &= self._run_collector(name, col, now)
+        for name, col in selected:
+            all_ok &= self._run_collector(name, col, now)
         if all_ok and selected:
             self._last_good_cycle = now
         self.render()
@@ -388,28 +396,29 @@ class Agent:
         self.exposition.update("checks", samples, runner.metrics)
 
     def evaluate_group(self, group_name: str) -> None:
-        with self._lock:
+        with self._rules_lock:
             group = next((g for g in self.rules.groups if g.name == group_name), None)
             if group is None:
                 return
             now = self.clock.now()
             transitions = self.rules.evaluate(group, self.store, now)
-            if transitions:
-                self.incidents.handle(transitions, now)
-                self.outbox.wake()
-            self.state.save_alert_states(self.rules.export_state())
+            rows = self.rules.export_state()
             self.exposition.update("rules", self.rules.alert_samples(now) + self.rules.self_samples(), RULE_METRICS)
+        # decisions, diagnosis and the state save happen on the intake's thread, in evaluation order
+        self.intake.submit(transitions, rows, now)
         self.render()
 
     def incident_tick(self) -> None:
         with self._lock:
+            backends = dict(self.backends)
+        resenders = [r for r in (getattr(b, "resend", None) for b in backends.values()) if callable(r)]
+        with self._incidents_lock:
             now = self.clock.now()
             self.incidents.tick(now)
-            for backend in self.backends.values():
-                resend = getattr(backend, "resend", None)
-                if callable(resend):
-                    resend(now, self.incidents.firing_incidents())
-            self.outbox.wake()
+            firing = self.incidents.firing_incidents() if resenders else []
+        for resend in resenders:  # backend I/O outside every lock
+            resend(now, firing)
+        self.outbox.wake()
 
     def heartbeat(self) -> None:
         self.note_heartbeat(time.monotonic())
@@ -484,13 +493,14 @@ class Agent:
         self._start_checks()
         for group in self.rules.groups:
             self.evaluate_group(group.name)
+        self.intake.start()
         self.outbox.start()
         if self.config.receiver is not None:  # Alertmanager webhook receiver inside `run`
             from hostwarden.exporters.receiver import start_receiver
 
             self.receiver_server, self.receiver = start_receiver(
                 self.config.receiver, self.incidents, state_dir=self.config.state_dir, wake=self.outbox.wake,
-                lock=self._lock)
+                lock=self._incidents_lock)
         self._ready = True
         host, port = self.server.address
         log.info("hostwarden %s listening on %s:%d (%d collectors, %d checks, %d rule groups)", __version__, host,
@@ -561,7 +571,7 @@ class Agent:
         outbox_running = bool(getattr(old_outbox, "_threads", None))
         if new.checks is not None and old_checks is not None:
             new.checks.inherit(old_checks)
-        with self._lock:
+        with self._lock, self._rules_lock, self._incidents_lock:
             old_collectors = set(self.collectors)
             new.incidents.carry_over(self.incidents)
             self.config = config
@@ -613,11 +623,12 @@ class Agent:
             self._reload_thread.join(30.0)
         with self._reload_lock:  # a reload in progress finishes first
             pass
+        self.intake.stop(timeout=self.drain_timeout)  # decisions already evaluated are committed first
         self.outbox.stop(drain_timeout=self.drain_timeout)
         close_backends(self.backends)
         if self.checks is not None:
             self.checks.close()
-        with self._lock:
+        with self._rules_lock, self._incidents_lock:
             self.state.save_alert_states(self.rules.export_state())
         self.state.close()
         log.info("hostwarden stopped")

@@ -94,14 +94,17 @@ class IncidentManager:
         self._new_storms: dict[int, float] = {}  # storm incidents created in the current handle() batch
 
     # -- public API ------------------------------------------------------------------------------------------
-    def handle(self, transitions: list[AlertTransition], now: float) -> None:
+    def handle(self, transitions: list[AlertTransition], now: float, *,
+               diagnoses: dict[str, str] | None = None) -> None:
         """Record the decisions for `transitions` and their outbox rows; committed when this returns.
         If the state database cannot be written (disk full), the transitions are kept in memory and
-        retried with the next call or tick."""
+        retried with the next call or tick. `diagnoses` (fingerprint -> text): computed beforehand by
+        `diagnose_batch`, outside whatever lock the caller holds around this call."""
         batch = self._backlog + [(t, now) for t in transitions if t.kind is not TransitionKind.PENDING]
         if not batch:
             return
-        diagnoses = self._diagnose_new([t for t, _ in batch], now)
+        if diagnoses is None:
+            diagnoses = self._diagnose_new([t for t, _ in batch], now)
         self._logs = []
         try:
             with self.state.tx() as c:
@@ -274,9 +277,27 @@ class IncidentManager:
     def _opened_text(self, alert: Alert) -> str:
         return f"{alert.rule} {alert.severity} on {self._host(alert)} ({self._value_text(alert)})"
 
+    def diagnose_batch(self, transitions: list[AlertTransition], now: float) -> dict[str, str]:
+        """The diagnoses `handle` would compute for `transitions` (time-bounded; call it without locks)."""
+        return self._diagnose_new(list(transitions), now)
+
+    def foreign_host(self, alert: Alert) -> str:
+        """Why `alert` is not about this host ('' when it is): it came through the Alertmanager receiver,
+        or its `host` label names another host. Such alerts get no local diagnosis."""
+        if alert.source.startswith("alertmanager "):
+            return "it arrived through the Alertmanager receiver (it is about another host's data)"
+        host = alert.label("host")
+        mine = {self.hostname, self.external_labels.get("host", "")} - {""}
+        if host and host not in mine:
+            return f"it is about host {host!r}, not this host ({self.hostname})"
+        return ""
+
     def _run_diagnosis(self, alert: Alert, now: float) -> str:
         if self.diagnose is None:
             return ""
+        why = self.foreign_host(alert)
+        if why:
+            return f"No local diagnosis: {why}; inspecting this machine would describe the wrong host."
         try:
             return self.diagnose(alert, now)
         except Exception as e:  # diagnosis is best effort: never lose the incident over it
