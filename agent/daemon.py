@@ -148,8 +148,21 @@ def load_rules(config: AgentConfig) -> list[Any]:
 
 
 def load_all(path: str) -> tuple[AgentConfig, list[Any]]:
-    """Config and rules together: what `run`, SIGHUP and `check-config` validate."""
-    config = load_config(path)
+    """Config and rules together: what `run`, SIGHUP and `check-config` validate. Every problem of every
+    file in one ConfigErrors: the rule files named by a config that has errors of its own are checked too."""
+    try:
+        config = load_config(path)
+    except ConfigErrors as e:
+        files = getattr(e, "rule_files", None)
+        if not files:
+            raise
+        from hostwarden.rules.loader import load_rule_files
+
+        errors = Errors()
+        load_rule_files(files, errors, default_interval=getattr(e, "evaluation_interval", 60.0))
+        if not errors.issues:
+            raise
+        raise ConfigErrors([*e.issues, *errors.issues]) from None
     groups = load_rules(config)
     return config, groups
 
@@ -166,6 +179,10 @@ def tickets_config_of(config: AgentConfig) -> Any:
     parsed = parse_tickets(node, errors, node.loc, os.path.dirname(config.path))
     errors.raise_if_any()
     return parsed
+
+
+def _enabled_checks(config: AgentConfig) -> set[str]:
+    return {c.name for c in config.checks if getattr(c, "enabled", True)}
 
 
 def _receiver_token(rc: Any) -> str | None:
@@ -568,6 +585,7 @@ class Agent:
         if config.web.listen_address != self.config.web.listen_address:
             log.warning("web.listen_address changed; it takes effect at the next restart")
         old_outbox, old_checks, old_backends = self.outbox, self.checks, self.backends
+        removed_checks = _enabled_checks(self.config) - _enabled_checks(config)
         outbox_running = bool(getattr(old_outbox, "_threads", None))
         if new.checks is not None and old_checks is not None:
             new.checks.inherit(old_checks)
@@ -598,6 +616,10 @@ class Agent:
             if self.checks is None:
                 self.store.forget_source("checks", now)
                 self.exposition.remove("checks")
+            try:  # their incidents close as "check removed", not as if the problem were fixed
+                self.incidents.retire_checks(removed_checks, now)
+            except Exception:
+                log.exception("closing the incidents of removed checks %s failed", sorted(removed_checks))
             self._schedule()
         # the old worker delivers nothing more before the new one starts (no row is attempted twice at once)
         old_outbox.stop(drain_timeout=0.0)

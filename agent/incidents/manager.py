@@ -182,6 +182,33 @@ class IncidentManager:
         self._backlog = list(old._backlog) + self._backlog
         self._attempts = {**old._attempts, **self._attempts}
 
+    def retire_checks(self, names: set[str], now: float) -> int:
+        """Checks removed from (or disabled in) the configuration: their open incidents are closed as such —
+        event `retired`, not `resolved` (nothing was fixed: kept out of MTTR) — and their tickets closed with
+        that reason. The alerts' own resolution that follows is then ignored. Returns how many."""
+        if not names:
+            return 0
+        self._logs = []
+        n = 0
+        with self.state.tx() as c:
+            rows = [dict(r) for r in c.execute("SELECT * FROM incidents WHERE status = 'open' AND is_storm = 0")]
+            for inc in rows:
+                check = dict(_loads(inc["labels"], [])).get("check", "")
+                if check not in names:
+                    continue
+                text = f"Closed: check {check} was removed from the configuration (not a fix; not counted in MTTR)"
+                was_muted = bool(inc["muted"])
+                self._set(c, inc, status="resolved", resolved_at=now, pending_events="[]", last_update_at=now,
+                          muted=0, flapping=0)
+                self._event(c, inc["id"], now, "retired", text)
+                self._log(logging.INFO, "incident %s closed: check %s was removed from the configuration",
+                          inc["fingerprint"], check)
+                n += 1
+                if not was_muted and inc["storm_id"] is None and inc["backend"]:
+                    self._enqueue(c, inc, "resolve", text, now)
+        self._emit_logs()
+        return n
+
     def _log(self, level: int, msg: str, *args: object) -> None:
         """Log a decision made inside a transaction: written once it is committed, so a transaction that
         fails (disk full) and is retried logs nothing until it succeeds, and then once."""
@@ -430,8 +457,12 @@ class IncidentManager:
         priority = self.policy.priority(alert.severity, self._category(alert), self._label_map(alert))
         up = SEVERITY_ORDER.get(alert.severity, 0) > SEVERITY_ORDER.get(old, 0)
         kind = "escalated" if up else "deescalated"
+        fields: dict[str, Any] = {}
+        if priority != inc["priority"]:  # the new priority's targets, counted from when the incident fired
+            ack_due, resolve_due = self.policy.deadlines(priority, float(inc["fired_at"]))
+            fields = {"ack_due": ack_due, "resolve_due": resolve_due}
         self._set(c, inc, severity=alert.severity, priority=priority, alert=json.dumps(alert_to_dict(alert)),
-                  title=self._title(alert))
+                  title=self._title(alert), **fields)
         text = f"{'Escalated' if up else 'De-escalated'} {old} → {alert.severity}, priority {priority} " \
                f"({self._value_text(alert)})"
         if inc["flapping"] or inc["storm_id"] is not None:

@@ -5,7 +5,9 @@ An incident can fire several times (reopened within the reopen window); each fir
 `acknowledged` event in between (two-way sync with the ticket system). Counted per occurrence that
 started in the period:
 - counts by rule, category, priority and backend;
-- MTTA (mean time to acknowledge, acknowledged occurrences) and MTTR (mean time to resolve);
+- MTTA (mean time to acknowledge, acknowledged occurrences) and MTTR (mean time to resolve); an
+  occurrence closed because its check was removed from the configuration (`retired`) ends there but
+  counts in neither MTTR nor resolve-SLA breaches (nothing was fixed);
 - SLA breaches against the priority's targets: acknowledged late (or still unacknowledged past the
   deadline while open), resolved late (or still open past the deadline);
 - availability per check (incidents carrying a `check` label): the share of the period without a
@@ -35,6 +37,7 @@ class Occurrence:
     start: float
     ack: float | None = None
     end: float | None = None
+    retired: bool = False  # ended because its check was removed from the configuration: no MTTR, no SLA
 
 
 @dataclass
@@ -48,7 +51,7 @@ class _Group:
         self.count += 1
         if o.end is None:
             self.open += 1
-        else:
+        elif not o.retired:
             self.ttr.append(o.end - o.start)
         if o.ack is not None:
             self.tta.append(o.ack - o.start)
@@ -68,8 +71,8 @@ def occurrences(state: StateDB, since: float) -> list[Occurrence]:
         incidents = {r["id"]: dict(r) for r in c.execute(
             "SELECT id, rule, category, priority, backend, labels, is_storm FROM incidents "
             "WHERE id IN (SELECT incident_id FROM incident_events WHERE at >= ?) OR status = 'open'", (since,))}
-        events = c.execute("SELECT incident_id, at, kind FROM incident_events WHERE kind IN "
-                           "('opened', 'reopened', 'acknowledged', 'resolved') ORDER BY incident_id, id").fetchall()
+        events = c.execute("SELECT incident_id, at, kind FROM incident_events WHERE kind IN ('opened', 'reopened', "
+                           "'acknowledged', 'resolved', 'retired') ORDER BY incident_id, id").fetchall()
     out: list[Occurrence] = []
     current: dict[int, Occurrence] = {}
     for e in events:
@@ -87,8 +90,8 @@ def occurrences(state: StateDB, since: float) -> list[Occurrence]:
             o = current[iid]
             if kind == "acknowledged" and o.ack is None and o.end is None:
                 o.ack = at
-            elif kind == "resolved" and o.end is None:
-                o.end = at
+            elif kind in ("resolved", "retired") and o.end is None:
+                o.end, o.retired = at, kind == "retired"
     return [o for o in out if o.start >= since or o.end is None or o.end >= since]
 
 
@@ -106,7 +109,7 @@ def build_report(state: StateDB, *, since: float, now: float, policy: PriorityPo
         ack_due, resolve_due = policy.deadlines(o.priority, o.start)
         if (o.ack is not None and o.ack > ack_due) or (o.ack is None and o.end is None and now > ack_due):
             ack_breaches += 1
-        if (o.end is not None and o.end > resolve_due) or (o.end is None and now > resolve_due):
+        if not o.retired and ((o.end is not None and o.end > resolve_due) or (o.end is None and now > resolve_due)):
             resolve_breaches += 1
     storms = state.query("SELECT COUNT(*) AS n FROM incidents WHERE is_storm = 1 AND opened_at >= ?", (since,))
     return {

@@ -201,10 +201,15 @@ class TicketStore:
                                       "title": incident.title, "updated_at": now}
             if incident.storm_of:
                 fields["storm_of"] = json.dumps(list(incident.storm_of))
+            for due in ("ack_due", "resolve_due"):  # an escalation brings the new priority's deadlines
+                if incident.extra_fields.get(due) is not None:
+                    fields[due] = incident.extra_fields[due]
             if status is not None and status != row["status"]:
                 fields.update(status=status, status_changed_at=now)
                 if status == "resolved":
                     fields["resolved_at"] = incident.resolved_at or at
+                if status == "closed":
+                    fields["closed_at"] = now
                 if status == "reopened":
                     fields.update(resolved_at=None, closed_at=None, acknowledged_at=None, acknowledged_by="",
                                   reopen_count=max(int(row["reopen_count"]) + 1, incident.reopen_count),
@@ -341,6 +346,9 @@ class LocalBackend:
         self._record(ref, incident, kind="updated", text=event)
 
     def resolve(self, ref: TicketRef, incident: Incident) -> None:
+        if incident.timeline and incident.timeline[-1].kind == "retired":  # its check left the configuration
+            self._record(ref, incident, kind="closed", text=incident.timeline[-1].text, status="closed")
+            return
         text = _last_text(incident, "resolved")
         if not text and incident.resolved_at is not None:
             text = f"Resolved after {human_duration(incident.resolved_at - incident.alert.active_since)}"
