@@ -191,6 +191,7 @@ class SharedConnection:
         self.conn = conn
         self.lock = threading.RLock()
         self.refs = 1
+        self.inode = _inode(path)
 
 
 _registry_lock = threading.Lock()
@@ -201,15 +202,25 @@ def _key(path: str) -> str:
     return os.path.realpath(path)
 
 
+def _inode(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def acquire(path: str, migrations: Sequence[str], *, what: str) -> SharedConnection:
     """The process's connection to `path`: opened (created, checked, migrated) by the first user, shared
     by the next ones. Every `acquire` needs one `release`; the last closes the connection."""
     key = _key(path)
     with _registry_lock:
         shared = _registry.get(key)
-        if shared is not None:
+        if shared is not None and shared.inode == _inode(path):
             shared.refs += 1
             return shared
+        if shared is not None:  # the file was replaced (moved aside, deleted): a different file, a new connection
+            del _registry[key]
         conn = open_database(path, migrations, what=what)
         shared = SharedConnection(key, path, conn)
         _registry[key] = shared

@@ -93,3 +93,15 @@ def test_sqlitefile_new_file_is_0600_and_existing_file_tightened_by_path(tmp_pat
         assert stat.S_IMODE(os.stat(loose).st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+def test_sqlitefile_replaced_file_gets_its_own_connection(tmp_path: Path) -> None:
+    path = str(tmp_path / "t.db")
+    old = sqlitefile.acquire(path, MIGRATIONS, what="t")
+    os.replace(path, path + ".aside")  # moved away while held (as move_aside does with a corrupt file)
+    new = sqlitefile.acquire(path, MIGRATIONS, what="t")
+    assert new is not old and new.inode != old.inode
+    sqlitefile.release(old)  # releasing the old one leaves the new one registered and open
+    assert sqlitefile.open_files()[os.path.realpath(path)] == 1
+    new.conn.execute("SELECT 1")
+    sqlitefile.release(new)
