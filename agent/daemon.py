@@ -584,6 +584,11 @@ class Agent:
         config = new.config
         if config.web.listen_address != self.config.web.listen_address:
             log.warning("web.listen_address changed; it takes effect at the next restart")
+        if (config.receiver is None) != (self.config.receiver is None) or (
+                config.receiver is not None and self.config.receiver is not None
+                and (config.receiver.listen_address, config.receiver.path)
+                != (self.config.receiver.listen_address, self.config.receiver.path)):
+            log.warning("receiver: starting, stopping or moving it takes effect at the next restart")
         old_outbox, old_checks, old_backends = self.outbox, self.checks, self.backends
         removed_checks = _enabled_checks(self.config) - _enabled_checks(config)
         outbox_running = bool(getattr(old_outbox, "_threads", None))
@@ -601,7 +606,7 @@ class Agent:
             self.backends = new.backends
             self.incidents = new.incidents
             self.outbox = new.outbox
-            if new.security is not None and self.server is not None:
+            if self.server is not None:  # basic auth and headers from the (re-read) web config; TLS: at restart
                 self.server.security = new.security
             if self.receiver is not None:  # the receiver feeds the new incident manager from now on
                 self.receiver.incidents = self.incidents
