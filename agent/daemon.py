@@ -647,9 +647,11 @@ class Agent:
         if self.receiver_server is not None:
             self.receiver_server.stop()
         if self._reload_thread is not None:
-            self._reload_thread.join(30.0)
-        with self._reload_lock:  # a reload in progress finishes first
-            pass
+            self._reload_thread.join(5.0)
+        if self._reload_lock.acquire(timeout=10.0):  # a reload in progress finishes first (bounded)
+            self._reload_lock.release()
+        else:
+            log.warning("a configuration reload is still in progress (blocked reading a file?); stopping anyway")
         self.intake.stop(timeout=self.drain_timeout)  # decisions already evaluated are committed first
         self.outbox.stop(drain_timeout=self.drain_timeout)
         close_backends(self.backends)

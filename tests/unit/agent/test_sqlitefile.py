@@ -105,3 +105,39 @@ def test_sqlitefile_replaced_file_gets_its_own_connection(tmp_path: Path) -> Non
     assert sqlitefile.open_files()[os.path.realpath(path)] == 1
     new.conn.execute("SELECT 1")
     sqlitefile.release(new)
+
+
+def test_sqlitefile_cli_waits_for_the_agents_write_transaction_instead_of_failing(tmp_path: Path) -> None:
+    """The CLI and the agent meet: a write transaction held for 1.5 s makes `tickets ack` wait (busy timeout),
+    not fail with "database is locked"."""
+    from tests.support.agent import run_cli
+
+    state = tmp_path / "state"
+    cfg = tmp_path / "hostwarden.yaml"
+    cfg.write_text(f"global:\n  state_dir: {state}\n  hostname: h\nrule_files: []\n")
+    agent_side = TicketStore(str(state / "tickets.db"))
+    try:
+        insert(agent_side, "held")
+        import threading
+        import time
+
+        held = threading.Event()
+
+        def hold() -> None:
+            with agent_side._tx():
+                held.set()
+                time.sleep(1.5)
+
+        t = threading.Thread(target=hold)
+        t.start()
+        held.wait(5)
+        started = time.monotonic()
+        res = run_cli("tickets", "ack", "1", "--by", "alice", "--config", str(cfg))
+        waited = time.monotonic() - started
+        t.join()
+        assert res.returncode == 0, res.stderr
+        assert "locked" not in res.stderr
+        assert waited >= 0.5  # it did meet the transaction
+        assert agent_side.get(1)["acknowledged_by"] == "alice"
+    finally:
+        agent_side.close()
