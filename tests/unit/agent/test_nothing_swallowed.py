@@ -94,3 +94,33 @@ def test_outbox_unexpected_backend_error_logged_counted_dead_lettered_others_del
         for b in backends.values():
             b.close()
         db.close()
+
+
+def test_successful_reload_keeps_the_incident_backlog(tmp_path: Path) -> None:
+    """A transition the state database rejected waits in the incident manager's backlog; a reload builds a
+    new manager and must carry it over (before: a successful reload dropped it)."""
+    from hostwarden.agent.core.sdnotify import Notifier
+    from hostwarden.agent.daemon import Agent, load_all
+
+    state = tmp_path / "state"
+    state.mkdir()
+    StateDB(str(state / "state.db")).close()
+    reject(state / "state.db", "incidents", "rule", "Bad")
+    (tmp_path / "rules.yaml").write_text("groups:\n  - name: g\n    rules:\n      - alert: Bad\n"
+                                         "        expr: vector(1)\n        labels: {severity: warning}\n")
+    cfg = tmp_path / "hostwarden.yaml"
+    cfg.write_text(f"global:\n  interval: 10s\n  state_dir: {state}\n  hostname: {HOST}\n"
+                   f"web:\n  listen_address: 127.0.0.1:0\nrule_files: [{tmp_path / 'rules.yaml'}]\n")
+    config, groups = load_all(str(cfg))
+    agent = Agent(config, groups, notifier=Notifier(""))
+    try:
+        agent.evaluate_group("g")
+        old = agent.incidents
+        assert [t.alert.rule for t, _ in old._backlog] == ["Bad"]
+        assert agent.reload()
+        assert agent.incidents is not old
+        assert [t.alert.rule for t, _ in agent.incidents._backlog] == ["Bad"]
+        assert sum(agent.incidents._attempts.values()) == 1  # its attempts so far count towards the bound
+    finally:
+        agent.outbox.stop(drain_timeout=0.0)
+        agent.state.close()
