@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from tests.reliability.agentprobe import record
 from tests.support.agent import AgentProcess, free_port, run_cli, start_agent
 from tests.support.webhook_receiver import CountingReceiver
 
@@ -402,6 +403,7 @@ def test_operation_sequence_against_real_agent_and_cli(tmp_path: Path) -> None:
     print(f"operation sequence seed={seed}")
     got = run_sequence(tmp_path, DEFAULT_OPS, seed)
     print(f"operation sequence seed={seed}: {json.dumps(got, sort_keys=True)}")
+    record("operation sequences", seed=seed, operations=DEFAULT_OPS, **got)
     assert sum(got["counts"].values()) == DEFAULT_OPS
     assert got["counts"].get("op_act", 0) > 0 and got["counts"].get("op_sighup_valid", 0) > 0
 
@@ -412,3 +414,4 @@ def test_operation_sequence_slow_5000(tmp_path: Path) -> None:
     print(f"operation sequence seed={seed}")
     got = run_sequence(tmp_path, SLOW_OPS, seed)
     print(f"operation sequence seed={seed}: {json.dumps(got, sort_keys=True)}")
+    record("operation sequences (slow)", seed=seed, operations=SLOW_OPS, **got)
