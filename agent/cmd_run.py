@@ -76,35 +76,49 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """Every problem of every file in one run: the config, every rule file it names (even when the config
+    has problems of its own), the ticket backends and the collectors."""
+    from hostwarden.agent.config import load_config
     from hostwarden.agent.core.schema import ConfigErrors
     from hostwarden.agent.daemon import build_collectors, load_all, tickets_config_of
 
     path = args.file or args.config_opt or default_config_path()
+    issues: list[str] = []
+    config, groups, tickets = None, [], None
     try:
         config, groups = load_all(path)
-        tickets = tickets_config_of(config)
     except ConfigErrors as e:
-        for issue in e.issues:
-            print(issue)
-        print(f"{path}: {len(e.issues)} problem(s) found", file=sys.stderr)
-        return 2
+        issues += [str(i) for i in e.issues]
+        try:  # only the rule files failed: the config's backends and collectors are checked too
+            config = load_config(path)
+        except (ConfigErrors, OSError):
+            config = None
     problems = []
-    try:
-        from hostwarden.agent.incidents.outbox import build_backends
+    if config is not None:
+        try:
+            tickets = tickets_config_of(config)
+        except ConfigErrors as e:
+            issues += [str(i) for i in e.issues]
+    if tickets is not None and config is not None:
+        try:
+            from hostwarden.agent.incidents.outbox import build_backends
 
-        build_backends(tickets, state_dir=config.state_dir, check_only=True)
-    except TypeError:
-        pass
-    except Exception as e:  # a backend whose secret cannot be resolved, etc.
-        problems.append(f"{path}: tickets: {e}")
-    try:
-        build_collectors(config)
-    except Exception as e:
-        problems.append(f"{path}: collectors: {e}")
-    if problems:
-        for p in problems:
-            print(p)
+            build_backends(tickets, state_dir=config.state_dir, check_only=True)
+        except TypeError:
+            pass
+        except Exception as e:  # a backend whose secret cannot be resolved, etc.
+            problems.append(f"{path}: tickets: {e}")
+    if config is not None:
+        try:
+            build_collectors(config)
+        except Exception as e:
+            problems.append(f"{path}: collectors: {e}")
+    if issues or problems:
+        for line in [*issues, *problems]:
+            print(line)
+        print(f"{path}: {len(issues) + len(problems)} problem(s) found", file=sys.stderr)
         return 2
+    assert config is not None and tickets is not None
     n_rules = sum(len(g.rules) for g in groups)
     n_backends = len(getattr(tickets, "backends", []) or [])
     enabled = [n for n, c in config.collectors.items() if getattr(c, "enabled", True)]

@@ -167,3 +167,16 @@ def test_check_config_reports_every_error_of_every_file_in_one_run(tmp_path: Pat
     for where in (f"{cfg}:2:", f"{cfg}:4:", f"{tmp_path / 'a.rules.yaml'}:5:", f"{tmp_path / 'a.rules.yaml'}:8:",
                   f"{tmp_path / 'b.rules.yaml'}:6:"):
         assert where in out, (where, out)
+
+
+def test_check_config_reports_rule_errors_and_backend_problems_together(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("groups:\n  - name: r\n    rules:\n      - alert: R\n        expr: up(\n")
+    (tmp_path / "tokdir").mkdir()
+    cfg = tmp_path / "hostwarden.yaml"
+    cfg.write_text(f"global:\n  state_dir: {tmp_path / 'state'}\nrule_files: [r.yaml]\ntickets:\n  backends:\n"
+                   f"    - {{name: hook, type: webhook, url: 'http://127.0.0.1:9/', "
+                   f"token_file: {tmp_path / 'tokdir'}}}\n")
+    res = run_cli("check-config", str(cfg))
+    assert res.returncode == 2
+    assert f"{tmp_path / 'r.yaml'}:5:" in res.stdout and "tickets:" in res.stdout and "cannot read" in res.stdout, \
+        res.stdout
