@@ -83,13 +83,13 @@ class Intake:
             self._stopping = True
             self._cv.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout=max(1.0, timeout))
+            self._thread.join(timeout=2.0)
             self._thread = None
         with self._cv:
             left = list(self._queue)
             self._queue.clear()
-        if left:  # the thread did not get to them: handle them here rather than drop them
-            self._process(left)
+        if left:  # the thread did not get to them: record them here (without diagnosis) rather than drop them
+            self._process(left, diagnose=False)
 
     def _loop(self) -> None:
         while True:
@@ -110,12 +110,15 @@ class Intake:
                     self._busy = False
                     self._cv.notify_all()
 
-    def _process(self, batches: list[Batch]) -> None:
+    def _process(self, batches: list[Batch], *, diagnose: bool = True) -> None:
         manager = self._manager()
         transitions = [t for b in batches for t in b.transitions]
         diagnoses: dict[str, str] = {}
-        if transitions:  # outside the lock: the receiver and the incident tick are not held up by it
+        if transitions and diagnose:  # outside the lock: the receiver and the incident tick are not held up by it
             diagnoses = manager.diagnose_batch(transitions, batches[-1].now)
+        elif transitions:
+            diagnoses = {t.alert.fingerprint: "(no diagnosis: the agent was stopping)" for t in transitions
+                         if t.kind.value == "firing"}
         rows = None
         with self._lock:
             manager = self._manager()  # a reload may have swapped it meanwhile (it carried the backlog over)
