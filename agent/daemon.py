@@ -652,13 +652,14 @@ class Agent:
             self._reload_lock.release()
         else:
             log.warning("a configuration reload is still in progress (blocked reading a file?); stopping anyway")
-        self.intake.stop(timeout=self.drain_timeout)  # decisions already evaluated are committed first
+        intake_done = self.intake.stop(timeout=self.drain_timeout)  # evaluated decisions are committed first
         self.outbox.stop(drain_timeout=self.drain_timeout)
         close_backends(self.backends)
         if self.checks is not None:
             self.checks.close()
-        with self._rules_lock, self._incidents_lock:
-            self.state.save_alert_states(self.rules.export_state())
+        if intake_done:  # else the states saved with the last recorded batch stay (its successors replay)
+            with self._rules_lock, self._incidents_lock:
+                self.state.save_alert_states(self.rules.export_state())
         self.state.close()
         log.info("hostwarden stopped")
 

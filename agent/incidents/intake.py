@@ -77,19 +77,27 @@ class Intake:
                 self._cv.wait(left)
         return True
 
-    def stop(self, timeout: float) -> None:
+    def stop(self, timeout: float) -> bool:
+        """Handle what was submitted (up to `timeout`, then what is left without diagnosis). False when the
+        thread is still inside a batch after that (a stuck diagnosis): nothing more is recorded here, and
+        the caller must not save newer alert states than those saved with the last handled batch (the
+        transitions not yet recorded are then replayed after the restart)."""
         self.drain(timeout)
         with self._cv:
             self._stopping = True
             self._cv.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout=2.0)
+            self._thread.join(timeout=30.0)  # a batch in progress: its diagnosis is time-bounded
+            if self._thread.is_alive():
+                log.warning("incident intake still busy; %d batch(es) left for the next start", len(self._queue))
+                return False
             self._thread = None
         with self._cv:
             left = list(self._queue)
             self._queue.clear()
         if left:  # the thread did not get to them: record them here (without diagnosis) rather than drop them
             self._process(left, diagnose=False)
+        return True
 
     def _loop(self) -> None:
         while True:
