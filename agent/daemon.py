@@ -289,7 +289,7 @@ class Agent:
             c.collectors = build_collectors(config)
             c.checks = self._build_checks(config)
             if strict and c.checks is not None:
-                problems = c.checks.setup_errors()
+                problems = self._new_setup_errors(c.checks)
                 if problems:
                     raise ReloadError("; ".join(f"check {n}: {m}" for n, m in sorted(problems.items())))
             c.tickets_config = tickets_config_of(config)
@@ -310,6 +310,15 @@ class Agent:
             c.discard()
             raise
         return c
+
+    def _new_setup_errors(self, runner: Any) -> dict[str, str]:
+        """Checks of `runner` that cannot be set up, except those configured exactly as a running check that
+        could not be set up either (reported UNKNOWN since the start: a reload must not fail over it)."""
+        problems = runner.setup_errors()
+        if self.checks is None or not problems:
+            return problems
+        old_failed, old_cfg, new_cfg = self.checks.setup_errors(), self.checks.configs(), runner.configs()
+        return {n: m for n, m in problems.items() if not (n in old_failed and old_cfg.get(n) == new_cfg.get(n))}
 
     def _build_checks(self, config: AgentConfig) -> Any | None:
         checks = [c for c in config.checks if getattr(c, "enabled", True)]

@@ -425,6 +425,10 @@ class CheckRunner:
             return {name: st.outcome[0].message for name, st in self._states.items()
                     if st.check is None and st.outcome is not None}
 
+    def configs(self) -> dict[str, CheckConfig]:
+        with self._lock:
+            return {name: st.config for name, st in self._states.items()}
+
     def inherit(self, old: CheckRunner) -> None:
         """Take over the results and counters of checks configured exactly as in `old` (a reload), so their
         history and schedule go on; call before `start`."""

@@ -220,3 +220,27 @@ def test_reload_success_keeps_pending_outbox_operation_and_check_history(running
     s.receiver.up()
     wait(lambda: "queued" in opened_cases(s.receiver), 30, "the queued open delivered after the reload")
     assert agent.state.query("SELECT COUNT(*) AS n FROM outbox WHERE status = 'pending'")[0]["n"] == 0
+
+
+def test_reload_with_a_check_that_could_not_be_set_up_since_start_still_succeeds(tmp_path: Path) -> None:
+    """Only a *new* check that cannot be set up fails a reload: one that has failed the same way since the
+    start (reported UNKNOWN) must not block every later reload."""
+    bad_ca = tmp_path / "not-a-ca.pem"
+    bad_ca.write_text("this is not a certificate\n")
+    cfg = tmp_path / "hostwarden.yaml"
+    cfg.write_text(f"global:\n  interval: 10s\n  state_dir: {tmp_path / 'state'}\n  hostname: h\n"
+                   f"web:\n  listen_address: 127.0.0.1:0\nrule_files: []\n"
+                   f"checks:\n  - {{name: web, type: http, url: 'https://127.0.0.1:1/', ca_file: {bad_ca}}}\n")
+    config, groups = load_all(str(cfg))
+    agent = Agent(config, groups, notifier=Notifier(""))
+    try:
+        assert agent.checks is not None and "web" in agent.checks.setup_errors()
+        assert agent.reload() is True  # unchanged: still UNKNOWN, not a reload failure
+        cfg.write_text(cfg.read_text() + f"  - {{name: web2, type: http, url: 'https://127.0.0.1:1/', "
+                                         f"ca_file: {bad_ca}}}\n")
+        assert agent.reload() is False  # a new one that cannot be set up is
+    finally:
+        if agent.checks is not None:
+            agent.checks.close()
+        agent.outbox.stop(drain_timeout=0.0)
+        agent.state.close()
