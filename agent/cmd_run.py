@@ -19,6 +19,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                      help="HOST:PORT for /metrics (overrides web.listen_address; default 127.0.0.1:19842)")
     run.add_argument("--web.config.file", dest="web_config_file", default=None,
                      help="exporter-toolkit web config file (TLS, basic auth)")
+    run.add_argument("--web.enable-lifecycle", dest="enable_lifecycle", action="store_true",
+                     help="enable reloading the configuration via HTTP POST /-/reload (as in Prometheus)")
     run.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])
     run.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
     run.add_argument("--drain-timeout", dest="drain_timeout", type=float, default=10.0,
@@ -58,7 +60,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         agent = Agent(config, groups, listen_address=args.listen_address, web_config_file=args.web_config_file,
-                      drain_timeout=args.drain_timeout, dry_run=args.dry_run)
+                      drain_timeout=args.drain_timeout, dry_run=args.dry_run,
+                      enable_lifecycle=args.enable_lifecycle)
     except ConfigErrors as e:
         for issue in e.issues:
             log.error("%s", issue)
@@ -76,36 +79,49 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from hostwarden.agent.config import tickets_config_of
+    """Every problem of every file in one run: the config, every rule file it names (even when the config
+    has problems of its own), the ticket backends and the collectors."""
+    from hostwarden.agent.config import load_config, tickets_config_of
     from hostwarden.agent.core.schema import ConfigErrors
     from hostwarden.agent.daemon import build_collectors, load_all
 
     path = args.file or args.config_opt or default_config_path()
+    issues: list[str] = []
+    config, groups, tickets = None, [], None
     try:
         config, groups = load_all(path)
-        tickets = tickets_config_of(config)
     except ConfigErrors as e:
-        for issue in e.issues:
-            print(issue)
-        print(f"{path}: {len(e.issues)} problem(s) found", file=sys.stderr)
-        return 2
+        issues += [str(i) for i in e.issues]
+        try:  # only the rule files failed: the config's backends and collectors are checked too
+            config = load_config(path)
+        except (ConfigErrors, OSError):
+            config = None
     problems = []
-    try:
-        from hostwarden.agent.incidents.outbox import build_backends
+    if config is not None:
+        try:
+            tickets = tickets_config_of(config)
+        except ConfigErrors as e:
+            issues += [str(i) for i in e.issues]
+    if tickets is not None and config is not None:
+        try:
+            from hostwarden.agent.incidents.outbox import build_backends
 
-        build_backends(tickets, state_dir=config.state_dir, check_only=True)
-    except TypeError:
-        pass
-    except Exception as e:  # a backend whose secret cannot be resolved, etc.
-        problems.append(f"{path}: tickets: {e}")
-    try:
-        build_collectors(config)
-    except Exception as e:
-        problems.append(f"{path}: collectors: {e}")
-    if problems:
-        for p in problems:
-            print(p)
+            build_backends(tickets, state_dir=config.state_dir, check_only=True)
+        except TypeError:
+            pass
+        except Exception as e:  # a backend whose secret cannot be resolved, etc.
+            problems.append(f"{path}: tickets: {e}")
+    if config is not None:
+        try:
+            build_collectors(config)
+        except Exception as e:
+            problems.append(f"{path}: collectors: {e}")
+    if issues or problems:
+        for line in [*issues, *problems]:
+            print(line)
+        print(f"{path}: {len(issues) + len(problems)} problem(s) found", file=sys.stderr)
         return 2
+    assert config is not None and tickets is not None
     n_rules = sum(len(g.rules) for g in groups)
     n_backends = len(getattr(tickets, "backends", []) or [])
     enabled = [n for n, c in config.collectors.items() if getattr(c, "enabled", True)]

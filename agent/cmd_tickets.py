@@ -102,10 +102,16 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 def _run(fn: Any) -> Any:
     def wrapper(args: argparse.Namespace) -> int:
         try:
-            return int(fn(args) or 0)
+            code = int(fn(args) or 0)
+            sys.stdout.flush()  # a closed pipe (`| head`) shows here, not at interpreter exit
+            return code
         except CommandError as e:
             print(f"hostwarden: {e}", file=sys.stderr)
             return e.code
+        except BrokenPipeError:  # the reader went away (`tickets show 7 | head`): no traceback
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
+            return EXIT_FAILURE
 
     return wrapper
 
@@ -266,11 +272,14 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def render_ticket(t: dict[str, Any], *, now: float) -> str:
     lines = [f"#{t['id']}  {t['title']}",
-             f"status:      {t['status']}" + (f" (by {t['acknowledged_by']})" if t.get("acknowledged_by") else ""),
+             f"status:      {t['status']}" + _status_by(t),
              f"priority:    {t['priority']}   category: {t['category'] or '-'}   severity: {t['severity'] or '-'}",
              f"rule:        {t['rule']} on {t['host']}",
              f"fingerprint: {t['fingerprint']}",
              f"opened:      {_ts(t['opened_at'])}"]
+    if t.get("acknowledged_at") is not None:
+        by = f" by {t['acknowledged_by']}" if t.get("acknowledged_by") else ""
+        lines.append(f"acknowledged: {_ts(t['acknowledged_at'])}{by}")
     if t.get("resolved_at") is not None:
         lines.append(f"resolved:    {_ts(t['resolved_at'])}")
     if t.get("reopen_count"):
@@ -297,6 +306,17 @@ def render_ticket(t: dict[str, Any], *, now: float) -> str:
         lines.append("diagnosis:")
         lines.append(t["diagnosis"].rstrip())
     return "\n".join(lines)
+
+
+def _status_by(t: dict[str, Any]) -> str:
+    """Who brought the ticket to its status: the author of the last event of that status (a person's name,
+    or `hostwarden` when the agent did it) — never the acknowledger of an earlier status."""
+    kinds = {"acknowledged": ("acknowledged",), "resolved": ("resolved",), "closed": ("closed", "retired"),
+             "reopened": ("reopened",), "new": ("opened",)}.get(t["status"], ())
+    for e in reversed(t.get("events") or []):
+        if e.get("kind") in kinds:
+            return f" (by {e.get('author') or 'hostwarden'})"
+    return ""
 
 
 def _who(args: argparse.Namespace) -> str:

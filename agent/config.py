@@ -210,7 +210,11 @@ def load_config(path: str) -> AgentConfig:
             got = _parse_section(key, doc[key], errors, doc.value_loc(key), base_dir)
             if got is not MISSING:
                 sections[key] = got
-    errors.raise_if_any()
+    if errors.issues:  # the rule files found so far travel along: check-config reports their problems too
+        exc = ConfigErrors(errors.issues)
+        exc.rule_files = list(files)  # type: ignore[attr-defined]
+        exc.evaluation_interval = float(g.evaluation_interval or g.interval)  # type: ignore[attr-defined]
+        raise exc
     return AgentConfig(path=path, global_=g, web=w, collectors=cols, rule_files=files,
                        rule_file_patterns=patterns, sections=sections, raw=doc)
 

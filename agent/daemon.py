@@ -101,7 +101,7 @@ class CollectorRun:
 
 @dataclass
 class Components:
-    """Everything built from one config; a reload builds a new set and swaps it in."""
+    """Everything built from one config; a reload builds a new set, validates it, and only then swaps it in."""
 
     config: AgentConfig
     collectors: dict[str, Any]
@@ -109,6 +109,30 @@ class Components:
     rule_groups: list[Any]
     tickets_config: Any
     backends: dict[str, Any] = field(default_factory=dict)
+    incidents: Any = None
+    outbox: Any = None
+    security: Any = None
+    receiver_token: str | None = None
+
+    def discard(self) -> None:
+        """A set that was not swapped in: give back what it holds (checks, backends' files). Never started."""
+        if self.checks is not None:
+            self.checks.close()
+        close_backends(self.backends)
+
+
+class ReloadError(Exception):
+    """The new set could not be built; nothing running was touched."""
+
+
+def close_backends(backends: dict[str, Any]) -> None:
+    for name, backend in backends.items():
+        closer = getattr(backend, "close", None)
+        if callable(closer):
+            try:
+                closer()
+            except Exception as e:
+                log.warning("tickets backend %s: closing it failed: %s", name, e)
 
 
 def build_collectors(config: AgentConfig) -> dict[str, Any]:
@@ -133,19 +157,50 @@ def load_rules(config: AgentConfig) -> list[Any]:
 
 
 def load_all(path: str) -> tuple[AgentConfig, list[Any]]:
-    """Config and rules together: what `run`, SIGHUP and `check-config` validate."""
-    config = load_config(path)
+    """Config and rules together: what `run`, SIGHUP and `check-config` validate. Every problem of every
+    file in one ConfigErrors: the rule files named by a config that has errors of its own are checked too."""
+    try:
+        config = load_config(path)
+    except ConfigErrors as e:
+        files = getattr(e, "rule_files", None)
+        if not files:
+            raise
+        from hostwarden.rules.loader import load_rule_files
+
+        errors = Errors()
+        load_rule_files(files, errors, default_interval=getattr(e, "evaluation_interval", 60.0))
+        if not errors.issues:
+            raise
+        raise ConfigErrors([*e.issues, *errors.issues]) from None
     groups = load_rules(config)
     return config, groups
 
 
 
+def _enabled_checks(config: AgentConfig) -> set[str]:
+    return {c.name for c in config.checks if getattr(c, "enabled", True)}
+
+
+def _receiver_token(rc: Any) -> str | None:
+    """The receiver's bearer token, resolved now (a reload fails when it cannot be read)."""
+    if getattr(rc, "auth", "") != "bearer":
+        return None
+    from hostwarden.agent.core.secrets import resolve
+
+    token = resolve(env=rc.token_env, file=rc.token_file, what="receiver token")
+    if not token:
+        raise ValueError("receiver: the bearer token is empty")
+    return token
+
+
 class Agent:
     def __init__(self, config: AgentConfig, rule_groups: list[Any], *, listen_address: str | None = None,
                  web_config_file: str | None = None, drain_timeout: float = DEFAULT_DRAIN_SECONDS,
-                 notifier: Any | None = None, dry_run: bool = False) -> None:
+                 notifier: Any | None = None, dry_run: bool = False, enable_lifecycle: bool = False) -> None:
         self.config = config
         self.dry_run = dry_run  # remediation: record what would run, run nothing (`run --dry-run`)
+        self.enable_lifecycle = enable_lifecycle  # POST /-/reload (as Prometheus' --web.enable-lifecycle)
+        self._web_config_flag = web_config_file
         self.listen_address = listen_address or config.web.listen_address
         self.web_config_file = web_config_file or config.web.config_file
         self.drain_timeout = drain_timeout
@@ -158,9 +213,14 @@ class Agent:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone="UTC",
         )
-        self._lock = threading.RLock()  # guards component swaps (reload) against jobs
+        # Locks, taken in this order and never around slow work (I/O, diagnosis, collectors):
+        self._lock = threading.RLock()  # component references (a reload swaps them)
+        self._rules_lock = threading.RLock()  # the rule manager: evaluations and the reload's replace_groups
+        self._incidents_lock = threading.RLock()  # the incident manager: intake, incident tick, receiver
         self._stop = threading.Event()
         self._reload_requested = threading.Event()
+        self._reload_lock = threading.Lock()  # one reload at a time (SIGHUP thread, POST /-/reload)
+        self._reload_thread: threading.Thread | None = None
         self._runs: dict[str, CollectorRun] = {}
         self._last_good_cycle = 0.0
         self._lag = 0.0
@@ -195,27 +255,27 @@ class Agent:
         self.check_history = CheckHistory(self.state)
         self._silence_samples: list[Sample] = []  # hostwarden_alerts_silenced, refreshed by each evaluation
         self._build(config, rule_groups)
+        from hostwarden.agent.incidents.intake import Intake
+
+        # transitions reach the incident manager (diagnosis, state database) off the evaluation path
+        self.intake = Intake(manager=lambda: self.incidents, lock=self._incidents_lock,
+                             save_state=self.state.save_alert_states, wake=lambda: self.outbox.wake())
 
     # -- building -----------------------------------------------------------------------------------
     def _build(self, config: AgentConfig, rule_groups: list[Any]) -> None:
-        from hostwarden.agent.incidents.diagnosis import Diagnoser
-        from hostwarden.agent.incidents.manager import IncidentManager
-        from hostwarden.agent.incidents.outbox import OutboxWorker, build_backends
         from hostwarden.rules.manager import RuleManager
 
+        c = self.build_components(config, rule_groups, strict=False)
         self.config = config
-        self.collectors = build_collectors(config)
-        self.checks = self._build_checks(config)
+        self.collectors = c.collectors
+        self.checks = c.checks
         self.rules = RuleManager(rule_groups, external_labels=config.external_labels)
         self.rules.restore_state(self.state.load_alert_states(), self.clock.now())
         self._apply_retention()
-        self.tickets_config = tickets_config_of(config)
-        self.backends = build_backends(self.tickets_config, state_dir=config.state_dir)
-        diagnose = Diagnoser(self.store, check_results=self._check_results)
-        self.incidents = IncidentManager(self.tickets_config, state=self.state, hostname=config.hostname,
-                                         external_labels=config.external_labels, diagnose=diagnose,
-                                         windows=windows_of(config))
-        self.outbox = OutboxWorker(self.state, self.backends, poll_interval=float(self.tickets_config.poll_interval))
+        self.tickets_config = c.tickets_config
+        self.backends = c.backends
+        self.incidents = c.incidents
+        self.outbox = c.outbox
         self._build_remediation(config, rule_groups)
 
     def _build_remediation(self, config: AgentConfig, rule_groups: list[Any]) -> None:
@@ -231,6 +291,51 @@ class Agent:
         else:
             self.remediator.configure(**kw)
         self.remediator.is_silenced = self.incidents.is_silenced  # silences and maintenance windows
+
+    def build_components(self, config: AgentConfig, rule_groups: list[Any], *, strict: bool = True) -> Components:
+        """Build every part of `config` without touching what runs. `strict` (reload): a check that cannot be
+        set up, the web config or the receiver's token failing is an error too. Raises ConfigErrors,
+        ReloadError, BackendInitError, SecretError…; whatever was built is given back first."""
+        from hostwarden.agent.incidents.diagnosis import Diagnoser
+        from hostwarden.agent.incidents.manager import IncidentManager
+        from hostwarden.agent.incidents.outbox import OutboxWorker, build_backends
+
+        c = Components(config=config, collectors={}, checks=None, rule_groups=rule_groups, tickets_config=None)
+        try:
+            c.collectors = build_collectors(config)
+            c.checks = self._build_checks(config)
+            if strict and c.checks is not None:
+                problems = self._new_setup_errors(c.checks)
+                if problems:
+                    raise ReloadError("; ".join(f"check {n}: {m}" for n, m in sorted(problems.items())))
+            c.tickets_config = tickets_config_of(config)
+            c.backends = build_backends(c.tickets_config, state_dir=config.state_dir)
+            if strict:
+                web_file = self._web_config_flag or config.web.config_file
+                if web_file:
+                    from hostwarden.agent.core.webconfig import load_web_config
+
+                    c.security = load_web_config(web_file)
+                if config.receiver is not None:
+                    c.receiver_token = _receiver_token(config.receiver)
+            diagnose = Diagnoser(self.store, check_results=self._check_results)
+            c.incidents = IncidentManager(c.tickets_config, state=self.state, hostname=config.hostname,
+                                          external_labels=config.external_labels, diagnose=diagnose,
+                                          windows=windows_of(config))
+            c.outbox = OutboxWorker(self.state, c.backends, poll_interval=float(c.tickets_config.poll_interval))
+        except BaseException:
+            c.discard()
+            raise
+        return c
+
+    def _new_setup_errors(self, runner: Any) -> dict[str, str]:
+        """Checks of `runner` that cannot be set up, except those configured exactly as a running check that
+        could not be set up either (reported UNKNOWN since the start: a reload must not fail over it)."""
+        problems = runner.setup_errors()
+        if self.checks is None or not problems:
+            return problems
+        old_failed, old_cfg, new_cfg = self.checks.setup_errors(), self.checks.configs(), runner.configs()
+        return {n: m for n, m in problems.items() if not (n in old_failed and old_cfg.get(n) == new_cfg.get(n))}
 
     def _build_checks(self, config: AgentConfig) -> Any | None:
         checks = [c for c in config.checks if getattr(c, "enabled", True)]
@@ -297,10 +402,10 @@ class Agent:
     def collect_cycle(self, names: Iterable[str] | None = None) -> None:
         now = self.clock.now()
         all_ok = True
-        with self._lock:
+        with self._lock:  # only to read the current set: a slow collector holds up nothing else
             selected = [(n, self.collectors[n]) for n in (names or self.collectors) if n in self.collectors]
-            for name, col in selected:
-                all_ok &= self._run_collector(name, col, now)
+        for name, col in selected:
+            all_ok &= self._run_collector(name, col, now)
         if all_ok and selected:
             self._last_good_cycle = now
         self.render()
@@ -338,36 +443,40 @@ class Agent:
 
     def evaluate_group(self, key: Any) -> None:
         """Evaluate the group `key` (a GroupKey: file and name; a plain name picks the first group of that name)."""
-        with self._lock:
+        with self._rules_lock:
             group = next((g for g in self.rules.groups if key in (g.key, g.name)), None)
             if group is None:
                 return
             now = self.clock.now()
             transitions = self.rules.evaluate(group, self.store, now)
-            if transitions:
-                self.incidents.handle(transitions, now)
-                self.outbox.wake()
-            self.state.save_alert_states(self.rules.export_state())
-            self._silence_samples = self.incidents.suppress.samples(self.state, self.rules.active_alerts(), now)
+            rows = self.rules.export_state()
+            active = self.rules.active_alerts()
             self.exposition.update("rules", self.rules.alert_samples(now) + self.rules.self_samples(), RULE_METRICS)
+        self._silence_samples = self.incidents.suppress.samples(self.state, active, now)  # hostwarden_alerts_silenced
+        # decisions, diagnosis and the state save happen on the intake's thread, in evaluation order
+        self.intake.submit(transitions, rows, now)
         self.render()
 
     def incident_tick(self) -> None:
         with self._lock:
+            backends = dict(self.backends)
+        resenders = [r for r in (getattr(b, "resend", None) for b in backends.values()) if callable(r)]
+        with self._incidents_lock:
             now = self.clock.now()
             self.incidents.tick(now)
-            for backend in self.backends.values():
-                resend = getattr(backend, "resend", None)
-                if callable(resend):
-                    resend(now, self.incidents.firing_incidents())
-            self.outbox.wake()
+            firing = self.incidents.firing_incidents() if resenders else []
+        for resend in resenders:  # backend I/O outside every lock
+            resend(now, firing)
+        self.outbox.wake()
 
     def remediate(self) -> None:
         """Decide and dispatch remediation actions; record finished ones (the actions run in their own threads)."""
         if self.remediator.idle:
             return
-        with self._lock:
-            self.remediator.step(self.rules.active_alerts(), self.clock.now())
+        with self._rules_lock:
+            alerts = self.rules.active_alerts()
+        with self._incidents_lock:
+            self.remediator.step(alerts, self.clock.now())
         self.outbox.wake()
 
     def heartbeat(self) -> None:
@@ -380,9 +489,6 @@ class Agent:
             return
         self.notifier.watchdog()
         self.render()  # the lag (e.g. after the process was stopped) must reach the next scrape
-        if self._reload_requested.is_set():
-            self._reload_requested.clear()
-            self.reload()
 
     def note_heartbeat(self, mono: float) -> float:
         """Record a heartbeat run at monotonic time `mono`; returns the scheduler lag gauge's new value.
@@ -448,20 +554,22 @@ class Agent:
         # bind first: a taken port fails the start before any work is done
         self.server = MetricsServer(self.exposition, self.listen_address, telemetry_path=self.config.web.telemetry_path,
                                     security=security, max_requests=self.config.web.max_requests,
-                                    on_reload=self.reload, ready=lambda: self._ready,
+                                    on_reload=self.reload if self.enable_lifecycle else None,
+                                    ready=lambda: self._ready,
                                     app=WebApp(AgentWebView(self), telemetry_path=self.config.web.telemetry_path))
         self.server.start()
         self.collect_cycle()
         self._start_checks()
         for group in self.rules.groups:
             self.evaluate_group(group.key)
+        self.intake.start()
         self.outbox.start()
         if self.config.receiver is not None:  # Alertmanager webhook receiver inside `run`
             from hostwarden.exporters.receiver import start_receiver
 
             self.receiver_server, self.receiver = start_receiver(
                 self.config.receiver, self.incidents, state_dir=self.config.state_dir, clock=self.clock.now,
-                wake=self.outbox.wake, lock=self._lock)
+                wake=self.outbox.wake, lock=self._incidents_lock)
         self._ready = True
         host, port = self.server.address
         log.info("hostwarden %s listening on %s:%d (%d collectors, %d checks, %d rule groups)", __version__, host,
@@ -469,6 +577,21 @@ class Agent:
         self.notifier.ready(self.status_line())  # READY=1 strictly before the first WATCHDOG=1
         self._schedule()
         self.scheduler.start()
+        self._reload_thread = threading.Thread(target=self._reload_loop, name="reload", daemon=True)
+        self._reload_thread.start()
+
+    def _reload_loop(self) -> None:
+        """Reloads requested by SIGHUP run here, off the scheduler: heartbeats (watchdog pings) go on."""
+        while not self._stop.is_set():
+            if not self._reload_requested.wait(1.0):
+                continue
+            self._reload_requested.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.reload()
+            except Exception:
+                log.exception("configuration reload failed")
 
     def _runbook_base_url(self, config: AgentConfig) -> str:
         """web.runbook_base_url (default: this agent's URL, which serves the runbooks); sets external_url."""
@@ -485,80 +608,99 @@ class Agent:
                 f"{sum(len(g.rules) for g in self.rules.groups)} rules, {firing} firing")
 
     def request_reload(self) -> None:
-        """Signal-safe: the heartbeat job performs the reload."""
+        """Signal-safe: the reload thread performs the reload."""
         self._reload_requested.set()
 
     def reload(self) -> bool:
-        self.notifier.reloading()
-        try:
-            config, groups = load_all(self.config.path)
-            if config.web.listen_address != self.config.web.listen_address:
-                log.warning("web.listen_address changed; it takes effect at the next restart")
-            with self._lock:
-                old_collectors = set(self.collectors)
-                old_collector_objs = list(self.collectors.values())
-                old_checks = self.checks
-                old_outbox = self.outbox
-                self.config = config
-                self.collectors = build_collectors(config)
-                self.checks = self._build_checks(config)
-                self.rules.replace_groups(groups)
-                self._apply_retention()
-                from hostwarden.agent.incidents.diagnosis import Diagnoser
-                from hostwarden.agent.incidents.manager import IncidentManager
-                from hostwarden.agent.incidents.outbox import OutboxWorker, build_backends
+        """Build the whole new set, then swap it in. Any failure leaves everything running as it was."""
+        with self._reload_lock:
+            self.notifier.reloading()
+            try:
+                config, groups = load_all(self.config.path)
+                new = self.build_components(config, groups)
+            except ConfigErrors as e:
+                for issue in e.issues:
+                    log.error("reload rejected: %s", issue)
+                return self._reload_failed(f"{len(e.issues)} problems")
+            except Exception as e:
+                return self._reload_failed(f"{type(e).__name__}: {e}")
+            self._swap(new)
+            self._reload_ok, self._reload_ok_at = 1.0, time.time()
+            log.info("configuration reloaded from %s", self.config.path)
+            self.render()
+            self.notifier.ready(self.status_line())
+            return True
 
-                old_outbox.stop(drain_timeout=1.0)
-                self.tickets_config = tickets_config_of(config)
-                self.backends = build_backends(self.tickets_config, state_dir=config.state_dir)
-                self.incidents = IncidentManager(self.tickets_config, state=self.state, hostname=config.hostname,
-                                                 external_labels=config.external_labels,
-                                                 diagnose=Diagnoser(self.store, check_results=self._check_results),
-                                                 windows=windows_of(config))
-                self.outbox = OutboxWorker(self.state, self.backends,
-                                           poll_interval=float(self.tickets_config.poll_interval))
-                self.incidents.runbook_base_url = self._runbook_base_url(config)
-                self.outbox.start()
-                self._build_remediation(config, groups)
-                if self.receiver is not None:  # the receiver feeds the new incident manager from now on
-                    self.receiver.incidents = self.incidents
-                    self.receiver.wake = self.outbox.wake
-                now = self.clock.now()
-                for gone in old_collectors - set(self.collectors):
-                    self.store.forget_source(gone, now)
-                    self.exposition.remove(gone)
-                    self._runs.pop(gone, None)
-                if old_checks is not None:
-                    old_checks.close()
-                for col in old_collector_objs:  # a collector holding a connection (systemd's D-Bus) lets go
-                    getattr(col, "close", lambda: None)()
-                self._start_checks()
-                if self.checks is None:
-                    self.store.forget_source("checks", now)
-                    self.exposition.remove("checks")
-                self._schedule()
-        except ConfigErrors as e:
-            self._reload_ok = 0.0
-            for issue in e.issues:
-                log.error("reload rejected: %s", issue)
-            log.error("configuration reload failed (%d problems); keeping the running configuration",
-                      len(e.issues))
-            self._start_checks()  # whichever runner is current keeps running
-            self.notifier.ready(self.status_line())
-            self.render()
-            return False
-        except Exception:
-            self._reload_ok = 0.0
-            log.exception("configuration reload failed; keeping the running configuration")
-            self._start_checks()  # whichever runner is current keeps running
-            self.notifier.ready(self.status_line())
-            self.render()
-            return False
-        self._reload_ok, self._reload_ok_at = 1.0, time.time()
-        log.info("configuration reloaded from %s", self.config.path)
+    def _reload_failed(self, why: str) -> bool:
+        self._reload_ok = 0.0
+        log.error("configuration reload failed (%s); keeping the running configuration", why)
         self.render()
         self.notifier.ready(self.status_line())
-        return True
+        return False
+
+    def _swap(self, new: Components) -> None:
+        """Install a built set. Kept: the state database (pending outbox rows, incidents), the incident
+        manager's backlog, alert states of unchanged rules, results of unchanged checks."""
+        config = new.config
+        if config.web.listen_address != self.config.web.listen_address:
+            log.warning("web.listen_address changed; it takes effect at the next restart")
+        if (config.receiver is None) != (self.config.receiver is None) or (
+                config.receiver is not None and self.config.receiver is not None
+                and (config.receiver.listen_address, config.receiver.path)
+                != (self.config.receiver.listen_address, self.config.receiver.path)):
+            log.warning("receiver: starting, stopping or moving it takes effect at the next restart")
+        old_outbox, old_checks, old_backends = self.outbox, self.checks, self.backends
+        removed_checks = _enabled_checks(self.config) - _enabled_checks(config)
+        outbox_running = bool(getattr(old_outbox, "_threads", None))
+        if new.checks is not None and old_checks is not None:
+            new.checks.inherit(old_checks)
+        new.incidents.runbook_base_url = self._runbook_base_url(config)
+        with self._lock, self._rules_lock, self._incidents_lock:
+            old_collectors = set(self.collectors)
+            old_collector_objs = list(self.collectors.values())
+            new.incidents.carry_over(self.incidents)
+            self.config = config
+            self.collectors = new.collectors
+            self.checks = new.checks
+            self.rules.replace_groups(new.rule_groups)
+            self._apply_retention()
+            self.tickets_config = new.tickets_config
+            self.backends = new.backends
+            self.incidents = new.incidents
+            self.outbox = new.outbox
+            if self.server is not None:  # basic auth and headers from the (re-read) web config; TLS: at restart
+                self.server.security = new.security
+            if self.receiver is not None:  # the receiver feeds the new incident manager from now on
+                self.receiver.incidents = self.incidents
+                self.receiver.wake = self.outbox.wake
+                if new.receiver_token and self.receiver_server is not None:
+                    self.receiver_server._token = new.receiver_token.encode()
+            now = self.clock.now()
+            for gone in old_collectors - set(self.collectors):
+                self.store.forget_source(gone, now)
+                self.exposition.remove(gone)
+                self._runs.pop(gone, None)
+            if self.checks is None:
+                self.store.forget_source("checks", now)
+                self.exposition.remove("checks")
+            try:  # their incidents close as "check removed", not as if the problem were fixed
+                self.incidents.retire_checks(removed_checks, now)
+            except Exception:
+                log.exception("closing the incidents of removed checks %s failed", sorted(removed_checks))
+            self._schedule()
+        # the old worker delivers nothing more before the new one starts (no row is attempted twice at once)
+        old_outbox.stop(drain_timeout=0.0)
+        if outbox_running:
+            self.outbox.start()
+        with self._incidents_lock:
+            self._build_remediation(config, new.rule_groups)
+        if old_checks is not None:
+            old_checks.close()
+        for col in old_collector_objs:  # a collector holding a connection (systemd's D-Bus) lets go
+            if col not in self.collectors.values():
+                getattr(col, "close", lambda: None)()
+        self._start_checks()
+        close_backends(old_backends)
 
     def stop(self) -> None:
         self.notifier.stopping()
@@ -572,11 +714,20 @@ class Agent:
         if self.receiver_server is not None:
             self.receiver_server.stop()
         self.remediator.close()
+        if self._reload_thread is not None:
+            self._reload_thread.join(5.0)
+        if self._reload_lock.acquire(timeout=10.0):  # a reload in progress finishes first (bounded)
+            self._reload_lock.release()
+        else:
+            log.warning("a configuration reload is still in progress (blocked reading a file?); stopping anyway")
+        intake_done = self.intake.stop(timeout=self.drain_timeout)  # evaluated decisions are committed first
         self.outbox.stop(drain_timeout=self.drain_timeout)
+        close_backends(self.backends)
         if self.checks is not None:
             self.checks.close()
-        with self._lock:
-            self.state.save_alert_states(self.rules.export_state())
+        if intake_done:  # else the states saved with the last recorded batch stay (its successors replay)
+            with self._rules_lock, self._incidents_lock:
+                self.state.save_alert_states(self.rules.export_state())
         self.state.close()
         log.info("hostwarden stopped")
 

@@ -410,6 +410,31 @@ class CheckRunner:
         with self._lock:
             return {name: st.result for name, st in self._states.items() if st.result is not None}
 
+    def setup_errors(self) -> dict[str, str]:
+        """Checks whose instance could not be built, with why (a reload refuses a set with any)."""
+        with self._lock:
+            return {name: st.outcome[0].message for name, st in self._states.items()
+                    if st.check is None and st.outcome is not None}
+
+    def configs(self) -> dict[str, CheckConfig]:
+        with self._lock:
+            return {name: st.config for name, st in self._states.items()}
+
+    def inherit(self, old: CheckRunner) -> None:
+        """Take over the results and counters of checks configured exactly as in `old` (a reload), so their
+        history and schedule go on; call before `start`."""
+        with old._lock:
+            previous = {name: st for name, st in old._states.items() if st.result is not None}
+        with self._lock:
+            for name, st in self._states.items():
+                was = previous.get(name)
+                if was is None or was.config != st.config or st.check is None:
+                    continue
+                st.result, st.result_at, st.duration = was.result, was.result_at, was.duration
+                st.run_started_at, st.timeouts, st.overruns = was.run_started_at, was.timeouts, was.overruns
+                st.overruns_at, st.published, st.logged = was.overruns_at, list(was.published), was.logged
+                st.next_due = was.next_due
+
     def close(self) -> None:
         """Stop scheduling, end the child processes of runs in flight (checks with `abort()`), and close
         checks that hold resources (D-Bus connections, open log files). Worker threads are daemon

@@ -180,9 +180,11 @@ class MetricsServer(HTTPService):
                     elif path == "/-/ready":
                         ok = server.ready()
                         self._send(200 if ok else 503, b"Ready.\n" if ok else b"Not ready.\n")
-                    elif path == "/-/reload" and self.command in ("POST", "PUT"):
-                        if server.on_reload is None:
-                            self._send(404, b"reload not enabled\n")
+                    elif path == "/-/reload":  # answers as Prometheus does (--web.enable-lifecycle)
+                        if self.command not in ("POST", "PUT"):
+                            self._send(405, b"Only POST or PUT requests allowed")
+                        elif server.on_reload is None:
+                            self._send(403, b"Lifecycle API is not enabled.")
                         else:
                             ok = server.on_reload()
                             self._send(200 if ok else 500, b"reloaded\n" if ok else b"reload failed, see log\n")

@@ -9,6 +9,19 @@ Used by the state database (agent/state.py) and the local ticket store (exporter
 - A file that is not a database, or fails `PRAGMA quick_check` (truncated, overwritten), is renamed
   to `<path>.corrupt-<unix time>` (with its -wal/-shm), logged with the reason, and a fresh one is
   created in its place.
+- One connection per file per process (`acquire`/`release`): every user of a file in this process shares
+  one connection (and the lock that serialises it), opened once and closed when the last user releases
+  it. Nothing else in the process ever opens or closes a descriptor of the file while that connection
+  exists: closing *any* descriptor of a file drops *all* of the process's POSIX advisory locks on it
+  (SQLite, "How To Corrupt An SQLite Database File" §2.2), after which another process (the CLI) believes
+  it is the last user and deletes the WAL the agent still writes to. So the file is created 0600 with
+  `os.open(O_CREAT | O_EXCL)` only when it does not exist yet (no connection can hold it then), and an
+  existing file is only ever `chmod`ed by path.
+- Checked against the rest of that list: the CLI and the agent meet through SQLite's own locking (WAL,
+  a busy timeout of BUSY_TIMEOUT_MS instead of an error, never `locking_mode=EXCLUSIVE`); no connection
+  crosses a `fork` (plugins are started with fork+exec, SQLite's descriptors are O_CLOEXEC and
+  subprocess closes the rest); -wal/-shm are never deleted or renamed by us except together with a
+  corrupt main file before any connection to it exists; `synchronous=FULL` (no unsafe pragmas).
 - The schema version is `PRAGMA user_version`; `migrations[i]` brings version i to i + 1, each in one
   transaction together with the version bump. A file from a newer hostwarden is refused (never
   overwritten or moved aside: a downgrade must not lose data).
@@ -19,6 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,12 +51,16 @@ class CorruptDatabase(Exception):
 
 
 def _create_0600(path: str) -> None:
+    """Create the file 0600 if it does not exist; never opens an existing file (see the module docstring)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
-    st = os.stat(path)
-    if st.st_mode & 0o077:
-        os.chmod(path, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:  # someone's file: tighten it by path, without a descriptor
+        st = os.stat(path)
+        if st.st_mode & 0o077:
+            os.chmod(path, 0o600)
+        return
+    os.close(fd)  # a new inode: no connection of this process can hold it
 
 
 def tighten_sidecars(path: str) -> None:
@@ -163,9 +181,81 @@ def move_aside(path: str, reason: str, *, what: str) -> str:
     return target
 
 
+class SharedConnection:
+    """The process's one connection to a database file, shared by every user in the process.
+    Hold `lock` around every use of `conn` (statements and transactions)."""
+
+    def __init__(self, key: str, path: str, conn: sqlite3.Connection) -> None:
+        self.key = key
+        self.path = path
+        self.conn = conn
+        self.lock = threading.RLock()
+        self.refs = 1
+        self.inode = _inode(path)
+
+
+_registry_lock = threading.Lock()
+_registry: dict[str, SharedConnection] = {}
+
+
+def _key(path: str) -> str:
+    return os.path.realpath(path)
+
+
+def _inode(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def acquire(path: str, migrations: Sequence[str], *, what: str) -> SharedConnection:
+    """The process's connection to `path`: opened (created, checked, migrated) by the first user, shared
+    by the next ones. Every `acquire` needs one `release`; the last closes the connection."""
+    key = _key(path)
+    with _registry_lock:
+        shared = _registry.get(key)
+        if shared is not None and shared.inode == _inode(path):
+            shared.refs += 1
+            return shared
+        if shared is not None:  # the file was replaced (moved aside, deleted): a different file, a new connection
+            del _registry[key]
+        conn = open_database(path, migrations, what=what)
+        shared = SharedConnection(key, path, conn)
+        _registry[key] = shared
+        return shared
+
+
+def release(shared: SharedConnection) -> None:
+    """Give up one reference; the last one closes the connection (and only then may the file be opened anew)."""
+    with _registry_lock:
+        if shared.refs <= 0:
+            return
+        shared.refs -= 1
+        if shared.refs:
+            return
+        if _registry.get(shared.key) is shared:
+            del _registry[shared.key]
+        with shared.lock:
+            try:
+                shared.conn.close()
+            except sqlite3.Error:
+                pass
+
+
+def open_files() -> dict[str, int]:
+    """Files this process holds a connection to, with their number of users (tests, diagnostics)."""
+    with _registry_lock:
+        return {k: s.refs for k, s in _registry.items()}
+
+
 def open_database(path: str, migrations: Sequence[str], *, what: str) -> sqlite3.Connection:
     """Open (creating, checking, migrating) the SQLite file at `path`. Raises OSError/sqlite3.Error when the
-    file cannot be used at all (permissions, read-only file system), SchemaTooNew for a newer schema."""
+    file cannot be used at all (permissions, read-only file system), SchemaTooNew for a newer schema.
+    Callers in the agent go through `acquire` (one connection per file per process)."""
+    if _key(path) in _registry:
+        raise RuntimeError(f"{what} {path} is already open in this process: use sqlitefile.acquire")
     for attempt in (1, 2):
         _create_0600(path)
         conn = connect(path)

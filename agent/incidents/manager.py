@@ -47,6 +47,7 @@ STORM_RULE = "HostwardenAlertStorm"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_TIMELINE = 50
 MAX_BACKLOG = 10_000
+MAX_ATTEMPTS = 5  # a transition the state database rejects as invalid this often is dropped (logged, counted)
 MAX_STORM_LISTED = 200
 
 INCIDENT_METRICS = metric_defs(
@@ -62,6 +63,13 @@ INCIDENT_METRICS = metric_defs(
     MetricDef("hostwarden_ticket_errors_total", "counter", "Ticket operations that failed (transient or permanent).",
               ("backend",)),
     MetricDef("hostwarden_state_write_errors_total", "counter", "Writes to the state database that failed."),
+    MetricDef("hostwarden_state_integrity_errors_total", "counter",
+              "State database operations rejected as invalid (constraint, corruption), not a full or locked disk."),
+    MetricDef("hostwarden_incident_transitions_dropped_total", "counter",
+              "Alert transitions given up after repeated integrity errors (each logged at error with its incident)."),
+    MetricDef("hostwarden_ticket_unexpected_errors_total", "counter",
+              "Unexpected exceptions from a ticket backend (logged at error; dead-lettered after a few attempts).",
+              ("backend",)),
     MetricDef("hostwarden_state_degraded", "gauge",
               "1 while the state database runs on an in-memory copy (its file could not be opened or written: "
               "read-only or full disk); decisions are not durable until it is 0 again."),
@@ -87,6 +95,7 @@ class IncidentManager:
         self.runbook_base_url = ""  # web.runbook_base_url: relative runbook_url annotations are resolved against it
         self.policy = config.policy()
         self._backlog: list[tuple[AlertTransition, float]] = []
+        self._attempts: dict[tuple[str, str, float], int] = {}  # transitions rejected as invalid, by attempt
         self._logs: list[tuple[int, str, tuple[object, ...]]] = []  # decisions to log once committed
         self._new_storms: dict[int, float] = {}  # storm incidents created in the current handle() batch
         # silences (state database) and maintenance windows (config): ticket operations held, then released
@@ -94,14 +103,17 @@ class IncidentManager:
                                    enqueue=self._enqueue_now, event=self._event, set_fields=self._set)
 
     # -- public API ------------------------------------------------------------------------------------------
-    def handle(self, transitions: list[AlertTransition], now: float) -> None:
+    def handle(self, transitions: list[AlertTransition], now: float, *,
+               diagnoses: dict[str, str] | None = None) -> None:
         """Record the decisions for `transitions` and their outbox rows; committed when this returns.
         If the state database cannot be written (disk full), the transitions are kept in memory and
-        retried with the next call or tick."""
+        retried with the next call or tick. `diagnoses` (fingerprint -> text): computed beforehand by
+        `diagnose_batch`, outside whatever lock the caller holds around this call."""
         batch = self._backlog + [(t, now) for t in transitions if t.kind is not TransitionKind.PENDING]
         if not batch:
             return
-        diagnoses = self._diagnose_new([t for t, _ in batch], now)
+        if diagnoses is None:
+            diagnoses = self._diagnose_new([t for t, _ in batch], now)
         self._logs = []
         try:
             with self.state.tx() as c:
@@ -111,14 +123,50 @@ class IncidentManager:
                 for storm_id, t_now in self._new_storms.items():  # opened with every member of this batch listed
                     storm = dict(c.execute("SELECT * FROM incidents WHERE id = ?", (storm_id,)).fetchone())
                     self._enqueue(c, storm, "open", "", t_now)
-        except sqlite3.Error:
+        except sqlite3.OperationalError:
             if len(batch) > MAX_BACKLOG:
                 log.error("incident backlog over %d transitions while the state database is unwritable; "
                           "dropping the oldest %d", MAX_BACKLOG, len(batch) - MAX_BACKLOG)
             self._backlog = batch[-MAX_BACKLOG:]
             return
+        except sqlite3.Error:  # integrity/corruption: find the transition(s) at fault, the others go on
+            self._handle_one_by_one(batch, diagnoses)
+            return
         self._backlog = []
         self._emit_logs()
+
+    def _handle_one_by_one(self, batch: list[tuple[AlertTransition, float]], diagnoses: dict[str, str]) -> None:
+        """Each transition in its own transaction: one the database rejects (not a full or locked disk) is
+        logged at error naming its incident, counted, retried, and dropped after MAX_ATTEMPTS."""
+        keep: list[tuple[AlertTransition, float]] = []
+        for i, (t, t_now) in enumerate(batch):
+            self._logs = []
+            try:
+                with self.state.tx() as c:
+                    self._new_storms = {}
+                    self._apply(c, t, t_now, diagnoses)
+                    for storm_id, s_now in self._new_storms.items():
+                        storm = dict(c.execute("SELECT * FROM incidents WHERE id = ?", (storm_id,)).fetchone())
+                        self._enqueue(c, storm, "open", "", s_now)
+            except sqlite3.OperationalError:
+                keep.extend(batch[i:])  # the disk, not the data: everything from here waits
+                break
+            except sqlite3.Error as e:
+                key = (t.alert.fingerprint, t.kind.value, t.at)
+                n = self._attempts.get(key, 0) + 1
+                self._attempts[key] = n
+                dropped = n >= MAX_ATTEMPTS
+                self.state.stats.count_integrity(dropped=dropped)
+                log.error("incident %s (%s): the state database rejected its %s transition: %s: %s (attempt %d of "
+                          "%d%s)", t.alert.fingerprint, t.alert.rule, t.kind.value, type(e).__name__, e, n,
+                          MAX_ATTEMPTS, "; dropped" if dropped else "")
+                if dropped:
+                    self._attempts.pop(key, None)
+                else:
+                    keep.append((t, t_now))
+                continue
+            self._emit_logs()
+        self._backlog = keep[-MAX_BACKLOG:]
 
     def tick(self, now: float) -> None:
         """Send coalesced updates that are due, maintain storm tickets, record SLA breaches."""
@@ -131,9 +179,45 @@ class IncidentManager:
                 self._flush_due(c, now)
                 self._maintain_storms(c, now)
                 self._check_sla(c, now)
-        except sqlite3.Error:
+        except sqlite3.OperationalError:  # a full or locked disk: counted by the state database, tried next tick
+            return
+        except sqlite3.Error as e:
+            self.state.stats.count_integrity()
+            log.error("incident tick: the state database rejected the update: %s: %s", type(e).__name__, e)
             return
         self._emit_logs()
+
+    def carry_over(self, old: IncidentManager) -> None:
+        """A reload replaced `old` with this manager: keep what it held in memory (transitions not yet committed)."""
+        self._backlog = list(old._backlog) + self._backlog
+        self._attempts = {**old._attempts, **self._attempts}
+
+    def retire_checks(self, names: set[str], now: float) -> int:
+        """Checks removed from (or disabled in) the configuration: their open incidents are closed as such —
+        event `retired`, not `resolved` (nothing was fixed: kept out of MTTR) — and their tickets closed with
+        that reason. The alerts' own resolution that follows is then ignored. Returns how many."""
+        if not names:
+            return 0
+        self._logs = []
+        n = 0
+        with self.state.tx() as c:
+            rows = [dict(r) for r in c.execute("SELECT * FROM incidents WHERE status = 'open' AND is_storm = 0")]
+            for inc in rows:
+                check = dict(_loads(inc["labels"], [])).get("check", "")
+                if check not in names:
+                    continue
+                text = f"Closed: check {check} was removed from the configuration (not a fix; not counted in MTTR)"
+                was_muted = bool(inc["muted"])
+                self._set(c, inc, status="resolved", resolved_at=now, pending_events="[]", last_update_at=now,
+                          muted=0, flapping=0)
+                self._event(c, inc["id"], now, "retired", text)
+                self._log(logging.INFO, "incident %s closed: check %s was removed from the configuration",
+                          inc["fingerprint"], check)
+                n += 1
+                if not was_muted and inc["storm_id"] is None and inc["backend"]:
+                    self._enqueue(c, inc, "resolve", text, now)
+        self._emit_logs()
+        return n
 
     def _log(self, level: int, msg: str, *args: object) -> None:
         """Log a decision made inside a transaction: written once it is committed, so a transaction that
@@ -185,6 +269,12 @@ class IncidentManager:
             out.append(Sample("hostwarden_ticket_errors_total", labels_of(backend=name), float(errors.get(name, 0)),
                               now))
         out.append(Sample("hostwarden_state_write_errors_total", (), float(self.state.write_errors), now))
+        stats = self.state.stats
+        out.append(Sample("hostwarden_state_integrity_errors_total", (), float(stats.integrity_errors), now))
+        out.append(Sample("hostwarden_incident_transitions_dropped_total", (), float(stats.dropped_transitions), now))
+        for name in sorted(backends | set(stats.unexpected)):
+            out.append(Sample("hostwarden_ticket_unexpected_errors_total", labels_of(backend=name),
+                              float(stats.unexpected.get(name, 0)), now))
         out.append(Sample("hostwarden_state_degraded", (), 1.0 if self.state.degraded else 0.0, now))
         return out
 
@@ -232,9 +322,27 @@ class IncidentManager:
     def _opened_text(self, alert: Alert) -> str:
         return f"{alert.rule} {alert.severity} on {self._host(alert)} ({self._value_text(alert)})"
 
+    def diagnose_batch(self, transitions: list[AlertTransition], now: float) -> dict[str, str]:
+        """The diagnoses `handle` would compute for `transitions` (time-bounded; call it without locks)."""
+        return self._diagnose_new(list(transitions), now)
+
+    def foreign_host(self, alert: Alert) -> str:
+        """Why `alert` is not about this host ('' when it is): it came through the Alertmanager receiver,
+        or its `host` label names another host. Such alerts get no local diagnosis."""
+        if alert.source.startswith("alertmanager "):
+            return "it arrived through the Alertmanager receiver (it is about another host's data)"
+        host = alert.label("host")
+        mine = {self.hostname, self.external_labels.get("host", "")} - {""}
+        if host and host not in mine:
+            return f"it is about host {host!r}, not this host ({self.hostname})"
+        return ""
+
     def _run_diagnosis(self, alert: Alert, now: float) -> str:
         if self.diagnose is None:
             return ""
+        why = self.foreign_host(alert)
+        if why:
+            return f"No local diagnosis: {why}; inspecting this machine would describe the wrong host."
         try:
             return self.diagnose(alert, now)
         except Exception as e:  # diagnosis is best effort: never lose the incident over it
@@ -380,8 +488,14 @@ class IncidentManager:
         priority = self.policy.priority(alert.severity, self._category(alert), self._label_map(alert))
         up = SEVERITY_ORDER.get(alert.severity, 0) > SEVERITY_ORDER.get(old, 0)
         kind = "escalated" if up else "deescalated"
+        fields: dict[str, Any] = {}
+        # the new priority's targets, counted from when the incident fired; none while a silence holds the ticket
+        # back (its SLA clock starts when the silence ends, from the priority it has then)
+        if priority != inc["priority"] and inc["ack_due"] is not None:
+            ack_due, resolve_due = self.policy.deadlines(priority, float(inc["fired_at"]))
+            fields = {"ack_due": ack_due, "resolve_due": resolve_due}
         self._set(c, inc, severity=alert.severity, priority=priority, alert=json.dumps(alert_to_dict(alert)),
-                  title=self._title(alert))
+                  title=self._title(alert), **fields)
         text = f"{'Escalated' if up else 'De-escalated'} {old} → {alert.severity}, priority {priority} " \
                f"({self._value_text(alert)})"
         if inc["flapping"] or inc["storm_id"] is not None:

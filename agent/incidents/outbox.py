@@ -2,7 +2,10 @@
 
 - Order: one queue per (backend, fingerprint); only the oldest pending row of a queue is attempted, so
   open → update → resolve → reopen arrive in the order they were decided.
-- Transient errors (TransientError, or anything unexpected): the row is retried with exponential backoff
+- Unexpected exceptions (a bug, an unmapped library error, an SQLite integrity error): logged at error
+  naming the incident, counted (`hostwarden_ticket_unexpected_errors_total`), retried like a transient
+  error, and dead-lettered after MAX_UNEXPECTED_ATTEMPTS, so one bad operation cannot block its queue.
+- Transient errors (TransientError): the row is retried with exponential backoff
   and jitter (1 s doubling to 5 min, "equal jitter"); the backend as a whole pauses too, so a receiver
   that is down costs one attempt per backoff step, not one per queued row. `Retry-After` (429/503) pauses
   the backend for exactly that long. Durations use the monotonic clock.
@@ -45,6 +48,7 @@ BACKOFF_BASE = 1.0
 BACKOFF_MAX = 300.0
 MAX_IDLE_WAIT = 5.0  # re-read the outbox at least this often (rows re-queued by `tickets retry`)
 HEADS_PER_SCAN = 1000
+MAX_UNEXPECTED_ATTEMPTS = 5  # an operation failing with an unexpected exception this often is dead-lettered
 PRUNE_DONE_AFTER = 7 * 86400.0
 PRUNE_EVERY = 600.0
 
@@ -90,6 +94,7 @@ class _Backend:
     poll_interval: float = 300.0
     poll_error: str = ""
     due: dict[int, float] = field(default_factory=dict)  # row id -> monotonic time of its next attempt
+    unexpected: dict[int, int] = field(default_factory=dict)  # row id -> unexpected exceptions so far
     wake: threading.Event = field(default_factory=threading.Event)
 
 
@@ -174,8 +179,12 @@ class OutboxWorker:
                     self._poll_backend(b, self.clock())
                 if name == next(iter(self._b)):
                     self._maybe_prune(self.clock())
-            except sqlite3.Error as e:  # state database unwritable (disk full …): back off, try again
+            except sqlite3.OperationalError as e:  # state database unwritable (disk full …): back off, try again
                 log.debug("outbox %s: state database error: %s", name, e)
+                b.paused_until = max(b.paused_until, self.clock() + 5.0)
+            except sqlite3.Error as e:  # integrity/corruption: not a passing condition, say so
+                self.state.stats.count_integrity()
+                log.error("outbox %s: state database error: %s: %s", name, type(e).__name__, e)
                 b.paused_until = max(b.paused_until, self.clock() + 5.0)
             except Exception:
                 log.exception("outbox %s: unexpected error", name)
@@ -280,14 +289,23 @@ class OutboxWorker:
         except TransientError as e:  # backoff counts from the end of the attempt (a timeout can outlast a step)
             self._transient(b, row, now + max(0.0, self.clock() - started), str(e), e.retry_after)
             return False
-        except Exception as e:  # a bug or an unmapped library error: retry rather than lose the operation
-            self._transient(b, row, now + max(0.0, self.clock() - started), f"{type(e).__name__}: {e}", None)
-            return False
+        except Exception as e:  # a bug or an unmapped library error: retried a few times, then dead-lettered
+            return self._unexpected(b, row, now + max(0.0, self.clock() - started), e)
         finally:
             reset_idempotency_key(token)
         self.state.stats.count(b.name, op, "success")
-        self._finish(rid, "done", incident_id=int(row["incident_id"]) if op == "open" else None, ref=ref,
-                     backend=b.name)
+        b.unexpected.pop(rid, None)
+        try:
+            self._finish(rid, "done", incident_id=int(row["incident_id"]) if op == "open" else None, ref=ref,
+                         backend=b.name)
+        except sqlite3.OperationalError:
+            raise  # disk full: the loop backs off; the retried delivery is deduplicated by its idempotency key
+        except sqlite3.Error as e:
+            self.state.stats.count_integrity()
+            log.error("tickets backend %s: %s for incident %s (outbox #%d) was delivered but cannot be recorded: "
+                      "%s: %s; dead-lettering it", b.name, op, row["fingerprint"], rid, type(e).__name__, e)
+            self._dead(b, row, f"delivered, but recording it failed: {type(e).__name__}: {e}")
+            return False
         if b.failures:
             log.info("tickets backend %s: delivering again after %d failed attempt(s)", b.name, b.failures)
             b.failures, b.failing_since_error = 0, ""
@@ -367,6 +385,30 @@ class OutboxWorker:
             log.warning("tickets backend %s: %s failed (%s); retrying in %.1fs%s", b.name, op, error, delay,
                         " (Retry-After)" if retry_after is not None else " with backoff")
             b.failing_since_error = error
+
+    def _unexpected(self, b: _Backend, row: sqlite3.Row, now: float, e: Exception) -> bool:
+        """An exception no backend should raise: logged at error naming the incident, counted, retried with
+        backoff, and dead-lettered after MAX_UNEXPECTED_ATTEMPTS so it cannot block its incident's queue."""
+        rid = int(row["id"])
+        n = b.unexpected.get(rid, 0) + 1
+        b.unexpected[rid] = n
+        self.state.stats.count_unexpected(b.name)
+        error = f"{type(e).__name__}: {e}"
+        log.error("tickets backend %s: %s for incident %s (outbox #%d) raised an unexpected %s (attempt %d of %d)",
+                  b.name, row["op"], row["fingerprint"], rid, error, n, MAX_UNEXPECTED_ATTEMPTS,
+                  exc_info=(type(e), e, e.__traceback__) if n == 1 else None)
+        if isinstance(e, sqlite3.OperationalError):  # the backend's own database is busy or full: transient
+            self._transient(b, row, now, error, None)
+            return False
+        if isinstance(e, sqlite3.Error):
+            self.state.stats.count_integrity()
+        if n >= MAX_UNEXPECTED_ATTEMPTS:
+            b.unexpected.pop(rid, None)
+            self.state.stats.count(b.name, row["op"], "permanent")
+            self._dead(b, row, f"unexpected error {n} times: {error}")
+            return False
+        self._transient(b, row, now, error, None)
+        return False
 
     def _dead(self, b: _Backend, row: sqlite3.Row, error: str) -> None:
         error = redact(error)

@@ -50,7 +50,8 @@ def example_alert(group: Any, rule: Any, *, labels: dict[str, str], value: float
     from hostwarden.rules.templates import TemplateData
 
     if severity is None:
-        severity = "critical" if rule.critical is not None else (rule.static_severity or "warning")
+        severity = "critical" if rule.critical is not None else ("warning" if rule.warning is not None else
+                                                                 _label_severity(rule, labels, external_labels))
     if value is None:
         thr = rule.threshold(severity) or rule.critical or rule.warning
         value = thr.value if thr is not None else 1.0
@@ -73,6 +74,18 @@ def example_alert(group: Any, rule: Any, *, labels: dict[str, str], value: float
                       state=AlertState.FIRING, severity=severity, announced_severity=severity,
                       active_since=now - rule.for_, fired_at=now, history=deque(maxlen=1), last_eval=now)
     return state.snapshot(rec)
+
+
+def _label_severity(rule: Any, labels: dict[str, str], external_labels: dict[str, str]) -> str:
+    """A plain rule's severity: its `severity` label (rendered for the example), as the engine does."""
+    from hostwarden.rules.engine import DEFAULT_SEVERITY
+    from hostwarden.rules.templates import TemplateData
+
+    data = TemplateData(labels=dict(labels), value=1.0, external_labels=external_labels)
+    for k, t in rule.labels:
+        if k == "severity":
+            return t.render(data) or DEFAULT_SEVERITY
+    return labels.get("severity") or DEFAULT_SEVERITY
 
 
 def preview_rule(config: Any, tickets: Any, rule_name: str, *, labels: dict[str, str], value: float | None,

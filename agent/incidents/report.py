@@ -22,6 +22,8 @@ started in the period:
   active time within the period.
 - remediation: actions run, refused, exhausted; what resolved each occurrence (after remediation, by
   itself, by a person), the auto-fix rate and the MTTR with and without remediation;
+- an occurrence closed because its check was removed from the configuration (`retired`) ends there but
+  counts in neither MTTR nor resolve-SLA breaches (nothing was fixed);
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Occurrence:
     silenced: bool = False  # held back by a silence or maintenance window at some point
     clock_start: float | None = None  # when its ticket could first be seen (end of the silence), else start
     no_ticket: bool = False  # fired and cleared inside a silence
+    retired: bool = False  # ended because its check was removed from the configuration: no MTTR, no SLA
     cause: str = ""  # "resolved after remediation" | "resolved by itself" | "resolved by a person" ("" before)
 
     @property
@@ -89,7 +92,7 @@ class _Group:
         self.count += 1
         if o.end is None:
             self.open += 1
-        elif not o.no_ticket:
+        elif not o.no_ticket and not o.retired:
             self.ttr.append(max(0.0, o.end - o.since))
         if o.ack is not None and not o.no_ticket:
             self.tta.append(max(0.0, o.ack - o.since))
@@ -109,7 +112,7 @@ def occurrences(state: StateDB, since: float) -> list[Occurrence]:
             "SELECT id, rule, category, priority, backend, labels, is_storm FROM incidents "
             "WHERE id IN (SELECT incident_id FROM incident_events WHERE at >= ?) OR status = 'open'", (since,))}
         events = c.execute("SELECT incident_id, at, kind, text FROM incident_events WHERE kind IN "
-                           "('opened', 'reopened', 'acknowledged', 'resolved', 'silenced', 'unsilenced', "
+                           "('opened', 'reopened', 'acknowledged', 'resolved', 'retired', 'silenced', 'unsilenced', "
                            "'resolution') "
                            "ORDER BY incident_id, id").fetchall()
     out: list[Occurrence] = []
@@ -129,8 +132,8 @@ def occurrences(state: StateDB, since: float) -> list[Occurrence]:
             o = current[iid]
             if kind == "acknowledged" and o.ack is None and o.end is None:
                 o.ack = at
-            elif kind == "resolved" and o.end is None:
-                o.end = at
+            elif kind in ("resolved", "retired") and o.end is None:
+                o.end, o.retired = at, kind == "retired"
             elif kind == "silenced" and o.end is None:
                 o.silenced = True
             elif kind == "unsilenced" and o.silenced:
@@ -149,7 +152,7 @@ def _sla(o: Occurrence, policy: PriorityPolicy, now: float) -> tuple[bool, bool]
         return False, False
     ack_due, resolve_due = policy.deadlines(o.priority, o.since)
     ack = (o.ack is not None and o.ack > ack_due) or (o.ack is None and o.end is None and now > ack_due)
-    res = (o.end is not None and o.end > resolve_due) or (o.end is None and now > resolve_due)
+    res = not o.retired and ((o.end is not None and o.end > resolve_due) or (o.end is None and now > resolve_due))
     return ack, res
 
 

@@ -150,6 +150,18 @@ class DeliveryStats:
         self._lock = threading.Lock()
         self.operations: dict[tuple[str, str, str], int] = {}
         self.errors: dict[str, int] = {}
+        self.unexpected: dict[str, int] = {}  # backend -> unexpected exceptions (bugs, unmapped library errors)
+        self.integrity_errors = 0  # state database writes rejected as invalid (not: disk full, locked)
+        self.dropped_transitions = 0  # alert transitions given up after MAX_ATTEMPTS integrity errors
+
+    def count_unexpected(self, backend: str) -> None:
+        with self._lock:
+            self.unexpected[backend] = self.unexpected.get(backend, 0) + 1
+
+    def count_integrity(self, *, dropped: bool = False) -> None:
+        with self._lock:
+            self.integrity_errors += 1
+            self.dropped_transitions += int(dropped)
 
     def count(self, backend: str, op: str, result: str) -> None:
         with self._lock:
@@ -173,12 +185,13 @@ class StateDB:
         self._last_write_error = ""
         self._saved_alert_rows: dict[str, str] | None = None
         self._recover_at: float | None = None  # degraded by a full disk: when to try the file again (monotonic)
+        self._shared: sqlitefile.SharedConnection | None = None  # the process's connection to the file
         if path == ":memory:":  # tests and previews: nothing survives, nothing is written to disk
             self._conn = sqlitefile.connect(":memory:")
             sqlitefile.migrate(self._conn, MIGRATIONS, what=WHAT, path=path)
             return
         try:
-            self._conn = sqlitefile.open_database(path, MIGRATIONS, what=WHAT)
+            self._use(sqlitefile.acquire(path, MIGRATIONS, what=WHAT))
         except sqlitefile.SchemaTooNew:
             raise
         except (OSError, sqlite3.Error, sqlitefile.CorruptDatabase) as e:
@@ -188,8 +201,19 @@ class StateDB:
                 with self.tx() as c:
                     c.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             except sqlite3.OperationalError as e:  # a read-only file opens fine and fails on the first write
-                self._conn.close()
+                self._release()
                 self._degrade(e)
+
+    def _use(self, shared: sqlitefile.SharedConnection) -> None:
+        """Work on the process's shared connection to the file, under its lock (one lock per file)."""
+        self._shared = shared
+        self._conn = shared.conn
+        self.lock = shared.lock
+
+    def _release(self) -> None:
+        if self._shared is not None:
+            sqlitefile.release(self._shared)
+            self._shared = None
 
     def _degrade(self, e: BaseException) -> None:
         recoverable = _disk_full(e) and not _wal_has_content(self.path)
@@ -208,18 +232,21 @@ class StateDB:
             return
         self._recover_at = time.monotonic() + RECOVER_EVERY
         try:
-            conn = sqlitefile.open_database(self.path, MIGRATIONS, what=WHAT)
+            shared = sqlitefile.acquire(self.path, MIGRATIONS, what=WHAT)
         except (OSError, sqlite3.Error, sqlitefile.CorruptDatabase, sqlitefile.SchemaTooNew) as e:
             log.debug("%s %s still cannot be written: %s", WHAT, self.path, e)
             return
         try:
-            self._conn.backup(conn)  # the file's content (copied at start) plus everything since: one transaction
+            with shared.lock:
+                self._conn.backup(shared.conn)  # the file's content (copied at start) plus everything since
         except sqlite3.Error as e:
-            conn.close()
+            sqlitefile.release(shared)
             log.debug("%s %s: writing the in-memory copy back failed: %s", WHAT, self.path, e)
             return
         self._conn.close()
-        self._conn = conn
+        if shared.refs == 1:  # we are its only user: keep the lock our callers hold (we run inside tx())
+            shared.lock = self.lock
+        self._use(shared)
         self.degraded = False
         self._recover_at = None
         self._saved_alert_rows = None
@@ -270,7 +297,11 @@ class StateDB:
             return self._conn.execute(sql, params).fetchall()
 
     def close(self) -> None:
+        """Give the file back (the process's connection closes with its last user). Idempotent."""
         with self.lock:
+            if self._shared is not None:
+                self._release()
+                return
             try:
                 self._conn.close()
             except sqlite3.Error:

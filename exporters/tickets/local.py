@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -98,12 +97,17 @@ class TicketStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._lock = threading.RLock()
-        self._conn = sqlitefile.open_database(path, MIGRATIONS, what=WHAT)
+        # the process's one connection to the file, shared with any other store on it (a reload builds the
+        # new backend while the old one still runs: both use this connection, never a second descriptor)
+        self._shared: sqlitefile.SharedConnection | None = sqlitefile.acquire(path, MIGRATIONS, what=WHAT)
+        self._lock = self._shared.lock
+        self._conn = self._shared.conn
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        """Release the file (idempotent); the connection closes with its last user in the process."""
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            sqlitefile.release(shared)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -189,10 +193,15 @@ class TicketStore:
                                       "title": incident.title, "updated_at": now}
             if incident.storm_of:
                 fields["storm_of"] = json.dumps(list(incident.storm_of))
+            for due in ("ack_due", "resolve_due"):  # an escalation brings the new priority's deadlines
+                if incident.extra_fields.get(due) is not None:
+                    fields[due] = incident.extra_fields[due]
             if status is not None and status != row["status"]:
                 fields.update(status=status, status_changed_at=now)
                 if status == "resolved":
                     fields["resolved_at"] = incident.resolved_at or at
+                if status == "closed":
+                    fields["closed_at"] = now
                 if status == "reopened":
                     fields.update(resolved_at=None, closed_at=None, acknowledged_at=None, acknowledged_by="",
                                   reopen_count=max(int(row["reopen_count"]) + 1, incident.reopen_count),
@@ -298,6 +307,12 @@ class LocalBackend:
                 self._open_error = ""
         return self._store
 
+    def close(self) -> None:
+        """Release the store (the agent calls it when a reload replaced this backend, and at stop)."""
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
     def _id(self, ref: TicketRef) -> int:
         try:
             return int(ref.id)
@@ -323,6 +338,9 @@ class LocalBackend:
         self._record(ref, incident, kind="updated", text=event)
 
     def resolve(self, ref: TicketRef, incident: Incident) -> None:
+        if incident.timeline and incident.timeline[-1].kind == "retired":  # its check left the configuration
+            self._record(ref, incident, kind="closed", text=incident.timeline[-1].text, status="closed")
+            return
         text = _last_text(incident, "resolved")
         if not text and incident.resolved_at is not None:
             text = f"Resolved after {human_duration(incident.resolved_at - incident.alert.active_since)}"

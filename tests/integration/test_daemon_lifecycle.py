@@ -54,7 +54,7 @@ def agent(tmp_path: Path):  # type: ignore[no-untyped-def]
     rules = tmp_path / "rules.yaml"
     rules.write_text(ALWAYS)
     cfg = write_config(tmp_path, f"rule_files: [{rules}]\n")
-    proc = start_agent(cfg)
+    proc = start_agent(cfg, extra_args=["--web.enable-lifecycle"])
     proc.rules = rules  # type: ignore[attr-defined]
     yield proc
     proc.kill()
@@ -105,6 +105,22 @@ def test_post_reload_endpoint_reports_failure_and_success(agent: AgentProcess) -
     agent.rules.write_text(ADDED)  # type: ignore[attr-defined]
     assert post() == 200
     wait_for(lambda: value(agent, "ALERTS", 'alertname="AlwaysOn"') == 1, 20, what="the new rule")
+
+
+def test_reload_endpoint_without_enable_lifecycle_is_forbidden_as_in_prometheus(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "rule_files: []\n")
+    agent = start_agent(cfg)
+    try:
+        for method, code, body in (("POST", 403, "Lifecycle API is not enabled."),
+                                   ("PUT", 403, "Lifecycle API is not enabled."),
+                                   ("GET", 405, "Only POST or PUT requests allowed")):
+            req = urllib.request.Request(agent.url + "/-/reload", method=method)
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(req, timeout=10)
+            assert (e.value.code, e.value.read().decode()) == (code, body)
+        assert "configuration reloaded" not in agent.log_text()
+    finally:
+        agent.kill()
 
 
 def test_sigterm_with_pending_delivery_exits_zero_and_delivers_after_restart(tmp_path: Path) -> None:

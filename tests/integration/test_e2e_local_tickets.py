@@ -95,9 +95,12 @@ def test_e2e_local_ticket_opened_resolved_and_reopened_by_the_agent(tmp_path: Pa
         assert len(tickets(cfg)) == 1
         outbox = run_cli("tickets", "outbox", "--config", str(cfg))
         assert outbox.returncode == 0 and "the outbox is empty" in outbox.stdout
-        metrics = agent.scrape()
+        # the counters reach /metrics with the agent's next render (a heartbeat or an evaluation): wait for it
+        # rather than assert on a scrape that may predate it (issue 13: flaky)
+        reopened = 'hostwarden_ticket_operations_total{backend="local",op="reopen",result="success"} 1'
+        metrics = wait_for(lambda: (lambda m: m if reopened in m else None)(agent.scrape()), 15,
+                           what="the reopen counted in /metrics")
         assert "hostwarden_incidents_open 1" in metrics
-        assert 'hostwarden_ticket_operations_total{backend="local",op="reopen",result="success"} 1' in metrics
     finally:
         stop(agent)
 

@@ -93,7 +93,10 @@ def test_cmd_tickets_people_actions_and_show(tmp_path: Path, capsys: pytest.Capt
     code, _, err = run(capsys, "tickets", "resolve", "2", "--config", str(cfg))
     assert code == 1 and "already closed" in err
     code, out, _ = run(capsys, "tickets", "show", "2", "--config", str(cfg))
-    assert code == 0 and "status:      closed (by alice)" in out
+    closer = json.loads(run(capsys, "tickets", "show", "2", "--format", "json", "--config", str(cfg))[1])["events"][-1]
+    # the status names who closed it; alice only acknowledged (issue 13)
+    assert code == 0 and f"status:      closed (by {closer['author']})" in out and closer["kind"] == "closed"
+    assert "acknowledged: " in out and " by alice" in out
     assert "comment [bob]: disk replaced" in out and "opened: DiskFull warning on testhost" in out
     code, _, err = run(capsys, "tickets", "show", "99", "--config", str(cfg))
     assert code == 1 and "no ticket 99" in err
