@@ -55,11 +55,34 @@ ALL_MODULES: tuple[str, ...] = (
     "hostwarden.collectors.load",
     "hostwarden.collectors.uptime",
     "hostwarden.collectors.textfile",
+    # node_exporter 1.5 default collectors whose sources are often absent (issue 14, second half)
+    "hostwarden.collectors.thermal_zone",
+    "hostwarden.collectors.hwmon",
+    "hostwarden.collectors.powersupplyclass",
+    "hostwarden.collectors.cpufreq",
+    "hostwarden.collectors.edac",
+    "hostwarden.collectors.bcache",
+    "hostwarden.collectors.btrfs",
+    "hostwarden.collectors.xfs",
+    "hostwarden.collectors.selinux",
+    "hostwarden.collectors.schedstat",
+    "hostwarden.collectors.nvme",
+    "hostwarden.collectors.mdadm",
+    "hostwarden.collectors.nfs",
+    "hostwarden.collectors.nfsd",
+    "hostwarden.collectors.bonding",
+    "hostwarden.collectors.ipvs",
+    "hostwarden.collectors.rapl",
+    "hostwarden.collectors.zfs",
+    "hostwarden.collectors.dmi",
 )
 
 # Collectors enabled when the config's `collectors:` section does not mention them.
 DEFAULT_ENABLED: tuple[str, ...] = (
     "cpu", "memory", "filesystem", "diskio", "network", "load", "uptime", "textfile",
+    # node_exporter 1.5 defaults (issue 14, second half)
+    "thermal_zone", "hwmon", "powersupplyclass", "cpufreq", "edac", "bcache", "btrfs", "xfs", "selinux",
+    "schedstat", "nvme", "mdadm", "nfs", "nfsd", "bonding", "ipvs", "rapl", "zfs", "dmi",
 )
 
 _REGISTRY = Registry("collector", ALL_MODULES, "name")
