@@ -55,6 +55,6 @@ def _read(path: str) -> Labels | None:
     found = []
     for f in FIELDS:
         value = read_str(os.path.join(path, f))
-        if value is not None:
+        if value:  # empty fields are left out, as Prometheus treats an empty label value as absent
             found.append(("system_vendor" if f == "sys_vendor" else f, value))
     return tuple(sorted(found)) if found else None

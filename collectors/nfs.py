@@ -29,12 +29,13 @@ CLIENT_V4 = (
 
 
 def parse_rpc_lines(text: str) -> dict[str, list[int]]:
-    """`label v1 v2 …` per line (the format of both /proc/net/rpc/nfs and nfsd)."""
+    """`label v1 v2 …` per line (the format of both /proc/net/rpc/nfs and nfsd); nfsd's `th` line
+    keeps its two counters (the rest are obsolete histogram floats)."""
     out: dict[str, list[int]] = {}
     for line in text.splitlines():
         parts = line.split()
         if len(parts) >= 2:
-            out[parts[0]] = [int(x) for x in parts[1:]]
+            out[parts[0]] = [int(x) for x in (parts[1:3] if parts[0] == "th" else parts[1:])]
     return out
 
 

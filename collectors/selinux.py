@@ -43,8 +43,8 @@ class SelinuxCollector:
 
     def collect(self, now: float) -> Iterable[Sample]:
         current = read_int(self._enforce)
-        context = read_str(self._context)
-        if current is None or context in (None, "", "kernel"):
+        context = (read_str(self._context) or "").strip("\x00")
+        if current is None or context in ("", "kernel"):
             return [Sample("node_selinux_enabled", (), 0.0, now)]
         return [
             Sample("node_selinux_enabled", (), 1.0, now),
