@@ -2,8 +2,9 @@
 with the label, global reserve, reserved bytes per block-group type, used/size/allocation ratio per
 type and profile, and device sizes. node_exporter additionally asks mounted filesystems for
 per-device error counters through a root-only ioctl (`node_btrfs_device_errors_total`,
-`node_btrfs_device_unused_bytes`); hostwarden does not (see docs/performance.md, parity
-exceptions). No btrfs filesystem (only /sys/fs/btrfs/features) → nothing.
+`node_btrfs_device_unused_bytes`, and the device label gains `btrfs_dev_uuid`); hostwarden does
+not (a reasoned exception of tests/integration/test_node_exporter_parity.py). No btrfs filesystem
+(only /sys/fs/btrfs/features) → nothing.
 """
 
 from __future__ import annotations
