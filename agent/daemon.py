@@ -58,6 +58,11 @@ SELF_METRICS = metric_defs(
               ("collector",)),
     MetricDef("hostwarden_collector_failures_total", "counter", "Collector runs that raised an exception.",
               ("collector",)),
+    # node_exporter's names for the same two facts, which dashboards read (collector = hostwarden's name)
+    MetricDef("node_scrape_collector_success", "gauge", "node_exporter: Whether a collector succeeded.",
+              ("collector",)),
+    MetricDef("node_scrape_collector_duration_seconds", "gauge", "node_exporter: Duration of a collector scrape.",
+              ("collector",)),
     MetricDef("hostwarden_scheduler_lag_seconds", "gauge",
               "How late the scheduler's heartbeat ran compared to its schedule (largest of the last minute)."),
     MetricDef("hostwarden_last_successful_cycle_timestamp_seconds", "gauge",
@@ -391,6 +396,8 @@ class Agent:
             out.append(Sample("hostwarden_collector_success", lab, 1.0 if run.success else 0.0, now))
             out.append(Sample("hostwarden_collector_duration_seconds", lab, run.duration, now))
             out.append(Sample("hostwarden_collector_failures_total", lab, float(run.failures), now))
+            out.append(Sample("node_scrape_collector_success", lab, 1.0 if run.success else 0.0, now))
+            out.append(Sample("node_scrape_collector_duration_seconds", lab, run.duration, now))
         return out
 
     def render(self) -> None:
@@ -448,6 +455,7 @@ class Agent:
                 log.warning("web.listen_address changed; it takes effect at the next restart")
             with self._lock:
                 old_collectors = set(self.collectors)
+                old_collector_objs = list(self.collectors.values())
                 old_checks = self.checks
                 old_outbox = self.outbox
                 self.config = config
@@ -478,6 +486,8 @@ class Agent:
                     self._runs.pop(gone, None)
                 if old_checks is not None:
                     old_checks.close()
+                for col in old_collector_objs:  # a collector holding a connection (systemd's D-Bus) lets go
+                    getattr(col, "close", lambda: None)()
                 self._start_checks()
                 if self.checks is None:
                     self.store.forget_source("checks", now)

@@ -55,6 +55,23 @@ ALL_MODULES: tuple[str, ...] = (
     "hostwarden.collectors.load",
     "hostwarden.collectors.uptime",
     "hostwarden.collectors.textfile",
+    "hostwarden.collectors.arp",
+    "hostwarden.collectors.conntrack",
+    "hostwarden.collectors.entropy",
+    "hostwarden.collectors.filefd",
+    "hostwarden.collectors.netclass",
+    "hostwarden.collectors.netstat",
+    "hostwarden.collectors.os_release",
+    "hostwarden.collectors.pressure",
+    "hostwarden.collectors.sockstat",
+    "hostwarden.collectors.softnet",
+    "hostwarden.collectors.stat",
+    "hostwarden.collectors.systemd",
+    "hostwarden.collectors.timeclock",
+    "hostwarden.collectors.timex",
+    "hostwarden.collectors.udp_queues",
+    "hostwarden.collectors.uname",
+    "hostwarden.collectors.vmstat",
     # node_exporter 1.5 default collectors whose sources are often absent (issue 14, second half)
     "hostwarden.collectors.thermal_zone",
     "hostwarden.collectors.hwmon",
@@ -80,6 +97,9 @@ ALL_MODULES: tuple[str, ...] = (
 # Collectors enabled when the config's `collectors:` section does not mention them.
 DEFAULT_ENABLED: tuple[str, ...] = (
     "cpu", "memory", "filesystem", "diskio", "network", "load", "uptime", "textfile",
+    # node_exporter 1.5's default-enabled Linux collectors (systemd is off by default there too)
+    "arp", "conntrack", "entropy", "filefd", "netclass", "netstat", "os", "pressure", "sockstat", "softnet", "stat",
+    "time", "timex", "udp_queues", "uname", "vmstat",
     # node_exporter 1.5 defaults (issue 14, second half)
     "thermal_zone", "hwmon", "powersupplyclass", "cpufreq", "edac", "bcache", "btrfs", "xfs", "selinux",
     "schedstat", "nvme", "mdadm", "nfs", "nfsd", "bonding", "ipvs", "rapl", "zfs", "dmi",

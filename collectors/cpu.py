@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from hostwarden.agent.core.samples import Labels, MetricDef, Sample, metric_defs
 from hostwarden.collectors.base import CollectorConfig, register
-from hostwarden.collectors.procfs import read_text
+from hostwarden.collectors.readers import read_once
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,10 @@ class CpuCollector:
         self._guest_labels: dict[str, tuple[Labels, ...]] = {}
         self._cpu_labels: dict[str, Labels] = {"all": (("cpu", "all"),)}
 
-    def _read(self) -> list[tuple[str, list[int]]]:
-        """(cpu, ticks for user … steal, guest, guest_nice) per cpu line."""
+    def _read(self, now: float) -> list[tuple[str, list[int]]]:
+        """(cpu, ticks for user … steal, guest, guest_nice) per cpu line (/proc/stat shared with `stat`)."""
         out = []
-        for line in read_text(self._path).splitlines():
+        for line in read_once(self._path, now).splitlines():
             if not line.startswith("cpu"):
                 if out:
                     break  # the cpu lines are contiguous at the top of the file
@@ -103,7 +103,7 @@ class CpuCollector:
         out: list[Sample] = []
         ratios: list[Sample] = []
         sum_busy = sum_total = 0
-        for cpu, raw in self._read():
+        for cpu, raw in self._read(now):
             ticks = self._protect(cpu, raw)
             current[cpu] = ticks
             labels, guest_labels = self._mode_labels(cpu)

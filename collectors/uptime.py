@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from hostwarden.agent.core.samples import MetricDef, Sample, metric_defs
 from hostwarden.collectors.base import CollectorConfig, register
-from hostwarden.collectors.procfs import read_text
+from hostwarden.collectors.readers import read_once
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class UptimeCollector:
         self._path = os.path.join(proc_root, "stat")
 
     def collect(self, now: float) -> Iterable[Sample]:
-        text = read_text(self._path)
+        text = read_once(self._path, now)  # shared with cpu and stat
         at = text.find("\nbtime ")
         if at < 0:
             raise ValueError(f"{self._path}: no btime line")

@@ -2,9 +2,10 @@
 
 `DbusDaemon` runs `dbus-daemon --nofork --print-address` with a private config (a unix socket in a
 temporary directory, everyone may own any name). `FakeSystemd` connects to it, owns the name
-org.freedesktop.systemd1 and answers the calls the `systemd` check makes, in the wire format systemd
-uses: Manager.GetUnit / LoadUnit / ListUnits, and org.freedesktop.DBus.Properties.Get / GetAll on
-the Unit and Service interfaces. Tests change `units` while it runs; `hang = True` makes it stop
+org.freedesktop.systemd1 and answers the calls the `systemd` check and collector make, in the wire
+format systemd uses: Manager.GetUnit / LoadUnit / ListUnits, and org.freedesktop.DBus.Properties.Get /
+GetAll on the Unit, Service, Mount, Socket and Timer interfaces (Get also for the Manager's SystemState and Version).
+Tests change `units` (and `system_state`) while it runs; `hang = True` makes it stop
 answering (to exercise call timeouts); `senders` records the unique bus name of every caller.
 """
 
@@ -80,6 +81,11 @@ class FakeUnit:
     load_state: str = "loaded"
     restarts: int = 0
     loaded: bool = True  # False: not in memory (GetUnit says NoSuchUnit, LoadUnit loads it)
+    service_type: str = "simple"  # Service.Type (or Mount.Type for .mount units)
+    accepted: int = 0  # .socket: NAccepted, NConnections, NRefused
+    connections: int = 0
+    refused: int = 0
+    last_trigger_usec: int = 0  # .timer: LastTriggerUSec
 
     @property
     def path(self) -> str:
@@ -97,6 +103,7 @@ class FakeSystemd:
     def __init__(self, address: str, units: list[FakeUnit] | None = None) -> None:
         self.units: dict[str, FakeUnit] = {u.name: u for u in units or []}
         self.hang = False
+        self.system_state = "running"  # Manager.SystemState
         self.senders: list[str] = []
         self.calls: list[str] = []
         self._lock = threading.Lock()
@@ -158,6 +165,10 @@ class FakeSystemd:
                 rows = [(u.name, f"fake {u.name}", u.load_state, u.active_state, u.sub_state, "", u.path, 0, "", "/")
                         for u in self.units.values() if u.loaded]
                 return new_method_return(msg, "a(ssssssouso)", (rows,))
+        if iface == "org.freedesktop.DBus.Properties" and path == MANAGER_PATH and member == "Get":
+            manager = {"SystemState": ("s", self.system_state), "Version": ("s", "252.19-1~deb12u1")}
+            if msg.body[0] == f"{SYSTEMD}.Manager" and msg.body[1] in manager:
+                return new_method_return(msg, "v", (manager[msg.body[1]],))
         if iface == "org.freedesktop.DBus.Properties" and path in by_path:
             unit = by_path[path]
             props = self._props(unit)
@@ -176,7 +187,14 @@ class FakeSystemd:
         props = {f"{SYSTEMD}.Unit": {"Id": ("s", unit.name), "LoadState": ("s", unit.load_state),
                                      "ActiveState": ("s", unit.active_state), "SubState": ("s", unit.sub_state)}}
         if unit.name.endswith(".service") and unit.load_state == "loaded":
-            props[f"{SYSTEMD}.Service"] = {"NRestarts": ("u", unit.restarts)}
+            props[f"{SYSTEMD}.Service"] = {"NRestarts": ("u", unit.restarts), "Type": ("s", unit.service_type)}
+        if unit.name.endswith(".socket") and unit.load_state == "loaded":
+            props[f"{SYSTEMD}.Socket"] = {"NAccepted": ("u", unit.accepted), "NConnections": ("u", unit.connections),
+                                          "NRefused": ("u", unit.refused)}
+        if unit.name.endswith(".timer") and unit.load_state == "loaded":
+            props[f"{SYSTEMD}.Timer"] = {"LastTriggerUSec": ("t", unit.last_trigger_usec)}
+        if unit.name.endswith(".mount") and unit.load_state == "loaded":
+            props[f"{SYSTEMD}.Mount"] = {"Type": ("s", unit.service_type)}
         return props
 
 
