@@ -42,7 +42,7 @@ from hostwarden.exporters.tickets.base import (
     TicketBackend,
     TicketRef,
     TransientError,
-    registry,
+    get_backend_class,
     reset_idempotency_key,
     set_idempotency_key,
 )
@@ -419,10 +419,9 @@ def _with_ref(incident: Incident, ref: TicketRef | None) -> Incident:
 def build_backends(config: Any, *, state_dir: str, check_only: bool = False) -> dict[str, TicketBackend]:
     """One instance per configured backend. Constructors get `state_dir` and `check_only` when they accept
     them (as keyword arguments or **kwargs). Raises BackendInitError naming the backend."""
-    reg = registry()
     out: dict[str, TicketBackend] = {}
     for cfg in getattr(config, "backends", ()):
-        cls = reg.get(cfg.type)
+        cls = get_backend_class(cfg.type)
         if cls is None:
             raise BackendInitError(f"backend {cfg.name!r}: unknown type {cfg.type!r}")
         params = inspect.signature(cls).parameters
