@@ -92,7 +92,7 @@ class Rendered:
                 elif key == "openmetrics":
                     got = ("".join(o + body for _h, o, body in self._parts) + "# EOF\n").encode()
                 else:
-                    got = gzip.compress(self._get(key[:-3]), compresslevel=5)
+                    got = gzip.compress(self._get(key[:-3]), compresslevel=1)  # half the CPU of 5, ~15 % bigger
                 self._cache[key] = got
             return got
 
