@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 
-from hostwarden.collectors.procfs import read_text
+from hostwarden.collectors.procfs import read_attr_text, read_text
 
 
 def read_str(path: str) -> str | None:
     """The file's text without surrounding whitespace, or None when it cannot be read (absent,
     permission, or a sysfs attribute the driver cannot answer: EIO, ENODATA, EINVAL)."""
     try:
-        return read_text(path).strip()
+        return read_attr_text(path).strip()
     except OSError:
         return None
 
