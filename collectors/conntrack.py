@@ -58,10 +58,10 @@ class ConntrackCollector:
         count = read_optional(self._count)
         if count is None:
             return []
-        out = [Sample("node_nf_conntrack_entries", (), float(count), now)]
+        out = [Sample("node_nf_conntrack_entries", (), float(int(count)), now)]
         limit = read_optional(self._max)
         if limit is not None:
-            out.append(Sample("node_nf_conntrack_entries_limit", (), float(limit), now))
+            out.append(Sample("node_nf_conntrack_entries_limit", (), float(int(limit)), now))
         stat = read_optional(self._stat)
         if stat is not None:
             sums = [0] * 17

@@ -36,5 +36,5 @@ class EntropyCollector:
         for path, name in self._files:
             text = read_optional(path)
             if text is not None:
-                out.append(Sample(name, (), float(text), now))
+                out.append(Sample(name, (), float(int(text)), now))
         return out

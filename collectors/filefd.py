@@ -38,5 +38,5 @@ class FilefdCollector:
         parts = text.split()
         if len(parts) < 3:
             raise ValueError(f"{self._path}: expected 3 fields, got {text.strip()!r}")
-        return [Sample("node_filefd_allocated", (), float(parts[0]), now),
-                Sample("node_filefd_maximum", (), float(parts[2]), now)]
+        return [Sample("node_filefd_allocated", (), float(int(parts[0])), now),
+                Sample("node_filefd_maximum", (), float(int(parts[2])), now)]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from hostwarden.agent.core.samples import Labels, MetricDef, Sample, metric_defs
 from hostwarden.agent.core.schema import Regex
 from hostwarden.collectors.base import CollectorConfig, register
-from hostwarden.collectors.readers import parse_int, read_attr
+from hostwarden.collectors.readers import parse_int, read_attr_at
 
 # sysfs attribute -> metric suffix, in node_exporter's order; counters end in _total
 NUMERIC = (
@@ -75,6 +75,34 @@ class NetclassCollector:
         return sorted(e.name for e in entries if not e.is_file(follow_symlinks=False)
                       and not self._ignored.search(e.name))
 
+    def _device(self, dev: str, dir_fd: int, now: float, out: list[Sample]) -> None:
+        lab = self._labels.get(dev)
+        if lab is None:
+            lab = self._labels[dev] = (("device", dev),)
+        ifindex = read_attr_at(dir_fd, "ifindex")
+        fixed = self._fixed.get((dev, ifindex or ""))
+        if fixed is None:
+            fixed = self._fixed[(dev, ifindex or "")] = {a: read_attr_at(dir_fd, a) for a in FIXED}
+        info = {k: read_attr_at(dir_fd, k) or "" for k in INFO}
+        out.append(Sample("node_network_up", lab, 1.0 if info["operstate"] == "up" else 0.0, now))
+        out.append(Sample("node_network_info", (("address", info["address"]), ("broadcast", info["broadcast"]),
+                                                ("device", dev), ("duplex", info["duplex"]),
+                                                ("ifalias", info["ifalias"]), ("operstate", info["operstate"])),
+                          1.0, now))
+        for attr, name in self._numeric:
+            raw = fixed[attr] if attr in FIXED else ifindex if attr == "ifindex" else read_attr_at(dir_fd, attr)
+            if not raw:
+                continue
+            try:
+                value = parse_int(raw)
+            except ValueError:
+                continue
+            if attr == "speed":
+                if value < 0 and self.config.ignore_invalid_speed:
+                    continue
+                value = value * 1000 * 1000 // 8 if value >= 0 else int(value * 1000 * 1000 / 8)
+            out.append(Sample(name, lab, float(value), now))
+
     def collect(self, now: float) -> Iterable[Sample]:
         out: list[Sample] = []
         devices = self._devices()
@@ -83,32 +111,12 @@ class NetclassCollector:
             self._labels = {k: v for k, v in self._labels.items() if k in keep}
             self._fixed = {k: v for k, v in self._fixed.items() if k[0] in keep}
         for dev in devices:
-            d = os.path.join(self._base, dev)
-            lab = self._labels.get(dev)
-            if lab is None:
-                lab = self._labels[dev] = (("device", dev),)
-            ifindex = read_attr(os.path.join(d, "ifindex"))
-            fixed = self._fixed.get((dev, ifindex or ""))
-            if fixed is None:
-                fixed = self._fixed[(dev, ifindex or "")] = {a: read_attr(os.path.join(d, a)) for a in FIXED}
-            info = {k: read_attr(os.path.join(d, k)) or "" for k in INFO}
-            out.append(Sample("node_network_up", lab, 1.0 if info["operstate"] == "up" else 0.0, now))
-            out.append(Sample("node_network_info", (("address", info["address"]), ("broadcast", info["broadcast"]),
-                                                    ("device", dev), ("duplex", info["duplex"]),
-                                                    ("ifalias", info["ifalias"]), ("operstate", info["operstate"])),
-                              1.0, now))
-            for attr, name in self._numeric:
-                raw = (fixed[attr] if attr in FIXED else ifindex if attr == "ifindex"
-                       else read_attr(os.path.join(d, attr)))
-                if not raw:
-                    continue
-                try:
-                    value = parse_int(raw)
-                except ValueError:
-                    continue
-                if attr == "speed":
-                    if value < 0 and self.config.ignore_invalid_speed:
-                        continue
-                    value = value * 1000 * 1000 // 8 if value >= 0 else int(value * 1000 * 1000 / 8)
-                out.append(Sample(name, lab, float(value), now))
+            try:
+                dir_fd = os.open(os.path.join(self._base, dev), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # the interface went away since the listing
+            try:
+                self._device(dev, dir_fd, now, out)
+            finally:
+                os.close(dir_fd)
         return out

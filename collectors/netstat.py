@@ -81,7 +81,8 @@ class NetstatCollector:
                 continue
             lines = text.splitlines()
             for header, values in zip(lines[0::2], lines[1::2], strict=False):
-                if header.partition(" ")[0] != values.partition(" ")[0]:
+                proto = header.partition(" ")[0]
+                if not proto.endswith(":") or proto != values.partition(" ")[0]:
                     continue  # not a header/value pair
                 cols = columns.get(header)
                 if cols is None:

@@ -64,5 +64,8 @@ class PressureCollector:
                 at = rest.find("total=")
                 if at < 0:
                     raise ValueError(f"{path}: no total= in {line!r}")
-                out.append(Sample(name, (), int(rest[at + 6:].split(None, 1)[0]) / 1000.0 / 1000.0, now))
+                value = rest[at + 6:].split(None, 1)
+                if not value:
+                    raise ValueError(f"{path}: empty total= in {line!r}")
+                out.append(Sample(name, (), int(value[0]) / 1000.0 / 1000.0, now))
         return out

@@ -57,12 +57,12 @@ class SockstatCollector:
                 parts = rest.split()
                 if proto == "sockets":
                     if len(parts) >= 2 and parts[0] == "used":
-                        out.append(Sample(USED, (), float(parts[1]), now))
+                        out.append(Sample(USED, (), float(int(parts[1])), now))
                     continue
                 for key, raw in zip(parts[0::2], parts[1::2], strict=False):
                     if key not in KEYS:
                         continue
-                    value = float(raw)
+                    value = float(int(raw))
                     nk = (proto, key)
                     out.append(Sample(names.get(nk) or self._name(proto, key), (), value, now))
                     if key == "mem":

@@ -47,8 +47,8 @@ class SoftnetCollector:
             parts = line.split(None, 3)
             if len(parts) < 3:
                 continue
-            if cpu >= len(labels):
-                labels.append((("cpu", str(cpu)),))
+            while cpu >= len(labels):
+                labels.append((("cpu", str(len(labels))),))
             lab = labels[cpu]
             for name, raw in zip(COLUMNS, parts, strict=False):
                 out.append(Sample(name, lab, float(int(raw, 16)), now))

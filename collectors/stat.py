@@ -57,5 +57,5 @@ class StatCollector:
                 continue
             start = at + len(key) + 2
             end = text.find(" " if key == "intr" else "\n", start)
-            out.append(Sample(name, (), float(text[start:end if end > 0 else None]), now))
+            out.append(Sample(name, (), float(int(text[start:end if end > 0 else None])), now))
         return out

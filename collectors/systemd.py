@@ -4,7 +4,7 @@
   node_exporter's five (active, activating, deactivating, inactive, failed), 0 for the others.
   `type` is the service's Type= (simple, forking, notify, oneshot, …) for .service units and the
   filesystem type for .mount units, empty otherwise — node_exporter's meaning, not the unit suffix.
-- `node_systemd_units{state}`: loaded units per ActiveState, over all units (before the filters).
+- `node_systemd_units{state}`: units per ActiveState, over every unit systemd lists (before the filters).
 - `node_systemd_system_running`: 1 when `systemctl is-system-running` would say "running".
 - `node_systemd_version{version}`: the manager's version (read once), e.g. 252.19.
 - for the selected .socket units `node_systemd_socket_{accepted_connections_total,current_connections,
@@ -15,9 +15,9 @@ Only loaded units whose name fully matches `unit_include` and not `unit_exclude`
 (node_exporter's flags and default exclude of 1.5.0). `max_units` caps them beyond that: 5 series
 per unit, so the default 1000 bounds the family to 5000 series whatever the filters let through;
 the cut is logged once per change. Everything runs on one D-Bus connection (the same `SystemdBus`
-the systemd check uses), reused across cycles, within `timeout`; service types are read once per
-unit and kept until the unit disappears or systemd reloads (the Manager's Reloading signal is not
-watched: types are refreshed every `type_refresh`).
+the systemd check uses), reused across cycles, within `timeout` (a call past it raises: the run fails,
+the connection is reopened next cycle). A unit's Type= is read once and kept while the unit is listed,
+re-read every `type_refresh` (a daemon-reload may change it; its signal is not watched).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from hostwarden.collectors.systemd import DEFAULT_EXCLUDE, SystemdCollector, Sys
 from hostwarden.exporters.prometheus import Exposition
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.agent import free_port, wait_for
+from tests.support.agent import free_port, start_agent, wait_for, write_config
 from tests.support.fake_systemd import DbusDaemon, FakeSystemd, FakeUnit
 
 pytestmark = pytest.mark.skipif(shutil.which("dbus-daemon") is None,
@@ -216,3 +216,27 @@ def test_systemd_collector_series_equal_real_node_exporters_on_the_same_bus(
         col.close()
     assert len(theirs) > 30
     assert ours == theirs
+
+
+def test_agent_with_systemd_collector_reports_units_then_failure_once(bus: DbusDaemon, systemd: FakeSystemd,
+                                                                      tmp_path) -> None:
+    """A real `hostwarden run` with the collector enabled: series on /metrics, and when systemd leaves the bus
+    node_scrape_collector_success{collector="systemd"} drops to 0 with one log line, not one per cycle."""
+    cfg = write_config(tmp_path, f"rule_files: []\ncollectors:\n  systemd: {{bus_address: '{bus.address}', "
+                                 "timeout: 1s}\n")
+    agent = start_agent(cfg)
+    try:
+        text = wait_for(lambda: (t := agent.scrape()) and 'node_systemd_unit_state{name="ssh.service"' in t and t,
+                        timeout=20, what="systemd series")
+        assert 'node_scrape_collector_success{collector="systemd"} 1' in text
+        systemd.stop()  # org.freedesktop.systemd1 has no owner any more
+        wait_for(lambda: 'node_scrape_collector_success{collector="systemd"} 0' in agent.scrape(), timeout=20,
+                 what="systemd collector failing")
+        time.sleep(3.5)  # three more 1 s cycles, all failing
+        assert 'node_scrape_collector_success{collector="systemd"} 0' in agent.scrape()
+        assert 'node_scrape_collector_success{collector="uname"} 1' in agent.scrape()
+    finally:
+        agent.stop()
+    lines = [line for line in agent.log_text().splitlines() if "collector systemd failed" in line]
+    assert len(lines) == 1, lines
+    assert "org.freedesktop.DBus.Error.ServiceUnknown" in lines[0], lines[0]

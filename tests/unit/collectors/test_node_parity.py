@@ -161,3 +161,38 @@ def test_shipped_config_documents_every_option_of_every_parity_collector() -> No
         for f in dataclasses.fields(reg[name].Config):
             if f.name not in ("enabled", "interval"):
                 assert re.search(rf"#\s+{f.name}:", section), f"{name}.{f.name} not documented"
+
+
+def test_readme_metric_table_has_one_row_per_family_of_every_parity_collector() -> None:
+    readme = (ROOT / "README.md").read_text()
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `([^`]+)` \| `?([a-z_()]+)`? \|", readme, re.M)}
+    reg = base.registry()
+    pattern_rows = {"vmstat": "node_vmstat_<field>", "netstat": "node_netstat_<Protocol>_<Counter>",
+                    "sockstat": "node_sockstat_<PROTO>_<state>"}
+    for name in MINE:
+        if name in pattern_rows:
+            assert rows.get(pattern_rows[name]) == name, pattern_rows[name]
+            continue
+        for family in reg[name].metrics:
+            assert rows.get(family) == name, f"README lacks a row for {family} ({name})"
+    assert rows.get("node_sockstat_sockets_used") == "sockstat"
+    assert rows.get("node_scrape_collector_success") == "(agent)"
+
+
+def test_shipped_config_with_every_parity_option_uncommented_is_valid(tmp_path: Path) -> None:
+    """Uncommenting the documented defaults (and the systemd section) gives a config that loads, with
+    exactly the documented defaults."""
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    text = (ROOT / "config" / "hostwarden.yaml").read_text()
+    start = text.index("  uname: {}")
+    end = text.index("\n## ", start)
+    section = re.sub(r"^  # systemd:", "  systemd:", text[start:end], flags=re.M)
+    section = re.sub(r"^  #   ([a-z_]+:)", r"    \1", section, flags=re.M)
+    section = re.sub(r"^    # ([a-z_]+:)", r"    \1", section, flags=re.M)
+    cfg = tmp_path / "config" / "hostwarden.yaml"
+    cfg.write_text(text[:start] + section + text[end:])
+    cfg.write_text(cfg.read_text().replace("global:\n", f"global:\n  state_dir: {tmp_path / 'state'}\n", 1))
+    config = load_config(str(cfg))
+    reg = base.registry()
+    for name in MINE:
+        assert config.collectors[name] == reg[name].Config(), name
