@@ -35,7 +35,7 @@ from hostwarden.agent.config import AgentConfig, load_config, tickets_config_of
 from hostwarden.agent.core import __version__
 from hostwarden.agent.core.clock import AgentClock
 from hostwarden.agent.core.paths import ensure_dir
-from hostwarden.agent.core.samples import MetricDef, Sample, labels_of, metric_defs
+from hostwarden.agent.core.samples import Labels, MetricDef, Sample, labels_of, metric_defs
 from hostwarden.agent.core.schema import ConfigErrors, Errors
 from hostwarden.agent.core.store import SeriesStore
 from hostwarden.agent.incidents.maintenance import windows_of
@@ -91,12 +91,20 @@ def _self_metrics() -> dict[str, MetricDef]:
     return {**SELF_METRICS, **INCIDENT_METRICS, **SILENCE_METRICS, **REMEDIATION_METRICS}
 
 
+_BUILD_LABELS = labels_of(version=__version__, python=platform.python_version())
+
+
 @dataclass
 class CollectorRun:
     success: bool = True
     duration: float = 0.0
     failures: int = 0
     last_error: str = ""
+    labels: Labels = ()  # {collector="<name>"}, built once
+
+    def set_labels(self, name: str) -> Labels:
+        self.labels = labels_of(collector=name)
+        return self.labels
 
 
 @dataclass
@@ -488,7 +496,7 @@ class Agent:
                 time.sleep(0.2)
             return
         self.notifier.watchdog()
-        self.render()  # the lag (e.g. after the process was stopped) must reach the next scrape
+        self._publish_lag(self.clock.now())  # the lag (e.g. after the process was stopped) must reach the next scrape
 
     def note_heartbeat(self, mono: float) -> float:
         """Record a heartbeat run at monotonic time `mono`; returns the scheduler lag gauge's new value.
@@ -508,9 +516,7 @@ class Agent:
     # -- self metrics and rendering ------------------------------------------------------------------
     def self_samples(self, now: float) -> list[Sample]:
         out = [
-            Sample("hostwarden_build_info", labels_of(version=__version__, python=platform.python_version()), 1.0,
-                   now),
-            Sample("hostwarden_scheduler_lag_seconds", (), self._lag, now),
+            Sample("hostwarden_build_info", _BUILD_LABELS, 1.0, now),
             Sample("hostwarden_last_successful_cycle_timestamp_seconds", (), self._last_good_cycle, now),
             Sample("hostwarden_config_last_reload_successful", (), self._reload_ok, now),
             Sample("hostwarden_config_last_reload_success_timestamp_seconds", (), self._reload_ok_at, now),
@@ -523,7 +529,7 @@ class Agent:
         out.append(Sample("hostwarden_exposition_series", (), float(r.series), now))
         out.append(Sample("hostwarden_exposition_render_duration_seconds", (), r.render_seconds, now))
         for name, run in sorted(self._runs.items()):
-            lab = labels_of(collector=name)
+            lab = run.labels or run.set_labels(name)
             out.append(Sample("hostwarden_collector_success", lab, 1.0 if run.success else 0.0, now))
             out.append(Sample("hostwarden_collector_duration_seconds", lab, run.duration, now))
             out.append(Sample("hostwarden_collector_failures_total", lab, float(run.failures), now))
@@ -531,9 +537,15 @@ class Agent:
             out.append(Sample("node_scrape_collector_duration_seconds", lab, run.duration, now))
         return out
 
+    def _publish_lag(self, now: float) -> None:
+        """The heartbeat's only news: one series, not the whole self snapshot (most of a cycle's fixed cost)."""
+        self.exposition.update("scheduler", [Sample("hostwarden_scheduler_lag_seconds", (), self._lag, now)],
+                               self._metric_defs)
+
     def render(self) -> None:
         """Refresh the agent's own snapshot; the exposition renders on the next scrape."""
         now = self.clock.now()
+        self._publish_lag(now)
         samples = self.self_samples(now)
         try:
             samples += self.incidents.self_samples(now)

@@ -10,10 +10,13 @@ Starts, on 127.0.0.1:
 then scrapes each N times (sequentially, one keep-alive connection, as Prometheus does) and prints
 series count, scrape latency p50/p99, CPU seconds per scrape (node_exporter collects on scrape),
 hostwarden's CPU seconds per collection cycle (each cycle scraped once, as Prometheus would) and per
-extra scrape, and RSS; and the
-ratios hostwarden / node_exporter.
+extra scrape, and RSS; the ratios hostwarden / node_exporter, checked against issue 14's targets
+(against node_exporter with its defaults: scrape p50 and p99 at most 0.1x, CPU per cycle at most its
+CPU per scrape, RSS under 50 MB); and what each collector costs: hostwarden's measured in this process
+(CPU per collect over --collector-runs runs, series), next to node_exporter's own
+node_scrape_collector_duration_seconds (wall time) for the collector of the same source.
 
-    .venv/bin/python bench/collect.py [--scrapes 500] [--checks] [--idle 30]
+    .venv/bin/python bench/collect.py [--scrapes 500] [--checks] [--idle 30] [--collector-runs 200]
 
 Loopback only; every loop is bounded by --scrapes and a time limit.
 """
@@ -119,12 +122,21 @@ def measure(name: str, proc: subprocess.Popen, port: int, scrapes: int, idle: fl
     if cycle_s:
         # one collection cycle + one scrape of it, repeated: the whole cost of serving Prometheus,
         # comparable with node_exporter's CPU per scrape (which collects and renders on the scrape)
+        # on one keep-alive connection, as Prometheus scrapes (node_exporter's loop below uses one too)
         cycles = max(1, round(idle / cycle_s))
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         c0 = cpu_seconds(proc.pid)
         for _ in range(cycles):
             time.sleep(cycle_s)
-            scrape_loop(port, 1)
+            try:
+                conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+                conn.getresponse().read()
+            except (OSError, http.client.HTTPException):  # the server closed an idle connection: reconnect
+                conn.close()
+                conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+                conn.getresponse().read()
         cpu_per_cycle = (cpu_seconds(proc.pid) - c0) / cycles
+        conn.close()
     c0, t0 = cpu_seconds(proc.pid), time.monotonic()
     lat, series, size = scrape_loop(port, scrapes)
     elapsed = time.monotonic() - t0
@@ -167,12 +179,53 @@ def checks_config(http_port: int, tcp_port: int, workdir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+# hostwarden collector -> node_exporter collector reading the same source (where the names differ)
+NE_NAME = {"memory": "meminfo", "diskio": "diskstats", "network": "netdev", "load": "loadavg", "uptime": "stat"}
+
+
+def collector_costs(runs: int) -> list[tuple[str, int, float, float]]:
+    """(collector, series, CPU ms per collect, wall ms per collect) for every default collector, in this process."""
+    from hostwarden.collectors import base
+    from hostwarden.collectors.textfile import TextfileConfig
+
+    out = []
+    reg = base.registry()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in base.DEFAULT_ENABLED:
+            cls = reg[name]
+            cfg = TextfileConfig(directory=tmp) if name == "textfile" else cls.Config()
+            col = cls(cfg)
+            series = len(list(col.collect(time.time())))  # first run: caches and definitions
+            c0, w0 = time.process_time(), time.perf_counter()
+            for _ in range(runs):
+                col.collect(time.time())
+            out.append((name, series, (time.process_time() - c0) * 1000 / runs,
+                        (time.perf_counter() - w0) * 1000 / runs))
+    return out
+
+
+def node_exporter_collector_durations(port: int, samples: int = 20) -> dict[str, float]:
+    """Median of node_exporter's node_scrape_collector_duration_seconds per collector, in ms."""
+    seen: dict[str, list[float]] = {}
+    for _ in range(samples):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/metrics")
+        body = conn.getresponse().read().decode()
+        conn.close()
+        for line in body.splitlines():
+            if line.startswith("node_scrape_collector_duration_seconds{"):
+                name = line.split('collector="', 1)[1].split('"', 1)[0]
+                seen.setdefault(name, []).append(float(line.rsplit(" ", 1)[1]) * 1000)
+    return {k: pct(v, 0.5) for k, v in seen.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scrapes", type=int, default=500)
     ap.add_argument("--idle", type=float, default=30.0, help="seconds to measure hostwarden's idle CPU per cycle")
     ap.add_argument("--interval", type=float, default=10.0, help="hostwarden collection interval (s)")
     ap.add_argument("--checks", action="store_true", help="add 50 mixed service checks (one hangs)")
+    ap.add_argument("--collector-runs", type=int, default=200, help="collects per collector for the cost table")
     args = ap.parse_args()
     ne = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
     if not ne:
@@ -219,6 +272,7 @@ def main() -> int:
         time.sleep(min(args.interval, 5))
         for label, (proc, pport) in ports.items():
             results.append(measure(label, proc, pport, args.scrapes, 0, None))
+        ne_durations = node_exporter_collector_durations(ports["node_exporter (defaults)"][1])
         results.append(measure("hostwarden" + (" + 50 checks" if args.checks else ""), p, port, args.scrapes,
                                args.idle, args.interval))
     finally:
@@ -247,6 +301,29 @@ def main() -> int:
         print(f"ratio hostwarden / {base.name}: series {hwr.series / base.series:.2f}, "
               f"p50 {hwr.p50_ms / base.p50_ms:.2f}, p99 {hwr.p99_ms / base.p99_ms:.2f}, "
               f"CPU per cycle vs its CPU per scrape {cycle_ratio:.2f}, RSS {hwr.rss_mb / base.rss_mb:.2f}")
+    ne_def = results[0]
+    cycle_ratio = (hwr.cpu_per_cycle_s or 0) / ne_def.cpu_per_scrape_s if ne_def.cpu_per_scrape_s else float("nan")
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    print("issue 14 targets against node_exporter (defaults): "
+          f"p50 {hwr.p50_ms / ne_def.p50_ms:.3f} (<= 0.1: {verdict(hwr.p50_ms <= 0.1 * ne_def.p50_ms)}), "
+          f"p99 {hwr.p99_ms / ne_def.p99_ms:.3f} (<= 0.1: {verdict(hwr.p99_ms <= 0.1 * ne_def.p99_ms)}), "
+          f"CPU/cycle {cycle_ratio:.2f} (<= 1: {verdict(cycle_ratio <= 1)}), "
+          f"RSS {hwr.rss_mb:.1f} MB (< 50: {verdict(hwr.rss_mb < 50)})")
+
+    costs = collector_costs(args.collector_runs)
+    print(f"\nper collector, {args.collector_runs} collects in this process (hostwarden) / "
+          f"node_exporter's own node_scrape_collector_duration_seconds, median of 20 scrapes")
+    print(f"{'collector':18} {'series':>7} {'CPU ms/collect':>15} {'wall ms':>8}   {'node_exporter':18} {'wall ms':>8}")
+    total_cpu = 0.0
+    for name, series, cpu_ms, wall_ms in costs:
+        total_cpu += cpu_ms
+        ne_name = NE_NAME.get(name, name)
+        ne_ms = ne_durations.get(ne_name)
+        print(f"{name:18} {series:7d} {cpu_ms:15.3f} {wall_ms:8.3f}   {ne_name:18} "
+              f"{(f'{ne_ms:.3f}' if ne_ms is not None else '-'):>8}")
+    print(f"{'all collectors':18} {sum(c[1] for c in costs):7d} {total_cpu:15.3f}")
     return 0
 
 

@@ -72,6 +72,26 @@ ALL_MODULES: tuple[str, ...] = (
     "hostwarden.collectors.udp_queues",
     "hostwarden.collectors.uname",
     "hostwarden.collectors.vmstat",
+    # node_exporter 1.5 default collectors whose sources are often absent (issue 14, second half)
+    "hostwarden.collectors.thermal_zone",
+    "hostwarden.collectors.hwmon",
+    "hostwarden.collectors.powersupplyclass",
+    "hostwarden.collectors.cpufreq",
+    "hostwarden.collectors.edac",
+    "hostwarden.collectors.bcache",
+    "hostwarden.collectors.btrfs",
+    "hostwarden.collectors.xfs",
+    "hostwarden.collectors.selinux",
+    "hostwarden.collectors.schedstat",
+    "hostwarden.collectors.nvme",
+    "hostwarden.collectors.mdadm",
+    "hostwarden.collectors.nfs",
+    "hostwarden.collectors.nfsd",
+    "hostwarden.collectors.bonding",
+    "hostwarden.collectors.ipvs",
+    "hostwarden.collectors.rapl",
+    "hostwarden.collectors.zfs",
+    "hostwarden.collectors.dmi",
 )
 
 # Collectors enabled when the config's `collectors:` section does not mention them.
@@ -80,6 +100,9 @@ DEFAULT_ENABLED: tuple[str, ...] = (
     # node_exporter 1.5's default-enabled Linux collectors (systemd is off by default there too)
     "arp", "conntrack", "entropy", "filefd", "netclass", "netstat", "os", "pressure", "sockstat", "softnet", "stat",
     "time", "timex", "udp_queues", "uname", "vmstat",
+    # node_exporter 1.5 defaults (issue 14, second half)
+    "thermal_zone", "hwmon", "powersupplyclass", "cpufreq", "edac", "bcache", "btrfs", "xfs", "selinux",
+    "schedstat", "nvme", "mdadm", "nfs", "nfsd", "bonding", "ipvs", "rapl", "zfs", "dmi",
 )
 
 _REGISTRY = Registry("collector", ALL_MODULES, "name")

@@ -4,6 +4,10 @@ Sectors are the kernel's fixed 512-byte units and times are milliseconds, conver
 seconds. The kernel's column count varies (14 before 4.18, 18 with discards, 20 with flushes); a
 metric is emitted only where the column exists. Partitions, ram/zram, loop and floppy devices are
 excluded by default with node_exporter's pattern (`device_exclude`, searched, not anchored by us).
+
+`node_disk_info{device,major,minor,path,wwn,model,serial,revision}` is 1 per device, as node_exporter
+1.5 has it: major/minor from /proc/diskstats, the rest from udev's database (/run/udev/data/b<maj>:<min>,
+ID_PATH, ID_WWN, ID_MODEL, ID_SERIAL_SHORT, ID_REVISION), read once per device, left out when absent.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from hostwarden.agent.core.schema import Regex
 from hostwarden.collectors.base import CollectorConfig, register
 from hostwarden.collectors.procfs import read_text
 
+UDEV_LABELS = (("path", "ID_PATH"), ("wwn", "ID_WWN"), ("model", "ID_MODEL"), ("serial", "ID_SERIAL_SHORT"),
+               ("revision", "ID_REVISION"))
 DEFAULT_DEVICE_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
 SECTOR_BYTES = 512.0
 MS = 0.001
@@ -54,11 +60,18 @@ class DiskioConfig(CollectorConfig):
 @register("diskio")
 class DiskioCollector:
     Config = DiskioConfig
-    metrics = metric_defs(*(MetricDef(name, typ, help_text, ("device",)) for name, help_text, _, typ in COLUMNS))
+    metrics = metric_defs(
+        *(MetricDef(name, typ, help_text, ("device",)) for name, help_text, _, typ in COLUMNS),
+        MetricDef("node_disk_info", "gauge", "Info of /sys/block/<block_device>.",
+                  ("device", "major", "minor", "model", "path", "revision", "serial", "wwn")),
+    )
 
-    def __init__(self, config: DiskioConfig | None = None, *, proc_root: str = "/proc") -> None:
+    def __init__(self, config: DiskioConfig | None = None, *, proc_root: str = "/proc",
+                 udev_data: str = "/run/udev/data") -> None:
         self.config = config or DiskioConfig()
         self._path = os.path.join(proc_root, "diskstats")
+        self._udev_data = udev_data
+        self._info: dict[tuple[str, str, str], Labels] = {}  # (device, major, minor) -> node_disk_info labels
         self._exclude = re.compile(self.config.device_exclude) if self.config.device_exclude else None
         self._labels: dict[str, Labels | None] = {}  # device -> labels, None when excluded
 
@@ -81,4 +94,21 @@ class DiskioCollector:
                 continue
             for (name, _, mult, _), raw in zip(COLUMNS, parts[3:], strict=False):
                 out.append(Sample(name, lab, float(raw) * mult if mult != 1.0 else float(raw), now))
+            key = (dev, parts[0], parts[1])
+            info = self._info.get(key) or self._info_labels(key)
+            out.append(Sample("node_disk_info", info, 1.0, now))
         return out
+
+    def _info_labels(self, key: tuple[str, str, str]) -> Labels:
+        dev, major, minor = key
+        labels = {"device": dev, "major": major, "minor": minor}
+        try:
+            text = read_text(os.path.join(self._udev_data, f"b{major}:{minor}"))
+        except OSError:
+            text = ""
+        props = dict(line[2:].partition("=")[::2] for line in text.splitlines() if line.startswith("E:"))
+        for label, prop in UDEV_LABELS:
+            if props.get(prop):
+                labels[label] = props[prop]
+        got = self._info[key] = tuple(sorted(labels.items()))
+        return got

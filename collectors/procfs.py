@@ -22,3 +22,18 @@ def read_bytes(path: str) -> bytes:
 def read_text(path: str) -> str:
     """The whole file as text; undecodable bytes (device names are bytes) survive as surrogates."""
     return read_bytes(path).decode("utf-8", "surrogateescape")
+
+
+def read_attr_text(path: str) -> str:
+    """A sysfs attribute (at most a page): one open, one read, one close; a longer file is read to EOF."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, 8192)
+        if len(data) == 8192:
+            chunks = [data]
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", "surrogateescape")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import os
 
-from hostwarden.collectors.procfs import read_text
+from hostwarden.collectors.procfs import read_attr_text, read_text
 
 ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.ENODEV, errno.ENXIO)
 REFUSED = (errno.EINVAL, errno.EOPNOTSUPP, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EIO, errno.EBUSY,
@@ -36,7 +36,7 @@ def read_optional(path: str) -> str | None:
 def read_attr(path: str) -> str | None:
     """A sysfs attribute without its newline, or None when absent or refused by the driver."""
     try:
-        return read_text(path).strip()
+        return read_attr_text(path).strip()
     except OSError as e:
         if e.errno in REFUSED:
             return None

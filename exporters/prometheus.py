@@ -7,8 +7,8 @@ change asks for them; every other scrape picks the cached bytes matching its Acc
 headers. A vanished series disappears with the
 next snapshot of its source (client_python's "fresh families every scrape" idea).
 
-The per-series prefix `name{labels} ` is cached between renders, so a render costs one string
-join per series plus the value's repr.
+The per-series line `name{labels} value` is cached between renders, so a render costs a dict lookup per
+series, plus the value's repr and one string join where the value changed.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class Rendered:
                 elif key == "openmetrics":
                     got = ("".join(o + body for _h, o, body in self._parts) + "# EOF\n").encode()
                 else:
-                    got = gzip.compress(self._get(key[:-3]), compresslevel=5)
+                    got = gzip.compress(self._get(key[:-3]), compresslevel=1)  # half the CPU of 5, ~15 % bigger
                 self._cache[key] = got
             return got
 
@@ -120,7 +120,8 @@ class Exposition:
         self._lock = threading.Lock()
         self._render_lock = threading.Lock()
         self._snapshots: dict[str, tuple[list[Sample], dict[str, MetricDef]]] = {}
-        self._prefix_cache: dict[tuple[str, Labels], str] = {}
+        # (name, labels) -> (prefix, value, line) of the last render: an unchanged value reuses its line
+        self._line_cache: dict[tuple[str, Labels], tuple[str, float, str]] = {}
         self._header_cache: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._registry = CollectorRegistry(auto_describe=False)
         if process_metrics:
@@ -169,9 +170,12 @@ class Exposition:
                         owner[s.name] = -1
                     fam.append(s)
             shared = {n for n, o in owner.items() if o == -1}
+            # the families holding a series two sources report (e.g. node_time_seconds from uptime and time)
+            shared_fams = {n[:-6] if n.endswith("_total") and getattr(defs.get(n), "type", "") == "counter" else n
+                           for n in shared}
             parts: list[tuple[str, str, str]] = []
-            new_cache: dict[tuple[str, Labels], str] = {}
-            cache = self._prefix_cache
+            new_cache: dict[tuple[str, Labels], tuple[str, float, str]] = {}
+            cache = self._line_cache
             series = 0
             grouped = self._group_families(families, defs)
             headers = self._header_cache
@@ -181,7 +185,8 @@ class Exposition:
                 head = headers.get(hkey) or self._headers(fam_name, mtype, help_text)
                 new_headers[hkey] = head
                 lines = []
-                dedupe = bool(shared) and any(m.name in shared for m in members)
+                dedupe = fam_name in shared_fams or (bool(shared) and mtype in ("histogram", "summary")
+                                                     and any(m.name in shared for m in members))
                 seen: set[tuple[str, Labels]] = set()
                 for s in members:
                     key = (s.name, s.labels)
@@ -189,13 +194,17 @@ class Exposition:
                         if key in seen:
                             continue
                         seen.add(key)
-                    prefix = cache.get(key) or _series_prefix(s.name, s.labels)
-                    new_cache[key] = prefix
-                    lines.append(prefix + format_value(s.value) + "\n")
+                    v = s.value
+                    entry = cache.get(key)
+                    if entry is None or entry[1] != v:  # NaN != NaN: formatted again, correctly
+                        prefix = entry[0] if entry is not None else _series_prefix(s.name, s.labels)
+                        entry = (prefix, v, prefix + format_value(v) + "\n")
+                    new_cache[key] = entry
+                    lines.append(entry[2])
                 series += len(lines)
                 parts.append((head[0], head[1], "".join(lines)))
             self._header_cache = new_headers
-            self._prefix_cache = new_cache
+            self._line_cache = new_cache
             rendered = Rendered(parts, series, time.time(), time.perf_counter() - start)
             self._rendered = rendered
             return rendered

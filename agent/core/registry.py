@@ -37,6 +37,22 @@ class Registry:
 
         return deco
 
+    def names(self) -> list[str]:
+        """The plugin names without importing anything: for kinds whose modules are each named after the one
+        plugin they register (ticket backends: `tickets/jira.py` registers "jira")."""
+        return [m.rsplit(".", 1)[1] for m in self.modules]
+
+    def get(self, name: str) -> type | None:
+        """One plugin's class, importing only the module named after it (the agent then does not load, say,
+        requests or smtplib for backends it does not use); every module when no module has that name."""
+        if name not in self._classes and not self._loaded:
+            mod = next((m for m in self.modules if m.rsplit(".", 1)[1] == name), None)
+            if mod is not None:
+                importlib.import_module(mod)
+            if name not in self._classes:
+                self.classes()
+        return self._classes.get(name)
+
     def classes(self) -> dict[str, type]:
         """Every registered class by name, importing the kind's modules the first time."""
         if not self._loaded:

@@ -40,7 +40,12 @@ from hostwarden.agent.core.incident import Incident, PermanentError, TicketRef, 
 from hostwarden.agent.core.secrets import redact
 from hostwarden.agent.incidents.manager import apply_remote_statuses
 from hostwarden.agent.incidents.state import StateDB
-from hostwarden.exporters.tickets.base import TicketBackend, registry, reset_idempotency_key, set_idempotency_key
+from hostwarden.exporters.tickets.base import (
+    TicketBackend,
+    get_backend_class,
+    reset_idempotency_key,
+    set_idempotency_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -468,10 +473,9 @@ def _with_ref(incident: Incident, ref: TicketRef | None) -> Incident:
 def build_backends(config: Any, *, state_dir: str, check_only: bool = False) -> dict[str, TicketBackend]:
     """One instance per configured backend. Constructors get `state_dir` and `check_only` when they accept
     them (as keyword arguments or **kwargs). Raises BackendInitError naming the backend."""
-    reg = registry()
     out: dict[str, TicketBackend] = {}
     for cfg in getattr(config, "backends", ()):
-        cls = reg.get(cfg.type)
+        cls = get_backend_class(cfg.type)
         if cls is None:
             raise BackendInitError(f"backend {cfg.name!r}: unknown type {cfg.type!r}")
         params = inspect.signature(cls).parameters

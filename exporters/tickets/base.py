@@ -99,3 +99,5 @@ ALL_MODULES: tuple[str, ...] = (
 _REGISTRY = Registry("ticket backend", ALL_MODULES, "type_name")
 register = _REGISTRY.register
 registry = _REGISTRY.classes
+get_backend_class = _REGISTRY.get  # imports just that backend's module
+backend_names = _REGISTRY.names

@@ -32,7 +32,7 @@ from typing import Any, Literal
 from hostwarden.agent.core.priority import PRIORITIES, PriorityPolicy, build_policy
 from hostwarden.agent.core.schema import MISSING, Duration, Errors, Regex, build, build_tagged
 from hostwarden.agent.core.yamlsrc import Loc, LocDict, LocList
-from hostwarden.exporters.tickets.base import BackendConfig, registry
+from hostwarden.exporters.tickets.base import BackendConfig, backend_names, get_backend_class
 
 Priority = Literal["P1", "P2", "P3", "P4"]
 
@@ -114,12 +114,13 @@ class TicketsConfig:
 
 
 def default_backend() -> BackendConfig:
-    cls = registry()["local"].Config
+    cls = get_backend_class("local").Config  # type: ignore[union-attr]
     return cls(name="local", type="local")
 
 
 def _config_classes() -> dict[str, Any]:
-    return {name: (lambda c=cls: c.Config) for name, cls in registry().items()}
+    # a backend's module (and its HTTP/SMTP libraries) is imported only when the config names its type
+    return {name: (lambda n=name: get_backend_class(n).Config) for name in backend_names()}  # type: ignore[union-attr]
 
 
 def parse_backends(node: Any, errors: Errors, loc: Loc) -> tuple[BackendConfig, ...] | Any:

@@ -14,6 +14,8 @@ FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "proc" / "basic"
 def by_device(samples: list[Sample]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for s in samples:
+        if s.name == "node_disk_info":
+            continue
         assert len(s.labels) == 1 and s.labels[0][0] == "device"
         out.setdefault(s.labels[0][1], {})[s.name] = s.value
     return out
@@ -76,3 +78,14 @@ def test_diskio_real_proc_devices_and_monotonic_counters() -> None:
         for name, value in metrics.items():
             if name.endswith("_total"):
                 assert second[dev][name] >= value
+
+
+def test_diskio_disk_info_from_diskstats_and_udev(tmp_path: Path) -> None:
+    udev = tmp_path / "udev"
+    udev.mkdir()
+    (udev / "b254:0").write_text("S:disk/by-path/pci-0000:00:05.0\nE:ID_PATH=pci-0000:00:05.0\nE:ID_SERIAL_SHORT=abc\n"
+                                 "E:ID_MODEL=\nG:systemd\n")
+    col = DiskioCollector(DiskioConfig(), proc_root=str(FIXTURE), udev_data=str(udev))
+    info = {s.label("device"): dict(s.labels) for s in col.collect(1.0) if s.name == "node_disk_info"}
+    assert info["vda"] == {"device": "vda", "major": "254", "minor": "0", "path": "pci-0000:00:05.0", "serial": "abc"}
+    assert set(info) == set(by_device(list(col.collect(2.0))))

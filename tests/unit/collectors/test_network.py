@@ -38,9 +38,22 @@ def test_network_device_exclude_drops_matching_interfaces() -> None:
     assert set(by_device(list(col.collect(1.0)))) == {"eth0"}
 
 
+def test_network_nohandler_from_link_stats_filtered_like_the_rest() -> None:
+    stats = {"eth0": tuple(range(24)), "vethab12cd": (0,) * 24}
+    col = NetworkCollector(NetworkConfig(device_exclude="^veth"), proc_root=str(FIXTURE), link_stats=lambda: stats)
+    got = {s.label("device"): s.value for s in col.collect(1.0) if s.name == "node_network_receive_nohandler_total"}
+    assert got == {"eth0": 23.0}
+
+
+def test_network_real_netlink_reports_nohandler_for_every_interface() -> None:
+    samples = list(NetworkCollector().collect(1.0))
+    nohandler = {s.label("device") for s in samples if s.name == "node_network_receive_nohandler_total"}
+    assert nohandler == {s.label("device") for s in samples if s.name == "node_network_receive_bytes_total"}
+
+
 def test_network_metric_definitions_are_counters_with_device_label() -> None:
     assert len(COLUMNS) == 16
-    for name in COLUMNS:
+    for name in (*COLUMNS, "node_network_receive_nohandler_total"):
         d = NetworkCollector.metrics[name]
         assert d.type == "counter" and d.labelnames == ("device",) and name.endswith("_total")
 

@@ -98,3 +98,22 @@ def test_render_same_series_from_two_sources_first_wins() -> None:
     r = exp.render()
     assert r.series == 2
     assert 'dup{x="1"} 1\n' in r.text.decode() and "9" not in r.text.decode().split("# TYPE dup untyped")[1]
+
+
+def test_render_two_sources_same_series_first_wins_and_changed_values_rerendered() -> None:
+    exp = Exposition(process_metrics=False)
+    exp.update("a", [Sample("node_time_seconds", (), 10.0, 1.0),
+                     Sample("node_cpu_seconds_total", labels_of(cpu="0", mode="user"), 1.0, 1.0)], DEFS)
+    exp.update("b", [Sample("node_time_seconds", (), 11.0, 1.0),
+                     Sample("node_cpu_seconds_total", labels_of(cpu="0", mode="user"), 2.0, 1.0)], DEFS)
+    text = exp.render().text.decode()
+    assert text.count("\nnode_time_seconds ") == 1 and "node_time_seconds 10\n" in text
+    assert text.count('node_cpu_seconds_total{cpu="0",mode="user"}') == 1
+    # a cached line is reused only while its value is unchanged
+    exp.update("a", [Sample("node_time_seconds", (), 12.0, 2.0),
+                     Sample("node_cpu_seconds_total", labels_of(cpu="0", mode="user"), 1.0, 2.0)], DEFS)
+    exp.update("b", [], DEFS)
+    text = exp.render().text.decode()
+    assert "node_time_seconds 12\n" in text and 'node_cpu_seconds_total{cpu="0",mode="user"} 1\n' in text
+    exp.update("a", [Sample("node_time_seconds", (), float("nan"), 3.0)], DEFS)
+    assert "node_time_seconds NaN\n" in exp.render().text.decode()
