@@ -127,6 +127,9 @@ def test_removed_check_closes_its_ticket_as_removed_and_stays_out_of_mttr(tmp_pa
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not agent.checks.last_results():
             time.sleep(0.05)
+        # the runner's publisher thread puts results into the store a moment after `last_results()` has
+        # them: publish here too, so the evaluation below sees the failing check whichever came first
+        agent.publish_checks(agent.checks)
         agent.evaluate_group("checks")
         agent.outbox.run_once(0.0)
         (t,) = TicketStore(str(tmp_path / "state" / "tickets.db")).list()
