@@ -782,25 +782,41 @@ def apply_remote_statuses(state: StateDB, statuses: list[RemoteStatus], now: flo
     - resolved/closed/missing while the incident is open → muted: no more notes, no reopen, no resolve
       until the alert resolves and fires anew. A status older than the current occurrence, or seen while
       our own operations are still queued for the incident, is the echo of our own doing and ignored.
+
+    A route with several backends has a ticket in each: what a person does in any of them counts (the first
+    acknowledgement is the incident's; closing one mutes the incident's updates in all of them).
     """
     changed = 0
     with state.tx() as c:
         for st in statuses:
+            primary = True
             rows = c.execute("SELECT * FROM incidents WHERE backend = ? AND ticket_id = ? ORDER BY id DESC LIMIT 1",
                              (st.ref.backend, st.ref.id)).fetchall()
-            if not rows:
-                continue
+            if not rows:  # a ticket in another backend of the incident's route
+                primary = False
+                rows = c.execute("SELECT i.*, t.remote_state AS t_state, t.remote_changed_at AS t_changed_at "
+                                 "FROM incident_tickets t JOIN incidents i ON i.id = t.incident_id "
+                                 "WHERE t.backend = ? AND t.ticket_id = ? ORDER BY i.id DESC LIMIT 1",
+                                 (st.ref.backend, st.ref.id)).fetchall()
+                if not rows:
+                    continue
             inc = dict(rows[0])
+            last = (inc["remote_state"], inc["remote_changed_at"]) if primary else (inc["t_state"],
+                                                                                     inc["t_changed_at"])
             at = st.changed_at if st.changed_at is not None else now
-            if inc["remote_state"] == st.state and inc["remote_changed_at"] == st.changed_at:
+            if last == (st.state, st.changed_at):
                 continue
             closing = st.state in ("resolved", "closed", "missing")
             if closing and inc["status"] == "open" and c.execute(
-                    "SELECT 1 FROM outbox WHERE incident_id = ? AND status = 'pending' LIMIT 1",
-                    (inc["id"],)).fetchone():
+                    "SELECT 1 FROM outbox WHERE incident_id = ? AND backend = ? AND status = 'pending' LIMIT 1",
+                    (inc["id"], st.ref.backend)).fetchone():
                 continue  # our own operations are still on their way: judge again once they are delivered
-            c.execute("UPDATE incidents SET remote_state = ?, remote_changed_at = ? WHERE id = ?",
-                      (st.state, st.changed_at, inc["id"]))
+            if primary:
+                c.execute("UPDATE incidents SET remote_state = ?, remote_changed_at = ? WHERE id = ?",
+                          (st.state, st.changed_at, inc["id"]))
+            else:
+                c.execute("UPDATE incident_tickets SET remote_state = ?, remote_changed_at = ? "
+                          "WHERE incident_id = ? AND backend = ?", (st.state, st.changed_at, inc["id"], st.ref.backend))
             if inc["status"] != "open" or at < float(inc["fired_at"]):
                 continue  # about an earlier occurrence, or the echo of our own resolve
             if st.state == "acknowledged" and inc["acknowledged_at"] is None:

@@ -436,8 +436,13 @@ class OutboxWorker:
         if not callable(poll) or now < b.next_poll:
             return 0
         b.next_poll = now + b.poll_interval
-        rows = self.state.query("SELECT ticket_id, ticket_url FROM incidents WHERE backend = ? AND status = 'open' "
-                                "AND ticket_id IS NOT NULL AND storm_id IS NULL ORDER BY id LIMIT 1000", (b.name,))
+        # the tickets of open incidents in this backend, whether it is their route's first backend or another one
+        rows = self.state.query(
+            "SELECT ticket_id, ticket_url FROM (SELECT id, ticket_id, ticket_url FROM incidents WHERE backend = ? "
+            "AND status = 'open' AND ticket_id IS NOT NULL AND storm_id IS NULL UNION SELECT i.id, t.ticket_id, "
+            "t.ticket_url FROM incident_tickets t JOIN incidents i ON i.id = t.incident_id WHERE t.backend = ? "
+            "AND i.backend != ? AND i.status = 'open' AND i.storm_id IS NULL) ORDER BY id LIMIT 1000",
+            (b.name, b.name, b.name))
         if not rows:
             return 0
         refs = [TicketRef(b.name, r["ticket_id"], r["ticket_url"] or "") for r in rows]

@@ -139,6 +139,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX check_history_by_check ON check_history (check_name, at)
     """,
+    # 4: two-way sync with every backend of a route: what each ticket system last said about its own ticket
+    """
+    ALTER TABLE incident_tickets ADD COLUMN remote_state TEXT NOT NULL DEFAULT '';
+    ALTER TABLE incident_tickets ADD COLUMN remote_changed_at REAL;
+    CREATE INDEX incident_tickets_by_ticket ON incident_tickets (backend, ticket_id)
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

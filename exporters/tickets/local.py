@@ -149,14 +149,15 @@ class TicketStore:
                                      (fingerprint,)).fetchone()
         return int(row["id"]) if row else None
 
-    def statuses(self, ids: Iterable[int]) -> dict[int, tuple[str, float]]:
+    def statuses(self, ids: Iterable[int]) -> dict[int, tuple[str, float, str]]:
+        """id -> (status, when it last changed, who acknowledged it)."""
         wanted = list(ids)
         if not wanted:
             return {}
         with self._lock:
-            rows = self._conn.execute(f"SELECT id, status, status_changed_at FROM tickets WHERE id IN "
-                                      f"({', '.join('?' * len(wanted))})", wanted).fetchall()
-        return {int(r["id"]): (r["status"], float(r["status_changed_at"])) for r in rows}
+            rows = self._conn.execute(f"SELECT id, status, status_changed_at, acknowledged_by FROM tickets WHERE id "
+                                      f"IN ({', '.join('?' * len(wanted))})", wanted).fetchall()
+        return {int(r["id"]): (r["status"], float(r["status_changed_at"]), r["acknowledged_by"]) for r in rows}
 
     # -- writing (the agent) -----------------------------------------------------------------------------
     def create(self, incident: Incident, *, key: str, now: float) -> int:
@@ -370,9 +371,10 @@ class LocalBackend:
             if tid not in found:
                 out.append(RemoteStatus(ref, "missing"))
                 continue
-            status, changed = found[tid]
+            status, changed, acked_by = found[tid]
             state = {"new": "open", "reopened": "open"}.get(status, status)
-            out.append(RemoteStatus(ref, state, changed_at=changed))  # type: ignore[arg-type]
+            out.append(RemoteStatus(ref, state, assignee=acked_by if state == "acknowledged" else "",  # type: ignore[arg-type]
+                                    changed_at=changed))
         return out
 
     def preview(self, incident: Incident) -> dict[str, Any]:

@@ -246,3 +246,30 @@ def test_outbox_build_backends_missing_secret_names_backend(tmp_path: Path) -> N
     with pytest.raises(BackendInitError, match=r"backend 'hook' \(webhook\).*HW_TEST_SURELY_UNSET_VARIABLE"):
         build_backends(cfg, state_dir=str(tmp_path), check_only=True)
 
+
+
+def test_outbox_poll_brings_ack_and_close_from_a_route_second_backend(db: StateDB, tmp_path: Path,
+                                                                      receiver: CountingReceiver) -> None:
+    """A route to [hook, local]: the local store is not the incident's first backend, yet what a person does
+    there (`hostwarden tickets ack|close`) is the incident's acknowledgement and mutes its updates everywhere."""
+    m, w, backends = setup(db, tmp_path, f"backends: [{{name: hook, type: webhook, url: '{receiver.url}'}}, "
+                                         "{name: local, type: local}]\nroute: [{backends: [hook, local]}]\n"
+                                         "update_interval: 1s\n")
+    a = alert(at=T0)
+    m.handle([firing(a)], T0)
+    assert w.run_once(0.0) == 2
+    inc = db.query("SELECT backend, ticket_id FROM incidents")[0]
+    assert (inc["backend"], inc["ticket_id"]) == ("hook", "T-1")
+    store = backends["local"].store
+    (local_ticket,) = store.list()
+    store.act(local_ticket["id"], "ack", by="alice", now=T0 + 120)
+    assert w.poll_once(0.0) == 1
+    assert db.query("SELECT acknowledged_at FROM incidents")[0][0] == T0 + 120
+    assert "Acknowledged in local by alice" in [r["text"] for r in db.query("SELECT text FROM incident_events")]
+    assert w.poll_once(10.0) == 0  # the same state again changes nothing
+    store.act(local_ticket["id"], "close", by="alice", now=T0 + 130)
+    assert w.poll_once(20.0) == 1
+    assert db.query("SELECT muted FROM incidents")[0][0] == 1
+    m.handle([severity(a, "critical", T0 + 140)], T0 + 140)  # muted: no note to either backend
+    assert w.run_once(21.0) == 0
+    assert [r.op for r in receiver.distinct()] == ["open"]
