@@ -13,18 +13,18 @@ import os
 import time
 from typing import Any
 
-from hostwarden.agent.cmd_tickets import (
+from hostwarden.agent.cmdutil import (
     EXIT_OK,
     EXIT_USAGE,
     CommandError,
-    _iso,
-    _load,
-    _run,
-    _table,
-    _ts,
-    _usage,
-    _who,
+    iso_time,
+    load_agent_config,
+    local_time,
+    run_command,
     safe,
+    table,
+    usage,
+    who,
 )
 from hostwarden.agent.core.units import human_duration, parse_duration
 
@@ -36,7 +36,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     silence = sub.add_parser("silence", help="silence alerts: no ticket operations while it lasts")
     ssub = silence.add_subparsers(dest="silence_command", metavar="COMMAND")
-    silence.set_defaults(func=lambda args: _usage(silence))
+    silence.set_defaults(func=lambda args: usage(silence))
 
     p = with_config(ssub.add_parser("add", help="add a silence; prints its id"))
     p.add_argument("--match", action="append", default=[], metavar="MATCHER", required=True,
@@ -48,20 +48,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--comment", default="", help="why (shown in notes, `silence list` and the report)")
     p.add_argument("--by", default=None, help="who (default: the invoking user)")
     p.add_argument("--format", choices=("id", "json"), default="id")
-    p.set_defaults(func=_run(cmd_silence_add))
+    p.set_defaults(func=run_command(cmd_silence_add))
 
     p = with_config(ssub.add_parser("list", help="silences in effect or pending (--expired: all)"))
     p.add_argument("--expired", action="store_true", help="also silences that are over")
     p.add_argument("--format", choices=("table", "json"), default="table")
-    p.set_defaults(func=_run(cmd_silence_list))
+    p.set_defaults(func=run_command(cmd_silence_list))
 
     p = with_config(ssub.add_parser("expire", help="end silences now"))
     p.add_argument("id", nargs="+", help="silence id (or an unambiguous prefix)")
-    p.set_defaults(func=_run(cmd_silence_expire))
+    p.set_defaults(func=run_command(cmd_silence_expire))
 
     incidents = sub.add_parser("incidents", help="every incident, whatever backend it went to")
     isub = incidents.add_subparsers(dest="incidents_command", metavar="COMMAND")
-    incidents.set_defaults(func=lambda args: _usage(incidents))
+    incidents.set_defaults(func=lambda args: usage(incidents))
 
     p = with_config(isub.add_parser("list", help="incidents with their tickets and delivery state"))
     p.add_argument("--status", action="append", default=[], metavar="STATUS", help="open or resolved (repeatable)")
@@ -69,12 +69,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--since", default=None, help="only incidents open or active within this duration, e.g. 7d")
     p.add_argument("--limit", type=int, default=1000)
     p.add_argument("--format", choices=("table", "json"), default="table")
-    p.set_defaults(func=_run(cmd_incidents_list))
+    p.set_defaults(func=run_command(cmd_incidents_list))
 
     p = with_config(isub.add_parser("show", help="one incident: tickets, delivery, timeline"))
     p.add_argument("id", help="incident id or fingerprint")
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.set_defaults(func=_run(cmd_incidents_show))
+    p.set_defaults(func=run_command(cmd_incidents_show))
 
 
 def _state(config: Any, *, create: bool) -> Any:
@@ -103,8 +103,8 @@ def _parse_time(text: str, what: str) -> float:
 
 def silence_json(s: Any, now: float) -> dict[str, Any]:
     return {"id": s.id, "matchers": [str(m) for m in s.matchers], "state": s.state(now),
-            "starts_at": _iso(s.starts_at), "ends_at": _iso(s.ends_at), "created_by": s.created_by,
-            "comment": s.comment, "created_at": _iso(s.created_at)}
+            "starts_at": iso_time(s.starts_at), "ends_at": iso_time(s.ends_at), "created_by": s.created_by,
+            "comment": s.comment, "created_at": iso_time(s.created_at)}
 
 
 # -- silence -------------------------------------------------------------------------------------------------------
@@ -126,10 +126,10 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
             end = start + parse_duration(args.duration)
         except ValueError as e:
             raise CommandError(f"--duration: {e}", EXIT_USAGE) from None
-    config = _load(args)
+    config = load_agent_config(args)
     state = _state(config, create=True)
     try:
-        s = add_silence(state, matchers, starts_at=start, ends_at=end, created_by=_who(args), comment=args.comment,
+        s = add_silence(state, matchers, starts_at=start, ends_at=end, created_by=who(args), comment=args.comment,
                         now=now)
     except ValueError as e:
         raise CommandError(str(e), EXIT_USAGE) from None
@@ -142,7 +142,7 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
 def cmd_silence_list(args: argparse.Namespace) -> int:
     from hostwarden.agent.incidents.suppress import list_silences
 
-    config = _load(args)
+    config = load_agent_config(args)
     state = _state(config, create=False)
     now = time.time()
     silences = list_silences(state, now=now, include_expired=args.expired) if state is not None else []
@@ -155,16 +155,16 @@ def cmd_silence_list(args: argparse.Namespace) -> int:
     rows = []
     for s in silences:
         left = f"ends in {human_duration(s.ends_at - now)}" if s.active(now) else s.state(now)
-        rows.append([s.id, s.state(now), safe(" ".join(str(m) for m in s.matchers)), _ts(s.starts_at), _ts(s.ends_at),
-                     left, safe(s.created_by), safe(" ".join(s.comment.split()))[:60]])
-    print(_table(rows, ["ID", "STATE", "MATCHERS", "STARTS", "ENDS", "", "BY", "COMMENT"]))
+        rows.append([s.id, s.state(now), safe(" ".join(str(m) for m in s.matchers)), local_time(s.starts_at),
+                     local_time(s.ends_at), left, safe(s.created_by), safe(" ".join(s.comment.split()))[:60]])
+    print(table(rows, ["ID", "STATE", "MATCHERS", "STARTS", "ENDS", "", "BY", "COMMENT"]))
     return EXIT_OK
 
 
 def cmd_silence_expire(args: argparse.Namespace) -> int:
     from hostwarden.agent.incidents.suppress import expire_silence
 
-    config = _load(args)
+    config = load_agent_config(args)
     state = _state(config, create=False)
     if state is None:
         raise CommandError("no silences (the state database does not exist yet)")
@@ -201,7 +201,7 @@ def cmd_incidents_list(args: argparse.Namespace) -> int:
             since = time.time() - parse_duration(args.since)
         except ValueError as e:
             raise CommandError(f"--since: {e}", EXIT_USAGE) from None
-    config = _load(args)
+    config = load_agent_config(args)
     state = _state(config, create=False)
     items = list_incidents(state, statuses=tuple(statuses), backend=args.backend, since=since,
                            limit=args.limit) if state is not None else []
@@ -215,25 +215,25 @@ def cmd_incidents_list(args: argparse.Namespace) -> int:
     for i in items:
         tickets = " ".join(f"{t['backend']}:{t['id'] or '-'}({t['delivery']})" for t in i["tickets"]) or "-"
         status = i["status"] + (" silenced" if i["silenced_by"] else "")
-        rows.append([str(i["id"]), status, i["priority"], _ts(i["opened_at"]), _ts(i["resolved_at"]),
+        rows.append([str(i["id"]), status, i["priority"], local_time(i["opened_at"]), local_time(i["resolved_at"]),
                      safe(tickets)[:60], safe(" ".join(i["title"].split()))[:70]])
-    print(_table(rows, ["ID", "STATUS", "PRIO", "OPENED", "RESOLVED", "TICKETS", "TITLE"]))
+    print(table(rows, ["ID", "STATUS", "PRIO", "OPENED", "RESOLVED", "TICKETS", "TITLE"]))
     return EXIT_OK
 
 
 def _json_times(i: dict[str, Any]) -> dict[str, Any]:
     out = dict(i)
     for k in ("opened_at", "fired_at", "acknowledged_at", "resolved_at"):
-        out[k] = _iso(i[k])
+        out[k] = iso_time(i[k])
     if "timeline" in out:
-        out["timeline"] = [{**e, "at": _iso(e["at"])} for e in out["timeline"]]
+        out["timeline"] = [{**e, "at": iso_time(e["at"])} for e in out["timeline"]]
     return out
 
 
 def cmd_incidents_show(args: argparse.Namespace) -> int:
     from hostwarden.agent.incidents.listing import find_incident
 
-    config = _load(args)
+    config = load_agent_config(args)
     state = _state(config, create=False)
     inc = find_incident(state, args.id) if state is not None else None
     if inc is None:
@@ -247,11 +247,11 @@ def cmd_incidents_show(args: argparse.Namespace) -> int:
              f"severity: {inc['severity'] or '-'}",
              f"rule:        {inc['rule']} on {inc['host']}",
              f"fingerprint: {inc['fingerprint']}",
-             f"opened:      {_ts(inc['opened_at'])}"]
+             f"opened:      {local_time(inc['opened_at'])}"]
     if inc["acknowledged_at"] is not None:
-        lines.append(f"acknowledged: {_ts(inc['acknowledged_at'])}")
+        lines.append(f"acknowledged: {local_time(inc['acknowledged_at'])}")
     if inc["resolved_at"] is not None:
-        lines.append(f"resolved:    {_ts(inc['resolved_at'])}")
+        lines.append(f"resolved:    {local_time(inc['resolved_at'])}")
     if inc["labels"]:
         lines.append("labels:      " + " ".join(f"{k}={v}" for k, v in sorted(inc["labels"].items())))
     lines += ["", "tickets:"]
@@ -266,6 +266,6 @@ def cmd_incidents_show(args: argparse.Namespace) -> int:
     lines += ["", "timeline:"]
     for e in inc["timeline"]:
         text = str(e["text"]).replace("\n", "\n" + " " * 24)
-        lines.append(f"  {_ts(e['at'])}  {e['kind']}: {text}")
+        lines.append(f"  {local_time(e['at'])}  {e['kind']}: {text}")
     print(safe("\n".join(lines)))
     return EXIT_OK

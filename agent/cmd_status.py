@@ -17,7 +17,6 @@ import argparse
 import base64
 import json
 import os
-import re
 import ssl
 import sys
 import time
@@ -25,10 +24,11 @@ import urllib.error
 import urllib.request
 from typing import Any, TextIO
 
+from hostwarden.agent.cmdutil import EXIT_FAILURE, EXIT_OK
+from hostwarden.agent.cmdutil import one_line as clean
+
 DEFAULT_URL = "http://127.0.0.1:19842"
 STATUS_PATH = "/api/hostwarden/v1/status"
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -40,10 +40,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ca-file", default=None, help="CA certificate(s) to verify the agent's TLS certificate")
     p.add_argument("--width", type=int, default=0, help="truncate lines to this width (default: the terminal's)")
     p.set_defaults(func=cmd_status)
-
-
-def clean(text: Any) -> str:
-    return _CONTROL.sub("?", str(text))
 
 
 def fetch(url: str, *, timeout: float, user: str | None = None, password: str | None = None,

@@ -8,25 +8,27 @@ an action the ticket's status does not allow), 2 config or usage error.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
-import re
-import sys
 import time
 from typing import Any
 
-from hostwarden.agent.core.paths import default_config_path
+from hostwarden.agent.cmdutil import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    iso_time,
+    load_agent_config,
+    local_time,
+    run_command,
+    safe,
+    table,
+    usage,
+    who,
+)
 from hostwarden.agent.core.units import human_duration, parse_duration
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 LIST_FIELDS = ("id", "status", "priority", "fingerprint", "title", "opened_at", "resolved_at", "reopen_count")
-
-
-class CommandError(Exception):
-    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +38,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     tickets = sub.add_parser("tickets", help="local tickets, the outbox and ticket previews")
     tsub = tickets.add_subparsers(dest="tickets_command", metavar="COMMAND")
-    tickets.set_defaults(func=lambda args: _usage(tickets))
+    tickets.set_defaults(func=lambda args: usage(tickets))
 
     p = with_config(tsub.add_parser("list", help="list local tickets"))
     p.add_argument("--status", action="append", default=[], metavar="STATUS",
@@ -44,13 +46,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "repeatable or comma-separated")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--backend", default=None, help="which local backend (default: the first one configured)")
-    p.set_defaults(func=_run(cmd_list))
+    p.set_defaults(func=run_command(cmd_list))
 
     p = with_config(tsub.add_parser("show", help="one local ticket with its timeline"))
     p.add_argument("id", type=int)
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--backend", default=None)
-    p.set_defaults(func=_run(cmd_show))
+    p.set_defaults(func=run_command(cmd_show))
 
     for action, text in (("ack", "acknowledge a ticket"), ("resolve", "resolve a ticket (a person's decision)"),
                          ("close", "close a ticket")):
@@ -58,23 +60,23 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument("id", type=int)
         p.add_argument("--by", default=None, help="who acts (default: the invoking user)")
         p.add_argument("--backend", default=None)
-        p.set_defaults(func=_run(cmd_act), action=action)
+        p.set_defaults(func=run_command(cmd_act), action=action)
 
     p = with_config(tsub.add_parser("comment", help="add a comment to a ticket"))
     p.add_argument("id", type=int)
     p.add_argument("text", nargs="+")
     p.add_argument("--by", default=None)
     p.add_argument("--backend", default=None)
-    p.set_defaults(func=_run(cmd_act), action="comment")
+    p.set_defaults(func=run_command(cmd_act), action="comment")
 
     p = with_config(tsub.add_parser("outbox", help="ticket operations waiting for delivery, or dead-lettered"))
     p.add_argument("--all", action="store_true", help="also delivered operations (kept 7 days)")
     p.add_argument("--format", choices=("table", "json"), default="table")
-    p.set_defaults(func=_run(cmd_outbox))
+    p.set_defaults(func=run_command(cmd_outbox))
 
     p = with_config(tsub.add_parser("retry", help="queue a dead-lettered operation again"))
     p.add_argument("id", type=int, help="the outbox id (`hostwarden tickets outbox`)")
-    p.set_defaults(func=_run(cmd_retry))
+    p.set_defaults(func=run_command(cmd_retry))
 
     p = with_config(tsub.add_parser("preview", help="render the ticket a rule would open, without sending it"))
     p.add_argument("rule", help="the alert rule's name")
@@ -84,54 +86,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--severity", choices=("warning", "critical"), default=None)
     p.add_argument("--no-diagnosis", action="store_true", help="skip the (host-inspecting) diagnosis")
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.set_defaults(func=_run(cmd_preview))
+    p.set_defaults(func=run_command(cmd_preview))
 
     p = with_config(sub.add_parser("report", help="incident counts, MTTA, MTTR, SLA breaches, availability"))
     p.add_argument("--since", default="30d", help="period to report on, a duration (default 30d)")
     p.add_argument("--format", choices=("text", "json", "html"), default="text",
                    help="html: one self-contained file with inline SVG charts")
     p.add_argument("--output", "-o", default=None, help="write to this file instead of standard output")
-    p.set_defaults(func=_run(cmd_report))
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return EXIT_USAGE
-
-
-def _run(fn: Any) -> Any:
-    def wrapper(args: argparse.Namespace) -> int:
-        try:
-            code = int(fn(args) or 0)
-            sys.stdout.flush()  # a closed pipe (`| head`) shows here, not at interpreter exit
-            return code
-        except CommandError as e:
-            print(f"hostwarden: {e}", file=sys.stderr)
-            return e.code
-        except BrokenPipeError:  # the reader went away (`tickets show 7 | head`): no traceback
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
-            return EXIT_FAILURE
-
-    return wrapper
+    p.set_defaults(func=run_command(cmd_report))
 
 
 # -- config, stores -----------------------------------------------------------------------------------------
-
-def _load(args: argparse.Namespace) -> Any:
-    from hostwarden.agent.config import load_config
-    from hostwarden.agent.core.schema import ConfigErrors
-
-    path = args.config or default_config_path()
-    try:
-        return load_config(path)
-    except ConfigErrors as e:
-        for issue in e.issues:
-            print(issue, file=sys.stderr)
-        raise CommandError(f"{len(e.issues)} configuration problem(s) in {path}", EXIT_USAGE) from None
-    except OSError as e:
-        raise CommandError(f"cannot read {path}: {e.strerror or e}", EXIT_USAGE) from None
-
 
 def tickets_config(config: Any) -> Any:
     if config.tickets is not None:
@@ -186,29 +151,6 @@ def _state(config: Any) -> Any:
     return StateDB(path)
 
 
-_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def safe(text: object) -> str:
-    """Ticket text comes from labels and annotations (untrusted): no escape sequences reach the terminal."""
-    return _UNPRINTABLE.sub("?", str(text))
-
-
-def _ts(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts is not None else "-"
-
-
-def _iso(ts: float | None) -> str | None:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts is not None else None
-
-
-def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines)
-
-
 # -- tickets list / show / actions -------------------------------------------------------------------------------
 
 def _statuses(values: list[str]) -> list[str]:
@@ -238,7 +180,7 @@ def ticket_json(t: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = load_agent_config(args)
     wanted = _statuses(args.status)
     store = _store(config, args.backend, must_exist=False)
     tickets = store.list(wanted) if store is not None else []
@@ -248,16 +190,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not tickets:
         print("no tickets")
         return EXIT_OK
-    rows = [[str(t["id"]), t["status"], t["priority"], _ts(t["opened_at"]), _ts(t["resolved_at"]),
+    rows = [[str(t["id"]), t["status"], t["priority"], local_time(t["opened_at"]), local_time(t["resolved_at"]),
              str(t["reopen_count"]), safe(" ".join(t["title"].split()))[:80]] for t in tickets]
-    print(_table(rows, ["ID", "STATUS", "PRIO", "OPENED", "RESOLVED", "REOPENED", "TITLE"]))
+    print(table(rows, ["ID", "STATUS", "PRIO", "OPENED", "RESOLVED", "REOPENED", "TITLE"]))
     return EXIT_OK
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from hostwarden.exporters.tickets.local import TicketNotFound
 
-    config = _load(args)
+    config = load_agent_config(args)
     store = _store(config, args.backend, must_exist=True)
     try:
         t = store.get(args.id)
@@ -276,19 +218,19 @@ def render_ticket(t: dict[str, Any], *, now: float) -> str:
              f"priority:    {t['priority']}   category: {t['category'] or '-'}   severity: {t['severity'] or '-'}",
              f"rule:        {t['rule']} on {t['host']}",
              f"fingerprint: {t['fingerprint']}",
-             f"opened:      {_ts(t['opened_at'])}"]
+             f"opened:      {local_time(t['opened_at'])}"]
     if t.get("acknowledged_at") is not None:
         by = f" by {t['acknowledged_by']}" if t.get("acknowledged_by") else ""
-        lines.append(f"acknowledged: {_ts(t['acknowledged_at'])}{by}")
+        lines.append(f"acknowledged: {local_time(t['acknowledged_at'])}{by}")
     if t.get("resolved_at") is not None:
-        lines.append(f"resolved:    {_ts(t['resolved_at'])}")
+        lines.append(f"resolved:    {local_time(t['resolved_at'])}")
     if t.get("reopen_count"):
         lines.append(f"reopened:    {t['reopen_count']} time(s)")
     for key, title in (("ack_due", "ack by"), ("resolve_due", "resolve by")):
         due = t.get(key)
         if due is not None:
             late = " (overdue)" if now > due and t["status"] in ("new", "reopened", "acknowledged") else ""
-            lines.append(f"{title + ':':<12} {_ts(due)}{late}")
+            lines.append(f"{title + ':':<12} {local_time(due)}{late}")
     if t.get("labels"):
         lines.append("labels:      " + " ".join(f"{k}={v}" for k, v in sorted(t["labels"].items())))
     if t.get("storm_of"):
@@ -299,8 +241,8 @@ def render_ticket(t: dict[str, Any], *, now: float) -> str:
     lines.append("timeline:")
     for e in t.get("events", []):
         text = str(e["text"]).replace("\n", "\n" + " " * 24)
-        who = f" [{e['author']}]" if e.get("author") and e["author"] != "hostwarden" else ""
-        lines.append(f"  {_ts(e['at'])}  {e['kind']}{who}: {text}")
+        author = f" [{e['author']}]" if e.get("author") and e["author"] != "hostwarden" else ""
+        lines.append(f"  {local_time(e['at'])}  {e['kind']}{author}: {text}")
     if t.get("diagnosis"):
         lines.append("")
         lines.append("diagnosis:")
@@ -319,26 +261,14 @@ def _status_by(t: dict[str, Any]) -> str:
     return ""
 
 
-def _who(args: argparse.Namespace) -> str:
-    if args.by:
-        return str(args.by)
-    for var in ("SUDO_USER", "USER", "LOGNAME"):
-        if os.environ.get(var):
-            return os.environ[var]
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
 def cmd_act(args: argparse.Namespace) -> int:
     from hostwarden.exporters.tickets.local import InvalidTransition, TicketNotFound
 
-    config = _load(args)
+    config = load_agent_config(args)
     store = _store(config, args.backend, must_exist=True)
     text = " ".join(getattr(args, "text", []) or [])
     try:
-        t = store.act(args.id, args.action, by=_who(args), now=time.time(), text=text)
+        t = store.act(args.id, args.action, by=who(args), now=time.time(), text=text)
     except (TicketNotFound, InvalidTransition) as e:
         raise CommandError(str(e)) from None
     verb = {"ack": "acknowledged", "comment": "commented", "resolve": "resolved", "close": "closed"}[args.action]
@@ -351,27 +281,28 @@ def cmd_act(args: argparse.Namespace) -> int:
 def cmd_outbox(args: argparse.Namespace) -> int:
     from hostwarden.agent.incidents.outbox import list_outbox
 
-    config = _load(args)
+    config = load_agent_config(args)
     state = _state(config)
     rows = list_outbox(state, include_done=args.all) if state is not None else []
     if args.format == "json":
-        print(json.dumps([{**r, "created_at": _iso(r["created_at"]), "last_attempt_at": _iso(r["last_attempt_at"]),
-                           "next_attempt_at": _iso(r["next_attempt_at"]), "done_at": _iso(r["done_at"])}
+        print(json.dumps([{**r, "created_at": iso_time(r["created_at"]),
+                           "last_attempt_at": iso_time(r["last_attempt_at"]),
+                           "next_attempt_at": iso_time(r["next_attempt_at"]), "done_at": iso_time(r["done_at"])}
                           for r in rows], indent=2))
         return EXIT_OK
     if not rows:
         print("the outbox is empty: every ticket operation was delivered")
         return EXIT_OK
     now = time.time()
-    table = []
+    lines = []
     for r in rows:
         nxt = r["next_attempt_at"]
         when = (f"in {human_duration(max(0.0, nxt - now))}" if r["status"] == "pending" and nxt else
                 ("now" if r["status"] == "pending" else "-"))
-        table.append([str(r["id"]), r["status"], r["backend"], r["op"], r["fingerprint"], str(r["attempts"]),
+        lines.append([str(r["id"]), r["status"], r["backend"], r["op"], r["fingerprint"], str(r["attempts"]),
                       f"{human_duration(max(0.0, now - r['created_at']))} ago", when,
                       safe(" ".join((r["last_error"] or "").split()))[:70]])
-    print(_table(table, ["ID", "STATUS", "BACKEND", "OP", "FINGERPRINT", "TRIES", "QUEUED", "NEXT", "LAST ERROR"]))
+    print(table(lines, ["ID", "STATUS", "BACKEND", "OP", "FINGERPRINT", "TRIES", "QUEUED", "NEXT", "LAST ERROR"]))
     dead = sum(1 for r in rows if r["status"] == "dead")
     if dead:
         print(f"\n{dead} dead-lettered: fix the cause, then `hostwarden tickets retry ID`")
@@ -381,7 +312,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     from hostwarden.agent.incidents.outbox import retry
 
-    config = _load(args)
+    config = load_agent_config(args)
     state = _state(config)
     if state is None or not retry(state, args.id):
         raise CommandError(f"no dead-lettered outbox operation {args.id} (see `hostwarden tickets outbox`)")
@@ -395,7 +326,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from hostwarden.agent.incidents.maintenance import windows_of
     from hostwarden.agent.incidents.report import build_report, render_text
 
-    config = _load(args)
+    config = load_agent_config(args)
     try:
         period = parse_duration(args.since)
     except ValueError as e:
@@ -432,7 +363,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_preview(args: argparse.Namespace) -> int:
     from hostwarden.agent.incidents.preview import PreviewError, preview_rule
 
-    config = _load(args)
+    config = load_agent_config(args)
     labels: dict[str, str] = {}
     for item in args.label:
         k, sep, v = item.partition("=")
