@@ -430,6 +430,9 @@ class Agent:
             if run.success or msg != run.last_error:
                 log.error("collector %s failed: %s", name, msg)
             run.success, run.last_error = False, msg
+            # /metrics: as node_exporter, a failed collector's series are absent (its success metric says why),
+            # not its last values presented as current; rules still see them for the store's lookback
+            self.exposition.remove(name)
             return False
         run.duration = time.perf_counter() - start
         if not run.success:
