@@ -235,6 +235,7 @@ def test_agent_with_systemd_collector_reports_units_then_failure_once(bus: DbusD
         time.sleep(3.5)  # three more 1 s cycles, all failing
         assert 'node_scrape_collector_success{collector="systemd"} 0' in agent.scrape()
         assert 'node_scrape_collector_success{collector="uname"} 1' in agent.scrape()
+        assert "node_systemd_unit_state{" not in agent.scrape()  # no stale units shown as current
     finally:
         agent.stop()
     lines = [line for line in agent.log_text().splitlines() if "collector systemd failed" in line]
