@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0  # WATCHDOG=1 at most every 5 s (WatchdogSec=30s wants one every 15 s)
 INCIDENT_TICK_SECONDS = 10.0
 REMEDIATION_TICK_SECONDS = 1.0
+STATUS_SECONDS = 5.0  # systemd's STATUS= line (collectors, checks, rules, firing) refreshed this often
 LAG_WINDOW_SECONDS = 60.0
 DEFAULT_DRAIN_SECONDS = 10.0
 
@@ -385,14 +386,22 @@ class Agent:
                                    args=[group.key], id=f"rules:{group.key}")
         self.scheduler.add_job(self._guard(self.incident_tick), "interval", seconds=INCIDENT_TICK_SECONDS,
                                id="incidents")
-        self.scheduler.add_job(self._guard(self.remediate), "interval", seconds=REMEDIATION_TICK_SECONDS,
-                               id="remediation")
+        self._schedule_remediation()
         wd = self.notifier.watchdog_interval()  # half of WatchdogSec when systemd asks for pings
         beat = min(HEARTBEAT_SECONDS, wd) if wd else HEARTBEAT_SECONDS
         self.scheduler.add_job(self._guard(self.heartbeat), "interval", seconds=beat, id="heartbeat")
         # the job's first run is due `beat` from now: measure its lag from here, so a pause before the
         # first heartbeat (or right after a reload re-added the job) shows too, and a reload adds none
         self._last_heartbeat_mono = time.monotonic()
+
+    def _schedule_remediation(self) -> None:
+        """The 1 s remediation step runs only while there is something to decide or to record."""
+        job = self.scheduler.get_job("remediation")
+        if self.remediator.idle and job is not None:
+            job.remove()
+        elif not self.remediator.idle and job is None:
+            self.scheduler.add_job(self._guard(self.remediate), "interval", seconds=REMEDIATION_TICK_SECONDS,
+                                   id="remediation")
 
     def _guard(self, fn: Callable[..., None]) -> Callable[..., None]:
         def run(*args: Any) -> None:
@@ -598,7 +607,7 @@ class Agent:
     def _reload_loop(self) -> None:
         """Reloads requested by SIGHUP run here, off the scheduler: heartbeats (watchdog pings) go on."""
         while not self._stop.is_set():
-            if not self._reload_requested.wait(1.0):
+            if not self._reload_requested.wait(60.0):  # stop() sets it too: no periodic wake-up needed
                 continue
             self._reload_requested.clear()
             if self._stop.is_set():
@@ -709,6 +718,7 @@ class Agent:
             self.outbox.start()
         with self._incidents_lock:
             self._build_remediation(config, new.rule_groups)
+        self._schedule_remediation()
         if old_checks is not None:
             old_checks.close()
         for col in old_collector_objs:  # a collector holding a connection (systemd's D-Bus) lets go
@@ -730,6 +740,7 @@ class Agent:
             self.receiver_server.stop()
         self.remediator.close()
         if self._reload_thread is not None:
+            self._reload_requested.set()  # wakes the reload thread, which sees _stop and returns
             self._reload_thread.join(5.0)
         if self._reload_lock.acquire(timeout=10.0):  # a reload in progress finishes first (bounded)
             self._reload_lock.release()
@@ -767,7 +778,7 @@ class Agent:
             self.state.close()
             return 1
         last_status = ""
-        while not done.wait(1.0):
+        while not done.wait(STATUS_SECONDS):  # signals interrupt the wait; their handlers set `done`
             status = self.status_line()
             if status != last_status:
                 self.notifier.status(status)

@@ -103,7 +103,7 @@ class Intake:
         while True:
             with self._cv:
                 while not self._queue and not self._stopping:
-                    self._cv.wait(1.0)
+                    self._cv.wait(60.0)  # submit() and stop() notify
                 if self._stopping:
                     return
                 batches = list(self._queue)

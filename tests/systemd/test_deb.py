@@ -7,6 +7,7 @@ to save build time). The namespace (tests/support/systemdns.py) starts with no h
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -15,7 +16,16 @@ from pathlib import Path
 import pytest
 
 from tests.support.systemdns import SystemdNamespace
-from tests.systemd.conftest import WORK, allow_service_starts, boot, fresh_host, main_pid, metric, scrape
+from tests.systemd.conftest import (
+    WORK,
+    allow_service_starts,
+    boot,
+    fresh_host,
+    main_pid,
+    metric,
+    scrape,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -126,6 +136,77 @@ def test_security_exposure_of_the_running_unit_is_ok(ns: SystemdNamespace, debs)
     assert m, r.stdout[-2000:] + r.stderr
     print(f"systemd-analyze security hostwarden: {m.group(1)} {m.group(2)}")
     assert float(m.group(1)) <= 2.0 and m.group(2) == "OK", m.group(0)
+
+
+PK_UNIT = """[Unit]
+Description=hostwarden polkit test: a service the unprivileged agent may restart once polkit says so
+[Service]
+ExecStart=/bin/sleep infinity
+"""
+PK_CHECK = ("checks:\n  - name: pk\n    type: systemd\n    unit: e2e-pk.service\n    interval: 1s\n    timeout: 2s\n"
+            "    remediate:\n      after: 1s\n      verify_within: 4s\n      max: 6 within 10m\n"
+            "      actions:\n        - restart_unit: e2e-pk.service\n")
+PK_RULES = """groups:
+  - name: e2e-pk
+    interval: 1s
+    rules:
+      - alert: PkDown
+        expr: hostwarden_check_up{check="pk"} == 0
+        labels: {severity: critical}
+"""
+
+
+def documented_polkit_rule(unit: str) -> str:
+    """The polkit rule docs/remediation.md tells operators to write, for `unit`."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "remediation.md").read_text()
+    m = re.search(r"```js\n(.*?)```", text, re.S)
+    assert m and '"nginx.service"' in m.group(1), "docs/remediation.md has no polkit rule for nginx.service"
+    return "\n".join(line.strip() for line in m.group(1).replace('"nginx.service"', f'"{unit}"').splitlines())
+
+
+def test_unprivileged_agent_restarts_a_unit_only_with_the_documented_polkit_rule(ns: SystemdNamespace, debs):
+    """The shipped unit runs as `hostwarden` with no capabilities: systemd asks polkit. Without a rule the
+    attempt is recorded as refused; with the rule docs/remediation.md gives, the next attempt restarts it."""
+    ns.run(["sh", "-c", "cat > /etc/systemd/system/e2e-pk.service"], input=PK_UNIT, check=True)
+    ns.systemctl("daemon-reload", check=True)
+    ns.systemctl("start", "e2e-pk.service", check=True)
+    ns.run(["sh", "-c", "cat > /etc/hostwarden/rules/e2e-pk.yaml"], input=PK_RULES, check=True)
+    ns.run(["sed", "-i", "s/^checks: \\[\\]$/# checks: [] (replaced by the polkit test)/",
+            "/etc/hostwarden/hostwarden.yaml"], check=True)
+    ns.run(["sh", "-c", "cat >> /etc/hostwarden/hostwarden.yaml"], input=PK_CHECK, check=True)
+    ns.systemctl("reload", SERVICE, check=True)
+    wait_for(lambda: metric(scrape(ns), "hostwarden_check_up", 'check="pk"') == 1, 30, what="the pk check up")
+    pid_before = main_pid(ns, "e2e-pk.service")
+    try:
+        ns.systemctl("kill", "--signal=KILL", "e2e-pk.service", check=True)
+
+        def timeline() -> str:
+            r = ns.run(["hostwarden", "tickets", "list", "--format", "json", "--config",
+                        "/etc/hostwarden/hostwarden.yaml"])
+            ids = [t["id"] for t in json.loads(r.stdout or "[]") if t["rule"] == "PkDown"] if r.returncode == 0 else []
+            if not ids:
+                return ""
+            r = ns.run(["hostwarden", "tickets", "show", str(ids[0]), "--format", "json", "--config",
+                        "/etc/hostwarden/hostwarden.yaml"])
+            return "\n".join(e["text"] for e in json.loads(r.stdout)["events"]) if r.returncode == 0 else ""
+
+        refused = wait_for(lambda: "restart_unit e2e-pk.service: failed" in (t := timeline()) and t, 40,
+                           what="the first attempt refused (no polkit rule yet)")
+        assert "D-Bus error" in refused, refused
+        assert not ns.is_active("e2e-pk.service")
+        ns.run(["sh", "-c", "mkdir -p /etc/polkit-1/rules.d && cat > /etc/polkit-1/rules.d/50-hostwarden.rules"],
+               input=documented_polkit_rule("e2e-pk.service"), check=True)
+        body = wait_for(lambda: "Cause: resolved after remediation" in (t := timeline()) and t, 60,
+                        what="a later attempt allowed by polkit, the alert resolved")
+        assert "restart_unit e2e-pk.service: ok after" in body, body
+        assert ns.is_active("e2e-pk.service") and main_pid(ns, "e2e-pk.service") not in (0, pid_before)
+        print("polkit: " + " | ".join(line for line in body.splitlines() if "restart_unit" in line))
+    finally:
+        ns.run(["sh", "-c", "rm -f /etc/hostwarden/rules/e2e-pk.yaml /etc/polkit-1/rules.d/50-hostwarden.rules; "
+                "sed -i '/^checks:$/,$d; s/^# checks: \\[\\] (replaced by the polkit test)$/checks: []/' "
+                "/etc/hostwarden/hostwarden.yaml"])
+        ns.systemctl("reload", SERVICE)
+        ns.systemctl("stop", "e2e-pk.service")
 
 
 def test_apt_get_upgrade_restarts_the_agent_and_keeps_conffile_edits_and_state(ns: SystemdNamespace, debs):
