@@ -262,6 +262,8 @@ def cmd_incidents_show(args: argparse.Namespace) -> int:
             line += f" after {t['attempts']} attempt(s): {' '.join(t['last_error'].split())[:120]}"
         if t["dead_outbox_ids"]:
             line += f" (`hostwarden tickets retry {t['dead_outbox_ids'][0]}`)"
+        if t.get("remote_state"):
+            line += f"  {t['remote_state']} there"
         lines.append(line)
     lines += ["", "timeline:"]
     for e in inc["timeline"]:

@@ -29,10 +29,13 @@ def _loads(text: str | None, default: Any) -> Any:
 
 def _tickets(state: StateDB, inc: dict[str, Any]) -> list[dict[str, Any]]:
     backends = [b for b in [inc["backend"], *_loads(inc["extra_backends"], [])] if b]
-    refs = {r["backend"]: (r["ticket_id"], r["ticket_url"]) for r in state.query(
-        "SELECT backend, ticket_id, ticket_url FROM incident_tickets WHERE incident_id = ?", (inc["id"],))}
+    refs = {r["backend"]: (r["ticket_id"], r["ticket_url"], r["remote_state"]) for r in state.query(
+        "SELECT backend, ticket_id, ticket_url, remote_state FROM incident_tickets WHERE incident_id = ?",
+        (inc["id"],))}
     if inc["ticket_id"] and inc["backend"] not in refs:  # recorded before incident_tickets existed
-        refs[inc["backend"]] = (inc["ticket_id"], inc["ticket_url"])
+        refs[inc["backend"]] = (inc["ticket_id"], inc["ticket_url"], "")
+    if inc["backend"] in refs:  # the first backend's sync state is kept on the incident row
+        refs[inc["backend"]] = (*refs[inc["backend"]][:2], inc["remote_state"])
     queue: dict[str, dict[str, Any]] = {}
     for r in state.query("SELECT backend, status, attempts, last_error, id FROM outbox WHERE incident_id = ? "
                          "ORDER BY id", (inc["id"],)):
@@ -48,7 +51,7 @@ def _tickets(state: StateDB, inc: dict[str, Any]) -> list[dict[str, Any]]:
     held = bool(inc["silenced_by"])
     for b in backends:
         q = queue.get(b, {"pending": 0, "dead": 0, "done": 0, "last_error": "", "attempts": 0, "dead_ids": []})
-        tid, url = refs.get(b, (None, ""))
+        tid, url, remote = refs.get(b, (None, "", ""))
         if q["dead"]:
             delivery = "dead"
         elif q["pending"]:
@@ -61,7 +64,8 @@ def _tickets(state: StateDB, inc: dict[str, Any]) -> list[dict[str, Any]]:
             delivery = "none"
         out.append({"backend": b, "id": tid, "url": url or "", "delivery": delivery, "pending": q["pending"],
                     "dead": q["dead"], "dead_outbox_ids": q["dead_ids"], "attempts": q["attempts"],
-                    "last_error": q["last_error"], "primary": b == inc["backend"]})
+                    "last_error": q["last_error"], "primary": b == inc["backend"],
+                    "remote_state": remote or None})  # what the ticket system last said (two-way sync)
     return out
 
 

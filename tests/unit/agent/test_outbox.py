@@ -267,6 +267,10 @@ def test_outbox_poll_brings_ack_and_close_from_a_route_second_backend(db: StateD
     assert db.query("SELECT acknowledged_at FROM incidents")[0][0] == T0 + 120
     assert "Acknowledged in local by alice" in [r["text"] for r in db.query("SELECT text FROM incident_events")]
     assert w.poll_once(10.0) == 0  # the same state again changes nothing
+    from hostwarden.agent.incidents.listing import incident_json
+
+    shown = incident_json(db, dict(db.query("SELECT * FROM incidents")[0]))
+    assert {t["backend"]: t["remote_state"] for t in shown["tickets"]} == {"hook": None, "local": "acknowledged"}
     store.act(local_ticket["id"], "close", by="alice", now=T0 + 130)
     assert w.poll_once(20.0) == 1
     assert db.query("SELECT muted FROM incidents")[0][0] == 1
