@@ -80,7 +80,8 @@ def _count(received: list[Datagram], field: str) -> int:
 
 
 def test_agent_notify_ready_status_watchdog_stopping_in_order(tmp_path: Path, notify: NotifySocket) -> None:
-    agent = start_agent(write_config(tmp_path, "rule_files: []\n"), env={"NOTIFY_SOCKET": notify.name})
+    agent = start_agent(write_config(tmp_path, "rule_files: []\n"),
+                        env={"NOTIFY_SOCKET": notify.name, "WATCHDOG_USEC": "2000000"})  # WatchdogSec=2s
     try:
         notify.receive_until(lambda r: _count(r, "WATCHDOG=1") >= 3 and any(
             d.value("STATUS") and not d.has("READY=1") for d in r), timeout=30)
@@ -104,13 +105,14 @@ def test_agent_notify_ready_status_watchdog_stopping_in_order(tmp_path: Path, no
 def test_agent_frozen_scheduler_stops_watchdog_but_process_lives(tmp_path: Path, notify: NotifySocket) -> None:
     freeze_after = 3
     agent = start_agent(write_config(tmp_path, "rule_files: []\n"),
-                        env={"NOTIFY_SOCKET": notify.name,
+                        env={"NOTIFY_SOCKET": notify.name, "WATCHDOG_USEC": "2000000",  # a ping every 1 s
                              "HOSTWARDEN_DEBUG_FREEZE_SCHEDULER_AFTER": str(freeze_after)})
     try:
         notify.receive_until(lambda r: _count(r, "WATCHDOG=1") >= freeze_after - 1, timeout=60)
         wait_for(lambda: "freezing the scheduler" in agent.log_text(), 30, what="the scheduler to freeze")
-        # The heartbeat runs every 5 s: eleven silent seconds are two missed pings.
-        deadline = time.monotonic() + 11.0
+        # WatchdogSec=2s: the heartbeat runs every second, so 4.5 silent seconds are four missed pings
+        # (systemd would have restarted the agent after two).
+        deadline = time.monotonic() + 4.5
         while time.monotonic() < deadline:
             notify.sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
