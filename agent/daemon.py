@@ -39,6 +39,7 @@ from hostwarden.agent.core.samples import Labels, MetricDef, Sample, labels_of, 
 from hostwarden.agent.core.schema import ConfigErrors, Errors
 from hostwarden.agent.core.store import SeriesStore
 from hostwarden.agent.incidents.maintenance import windows_of
+from hostwarden.agent.listeners import tls_listeners
 from hostwarden.exporters.prometheus import Exposition
 from hostwarden.exporters.web import MetricsServer
 from hostwarden.rules.manager import METRICS as RULE_METRICS
@@ -322,6 +323,7 @@ class Agent:
             c.incidents = IncidentManager(c.tickets_config, state=self.state, hostname=config.hostname,
                                           external_labels=config.external_labels, diagnose=diagnose,
                                           windows=windows_of(config))
+            c.outbox = OutboxWorker(self.state, c.backends, poll_interval=float(c.tickets_config.poll_interval))
             if strict:  # token, TLS, and a new address bound now: a taken port fails the reload here
                 from hostwarden.agent.listeners import plan_receiver
 
@@ -330,7 +332,6 @@ class Agent:
                                            state_dir=self.config.state_dir, clock=self.clock.now,
                                            wake=lambda: self.outbox.wake(), lock=self._incidents_lock,
                                            on_tls_error=self.tls_errors.callback("receiver"))
-            c.outbox = OutboxWorker(self.state, c.backends, poll_interval=float(c.tickets_config.poll_interval))
         except BaseException:
             c.discard()
             raise
@@ -524,7 +525,7 @@ class Agent:
             Sample("hostwarden_store_memory_bytes", (), float(self.store.memory_bytes()), now),
             Sample("hostwarden_clock_wall_offset_seconds", (), self.clock.wall_offset(), now),
             Sample("hostwarden_start_time_seconds", (), self.started_at, now),
-            *self.tls_errors.samples(now),
+            *self.tls_errors.samples(now, serving=tls_listeners(self.security, self.receiver_server)),
         ]
         r = self.exposition.last_rendered()
         out.append(Sample("hostwarden_exposition_series", (), float(r.series), now))

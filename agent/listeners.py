@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,20 +55,28 @@ class TLSErrorCounts:
         self._counts: dict[str, int] = {}
 
     def callback(self, listener: str) -> Callable[[], None]:
-        with self._lock:
-            self._counts.setdefault(listener, 0)
-
         def count() -> None:
             with self._lock:
                 self._counts[listener] = self._counts.get(listener, 0) + 1
 
         return count
 
-    def samples(self, now: float) -> list[Sample]:
+    def samples(self, now: float, *, serving: Iterable[str] = ()) -> list[Sample]:
+        """A series for each listener serving TLS now (0 until it fails) or that ever counted an error."""
         with self._lock:
-            counts = sorted(self._counts.items())
+            counts = {name: 0 for name in serving} | self._counts
         return [Sample("hostwarden_web_tls_reload_errors_total", labels_of(listener=name), float(n), now)
-                for name, n in counts]
+                for name, n in sorted(counts.items())]
+
+
+def tls_listeners(security: Any, receiver_server: WebhookServer | None) -> list[str]:
+    """The agent's listeners that serve TLS now."""
+    out = []
+    if security is not None and security.tls is not None:
+        out.append("web")
+    if receiver_server is not None and receiver_server.tls is not None:
+        out.append("receiver")
+    return out
 
 
 @dataclass
