@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 from hostwarden.agent.core import __version__
+from hostwarden.agent.core.tlsreload import FixedTLS
 from hostwarden.exporters.prometheus import Exposition
 
 log = logging.getLogger(__name__)
@@ -34,14 +35,6 @@ class Security(Protocol):
     tls: TLSSource | None
 
     def check_auth(self, authorization_header: str | None) -> bool: ...
-
-
-class _FixedTLS:
-    def __init__(self, ctx: ssl.SSLContext) -> None:
-        self._ctx = ctx
-
-    def context(self) -> ssl.SSLContext:
-        return self._ctx
 
 
 class _Server(ThreadingHTTPServer):
@@ -93,7 +86,10 @@ class Connections:
     def idle(self, conn: socket.socket) -> bool:
         """Back between requests; True when the server is stopping (close this connection)."""
         with self._lock:
-            self._busy[conn] = False
+            if self.draining:
+                self._busy.pop(conn, None)
+            else:
+                self._busy[conn] = False
             self._changed.notify_all()
             return self.draining
 
@@ -197,7 +193,7 @@ class HTTPService:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # `tls` may be replaced while serving (a reload); new connections use the one set then
         self.tls: TLSSource | None = tls if tls is not None else (
-            _FixedTLS(ssl_context) if ssl_context is not None else None)
+            FixedTLS(ssl_context) if ssl_context is not None else None)
         self._httpd = _Server((host, int(port)), self._handler_class(), family, self._current_tls)
         self._thread: threading.Thread | None = None
 
