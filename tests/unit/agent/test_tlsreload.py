@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hostwarden.agent.core.webconfig import WebSecurity, load_web_config
@@ -248,3 +249,42 @@ def test_receiver_stop_answers_request_in_flight_closes_idle_keepalive() -> None
     poster.join(5)
     assert answers == [200]
     assert time.monotonic() - started < 3
+
+
+def test_tls_rotation_keeps_client_certificate_verification(tmp_path: Path, pki: Pki,
+                                                            leaves: dict[str, tuple[Path, Path]]) -> None:
+    """mTLS: after a renewed server certificate, a client without a certificate, or with one from another CA,
+    is still refused; the right client is served the new certificate."""
+    live = Live(tmp_path / "live")
+    live.install(leaves["first"])
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: live/cert.pem\n  key_file: live/key.pem\n"
+                   f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca_cert}\n")
+    security = load_web_config(str(web))
+    security.tls.check_interval = 0.0  # type: ignore[union-attr]
+    server = MetricsServer(Exposition(), "127.0.0.1:0", security=security)
+    server.start()
+
+    def get(client: tuple[Path, Path] | None) -> tuple[int, str]:
+        ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+        if client is not None:
+            ctx.load_cert_chain(str(client[0]), str(client[1]))
+        conn = http.client.HTTPSConnection("127.0.0.1", server.address[1], context=ctx, timeout=5)
+        try:
+            conn.request("GET", "/-/healthy")
+            status = conn.getresponse().status
+            cert: Any = conn.sock.getpeercert()  # type: ignore[union-attr]
+            return status, dict(pair[0] for pair in cert["subject"])["commonName"]
+        finally:
+            conn.close()
+
+    try:
+        assert get((pki.client_cert, pki.client_key)) == (200, "first")
+        live.install(leaves["second"])
+        assert get((pki.client_cert, pki.client_key)) == (200, "second")
+        for wrong in (None, (pki.other_client_cert, pki.other_client_key)):
+            with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
+                get(wrong)
+        assert server.security.tls.rotations == 1  # type: ignore[union-attr]
+    finally:
+        server.stop()
