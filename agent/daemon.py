@@ -39,6 +39,7 @@ from hostwarden.agent.core.samples import Labels, MetricDef, Sample, labels_of, 
 from hostwarden.agent.core.schema import ConfigErrors, Errors
 from hostwarden.agent.core.store import SeriesStore
 from hostwarden.agent.incidents.maintenance import windows_of
+from hostwarden.agent.listeners import tls_listeners
 from hostwarden.exporters.prometheus import Exposition
 from hostwarden.exporters.web import MetricsServer
 from hostwarden.rules.manager import METRICS as RULE_METRICS
@@ -88,8 +89,9 @@ def _self_metrics() -> dict[str, MetricDef]:
     from hostwarden.agent.incidents.manager import INCIDENT_METRICS
     from hostwarden.agent.incidents.remediator import REMEDIATION_METRICS
     from hostwarden.agent.incidents.suppress import SILENCE_METRICS
+    from hostwarden.agent.listeners import LISTENER_METRICS
 
-    return {**SELF_METRICS, **INCIDENT_METRICS, **SILENCE_METRICS, **REMEDIATION_METRICS}
+    return {**SELF_METRICS, **INCIDENT_METRICS, **SILENCE_METRICS, **REMEDIATION_METRICS, **LISTENER_METRICS}
 
 
 _BUILD_LABELS = labels_of(version=__version__, python=platform.python_version())
@@ -121,13 +123,15 @@ class Components:
     incidents: Any = None
     outbox: Any = None
     security: Any = None
-    receiver_token: str | None = None
+    receiver: Any = None  # agent.listeners.ReceiverChange (a reload's receiver, maybe bound to a new port)
 
     def discard(self) -> None:
-        """A set that was not swapped in: give back what it holds (checks, backends' files). Never started."""
+        """A set that was not swapped in: give back what it holds (checks, backends' files, a bound port)."""
         if self.checks is not None:
             self.checks.close()
         close_backends(self.backends)
+        if self.receiver is not None:
+            self.receiver.discard()
 
 
 class ReloadError(Exception):
@@ -190,18 +194,6 @@ def _enabled_checks(config: AgentConfig) -> set[str]:
     return {c.name for c in config.checks if getattr(c, "enabled", True)}
 
 
-def _receiver_token(rc: Any) -> str | None:
-    """The receiver's bearer token, resolved now (a reload fails when it cannot be read)."""
-    if getattr(rc, "auth", "") != "bearer":
-        return None
-    from hostwarden.agent.core.secrets import resolve
-
-    token = resolve(env=rc.token_env, file=rc.token_file, what="receiver token")
-    if not token:
-        raise ValueError("receiver: the bearer token is empty")
-    return token
-
-
 class Agent:
     def __init__(self, config: AgentConfig, rule_groups: list[Any], *, listen_address: str | None = None,
                  web_config_file: str | None = None, drain_timeout: float = DEFAULT_DRAIN_SECONDS,
@@ -250,10 +242,13 @@ class Agent:
         self.receiver: Any = None
         self._metric_defs = _self_metrics()
         self.security = None
+        from hostwarden.agent.listeners import TLSErrorCounts
+
+        self.tls_errors = TLSErrorCounts()  # hostwarden_web_tls_reload_errors_total, across reloads
         if self.web_config_file:  # validated before anything starts: file:line errors, exit 2
             from hostwarden.agent.core.webconfig import load_web_config
 
-            self.security = load_web_config(self.web_config_file)
+            self.security = load_web_config(self.web_config_file, on_tls_error=self.tls_errors.callback("web"))
 
         from hostwarden.agent.incidents.state import StateDB
 
@@ -324,14 +319,20 @@ class Agent:
                 if web_file:
                     from hostwarden.agent.core.webconfig import load_web_config
 
-                    c.security = load_web_config(web_file)
-                if config.receiver is not None:
-                    c.receiver_token = _receiver_token(config.receiver)
+                    c.security = load_web_config(web_file, on_tls_error=self.tls_errors.callback("web"))
             diagnose = Diagnoser(self.store, check_results=self._check_results)
             c.incidents = IncidentManager(c.tickets_config, state=self.state, hostname=config.hostname,
                                           external_labels=config.external_labels, diagnose=diagnose,
                                           windows=windows_of(config))
             c.outbox = OutboxWorker(self.state, c.backends, poll_interval=float(c.tickets_config.poll_interval))
+            if strict:  # token, TLS, and a new address bound now: a taken port fails the reload here
+                from hostwarden.agent.listeners import plan_receiver
+
+                c.receiver = plan_receiver(config.receiver, running=self.receiver_server,
+                                           running_receiver=self.receiver, incidents=c.incidents,
+                                           state_dir=self.config.state_dir, clock=self.clock.now,
+                                           wake=lambda: self.outbox.wake(), lock=self._incidents_lock,
+                                           on_tls_error=self.tls_errors.callback("receiver"))
         except BaseException:
             c.discard()
             raise
@@ -536,6 +537,7 @@ class Agent:
             Sample("hostwarden_store_memory_bytes", (), float(self.store.memory_bytes()), now),
             Sample("hostwarden_clock_wall_offset_seconds", (), self.clock.wall_offset(), now),
             Sample("hostwarden_start_time_seconds", (), self.started_at, now),
+            *self.tls_errors.samples(now, serving=tls_listeners(self.security, self.receiver_server)),
         ]
         r = self.exposition.last_rendered()
         out.append(Sample("hostwarden_exposition_series", (), float(r.series), now))
@@ -593,7 +595,8 @@ class Agent:
 
             self.receiver_server, self.receiver = start_receiver(
                 self.config.receiver, self.incidents, state_dir=self.config.state_dir, clock=self.clock.now,
-                wake=self.outbox.wake, lock=self._incidents_lock)
+                wake=lambda: self.outbox.wake(), lock=self._incidents_lock,
+                on_tls_error=self.tls_errors.callback("receiver"))
         self._ready = True
         host, port = self.server.address
         log.info("hostwarden %s listening on %s:%d (%d collectors, %d checks, %d rule groups)", __version__, host,
@@ -668,17 +671,18 @@ class Agent:
         config = new.config
         if config.web.listen_address != self.config.web.listen_address:
             log.warning("web.listen_address changed; it takes effect at the next restart")
-        if (config.receiver is None) != (self.config.receiver is None) or (
-                config.receiver is not None and self.config.receiver is not None
-                and (config.receiver.listen_address, config.receiver.path)
-                != (self.config.receiver.listen_address, self.config.receiver.path)):
-            log.warning("receiver: starting, stopping or moving it takes effect at the next restart")
         old_outbox, old_checks, old_backends = self.outbox, self.checks, self.backends
         removed_checks = _enabled_checks(self.config) - _enabled_checks(config)
         outbox_running = bool(getattr(old_outbox, "_threads", None))
         if new.checks is not None and old_checks is not None:
             new.checks.inherit(old_checks)
+        if (new.security is not None and new.security.tls_enabled) != (
+                self.security is not None and self.security.tls_enabled):
+            log.info("web: TLS turned %s for new connections (open connections keep theirs until they close)",
+                     "on" if new.security is not None and new.security.tls_enabled else "off")
+        self.security = new.security  # TLS (for new connections), basic auth and headers
         new.incidents.runbook_base_url = self._runbook_base_url(config)
+        retired_receiver = None
         with self._lock, self._rules_lock, self._incidents_lock:
             old_collectors = set(self.collectors)
             old_collector_objs = list(self.collectors.values())
@@ -692,13 +696,14 @@ class Agent:
             self.backends = new.backends
             self.incidents = new.incidents
             self.outbox = new.outbox
-            if self.server is not None:  # basic auth and headers from the (re-read) web config; TLS: at restart
+            if self.server is not None:  # TLS (new connections), basic auth and headers of the re-read web config
                 self.server.security = new.security
-            if self.receiver is not None:  # the receiver feeds the new incident manager from now on
-                self.receiver.incidents = self.incidents
-                self.receiver.wake = self.outbox.wake
-                if new.receiver_token and self.receiver_server is not None:
-                    self.receiver_server._token = new.receiver_token.encode()
+            if new.receiver is not None:  # started, moved, stopped or reconfigured (agent.listeners)
+                from hostwarden.agent.listeners import install_receiver
+
+                self.receiver_server, self.receiver, retired_receiver = install_receiver(
+                    new.receiver, server=self.receiver_server, receiver=self.receiver, incidents=self.incidents,
+                    wake=lambda: self.outbox.wake())
             now = self.clock.now()
             for gone in old_collectors - set(self.collectors):
                 self.store.forget_source(gone, now)
@@ -716,6 +721,8 @@ class Agent:
         old_outbox.stop(drain_timeout=0.0)
         if outbox_running:
             self.outbox.start()
+        if retired_receiver is not None:  # its requests in flight are answered (into the new manager) first
+            retired_receiver.stop()
         with self._incidents_lock:
             self._build_remediation(config, new.rule_groups)
         self._schedule_remediation()

@@ -31,7 +31,6 @@ import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 
 from hostwarden.agent.core.alert import fingerprint
@@ -46,7 +45,7 @@ from hostwarden.exporters.amwebhook import (
     parse_notification,
     save_groups,
 )
-from hostwarden.exporters.web import HTTPService, set_nodelay
+from hostwarden.exporters.web import HTTPService, TLSSource, TrackedHandler, set_nodelay
 
 log = logging.getLogger(__name__)
 
@@ -106,14 +105,24 @@ class WebhookServer(HTTPService):
 
     def __init__(self, config: ReceiverConfig, on_notification: Callable[[Notification, float], int], *,
                  token: str | None, listen_address: str | None = None,
-                 ssl_context: ssl.SSLContext | None = None, clock: Callable[[], float]) -> None:
+                 ssl_context: ssl.SSLContext | None = None, tls: TLSSource | None = None,
+                 clock: Callable[[], float]) -> None:
         if config.auth == "bearer" and not token:
             raise ValueError("receiver: bearer auth needs a token")
         self.config = config
         self.on_notification = on_notification
         self._token = token.encode() if token else None
         self.clock = clock
-        super().__init__(listen_address or config.listen_address, ssl_context=ssl_context)
+        super().__init__(listen_address or config.listen_address, ssl_context=ssl_context, tls=tls)
+
+    def reconfigure(self, config: ReceiverConfig, *, token: str | None, tls: TLSSource | None) -> None:
+        """A reload that keeps this listener (same listen_address): the path, auth, token, body limit and
+        TLS of the new config apply to the next request (TLS: to the next connection)."""
+        if config.auth == "bearer" and not token:
+            raise ValueError("receiver: bearer auth needs a token")
+        self._token = token.encode() if token else None
+        self.tls = tls
+        self.config = config
 
     def authorized(self, header: str | None) -> bool:
         if self.config.auth == "none":
@@ -126,7 +135,7 @@ class WebhookServer(HTTPService):
     def _handler_class(self) -> type:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(TrackedHandler):
             protocol_version = "HTTP/1.1"
             server_version = "hostwarden-receiver"
             timeout = 30
@@ -263,29 +272,45 @@ class Receiver:
         return len(transitions)
 
 
-def start_receiver(rc: ReceiverConfig, incidents: Any, *, state_dir: str, clock: Callable[[], float],
-                   wake: Callable[[], None] | None = None, lock: Any = None,
-                   listen_address: str | None = None) -> tuple[WebhookServer, Receiver]:
-    """Resolve the token, build TLS, start serving `rc` into `incidents`; for `run` with a `receiver:` section
-    and for `hostwarden receive`. Raises SecretError/ValueError (token), ConfigErrors (web config), OSError."""
+def receiver_token(rc: ReceiverConfig) -> str | None:
+    """The bearer token, read now (SecretError/ValueError when it cannot be read or is empty)."""
+    if rc.auth != "bearer":
+        return None
     from hostwarden.agent.core.secrets import resolve
 
-    token = None
-    if rc.auth == "bearer":
-        token = resolve(env=rc.token_env, file=rc.token_file, what="receiver token")
-        if not token:
-            raise ValueError("receiver: the bearer token is empty")
-    ssl_ctx = None
-    if rc.web_config_file:
-        from hostwarden.agent.core.webconfig import load_web_config
+    token = resolve(env=rc.token_env, file=rc.token_file, what="receiver token")
+    if not token:
+        raise ValueError("receiver: the bearer token is empty")
+    return token
 
-        ssl_ctx = load_web_config(rc.web_config_file).ssl_context()
+
+def receiver_tls(rc: ReceiverConfig, *, on_tls_error: Callable[[], None] | None = None) -> TLSSource | None:
+    """The TLS of the receiver's own web config (None: plain HTTP); its certificate files are watched
+    (agent.core.tlsreload). Raises ConfigErrors."""
+    if not rc.web_config_file:
+        return None
+    from hostwarden.agent.core.webconfig import load_web_config
+
+    return load_web_config(rc.web_config_file, name="receiver", on_tls_error=on_tls_error).tls
+
+
+def start_receiver(rc: ReceiverConfig, incidents: Any, *, state_dir: str, clock: Callable[[], float],
+                   wake: Callable[[], None] | None = None, lock: Any = None,
+                   listen_address: str | None = None,
+                   on_tls_error: Callable[[], None] | None = None) -> tuple[WebhookServer, Receiver]:
+    """Resolve the token, build TLS, start serving `rc` into `incidents`; for `run` with a `receiver:` section
+    and for `hostwarden receive`. Raises SecretError/ValueError (token), ConfigErrors (web config), OSError."""
+    token = receiver_token(rc)
+    tls = receiver_tls(rc, on_tls_error=on_tls_error)
     receiver = Receiver(incidents, state_path=os.path.join(state_dir, STATE_FILE),
                         default_severity=rc.default_severity, wake=wake, lock=lock)
-    server = WebhookServer(rc, receiver.handle, token=token, listen_address=listen_address, ssl_context=ssl_ctx,
-                           clock=clock)
+    server = WebhookServer(rc, receiver.handle, token=token, listen_address=listen_address, tls=tls, clock=clock)
     server.start()
-    host, port = server.address
-    log.info("receiving Alertmanager notifications on %s:%d%s (%s)", host, port, rc.path,
-             "TLS" if ssl_ctx is not None else "plain HTTP")
+    log_listening(server)
     return server, receiver
+
+
+def log_listening(server: WebhookServer) -> None:
+    host, port = server.address
+    log.info("receiving Alertmanager notifications on %s:%d%s (%s)", host, port, server.config.path,
+             "TLS" if server.tls is not None else "plain HTTP")

@@ -18,15 +18,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 from hostwarden.agent.core import __version__
+from hostwarden.agent.core.tlsreload import FixedTLS
 from hostwarden.exporters.prometheus import Exposition
 
 log = logging.getLogger(__name__)
 
 
+class TLSSource(Protocol):
+    """Hands out the SSLContext for each new connection (agent.core.tlsreload: it follows rotation)."""
+
+    def context(self) -> ssl.SSLContext: ...
+
+
 class Security(Protocol):
     extra_headers: dict[str, str]
+    tls: TLSSource | None
 
-    def ssl_context(self) -> Any: ...
     def check_auth(self, authorization_header: str | None) -> bool: ...
 
 
@@ -35,9 +42,122 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, addr: tuple[str, int], handler: type, family: int) -> None:
+    def __init__(self, addr: tuple[str, int], handler: type, family: int,
+                 tls: Callable[[], TLSSource | None]) -> None:
         self.address_family = family
+        self.tls = tls
+        self.connections = Connections()
         super().__init__(addr, handler)
+
+    def get_request(self) -> tuple[Any, Any]:
+        """Each connection is wrapped with the TLS context current when it is accepted (a reload or a
+        renewed certificate applies to new connections; none: plain HTTP). The handshake happens later,
+        in the request's thread."""
+        sock, addr = self.socket.accept()
+        try:
+            source = self.tls()
+            if source is not None:
+                sock = source.context().wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        except Exception as e:
+            sock.close()
+            raise OSError(f"TLS set-up of a new connection failed: {e}") from e
+        return sock, addr
+
+
+class Connections:
+    """The open connections of a server and whether each is between requests (idle), so that stopping
+    closes idle keep-alive connections at once and lets a request being handled finish (as Go's
+    http.Server.Shutdown does)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy: dict[socket.socket, bool] = {}
+        self._changed = threading.Condition(self._lock)
+        self.draining = False
+
+    def opened(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._busy[conn] = False
+
+    def busy(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._busy[conn] = True
+
+    def idle(self, conn: socket.socket) -> bool:
+        """Back between requests; True when the server is stopping (close this connection)."""
+        with self._lock:
+            if self.draining:
+                self._busy.pop(conn, None)
+            else:
+                self._busy[conn] = False
+            self._changed.notify_all()
+            return self.draining
+
+    def closed(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._busy.pop(conn, None)
+            self._changed.notify_all()
+
+    def drain(self, timeout: float) -> int:
+        """Stop: close idle connections now, busy ones once their request is answered; after `timeout`,
+        close what is left. Returns how many requests were still in flight at the deadline."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self.draining = True
+            while True:
+                for conn, busy in list(self._busy.items()):
+                    if not busy:
+                        _shut(conn)
+                        del self._busy[conn]
+                left = deadline - time.monotonic()
+                if not self._busy or left <= 0:
+                    break
+                self._changed.wait(min(left, 0.2))
+            stuck = len(self._busy)
+            for conn in self._busy:
+                _shut(conn)
+            self._busy.clear()
+        return stuck
+
+
+def _shut(conn: socket.socket) -> None:
+    """Wake the connection's thread with end-of-file (the plain socket's shutdown, not SSLSocket's, which
+    would drop its SSL object under the thread using it)."""
+    try:
+        socket.socket.shutdown(conn, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class TrackedHandler(BaseHTTPRequestHandler):
+    """Marks its connection busy from the first byte of a request until the response is written, so that
+    a stopping server can tell idle keep-alive connections from requests in flight."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections.opened(self.connection)  # type: ignore[attr-defined]
+
+    def handle_one_request(self) -> None:
+        conns: Connections = self.server.connections  # type: ignore[attr-defined]
+        try:
+            if not self.rfile.peek(1):  # type: ignore[attr-defined]  # idle until a request starts (or EOF)
+                self.close_connection = True
+                return
+        except (OSError, ValueError):  # timeout, reset, failed handshake, closed by drain
+            self.close_connection = True
+            return
+        conns.busy(self.connection)
+        try:
+            super().handle_one_request()
+        finally:
+            if conns.idle(self.connection):
+                self.close_connection = True
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.connections.closed(self.connection)  # type: ignore[attr-defined]
 
 
 def response_bytes(version: str, code: int, fields: Iterable[tuple[str, str]], body: bytes) -> bytes:
@@ -64,15 +184,21 @@ class HTTPService:
 
     thread_name = "http"
 
-    def __init__(self, listen_address: str, *, ssl_context: ssl.SSLContext | None = None) -> None:
+    drain_timeout = 5.0  # stop(): how long requests in flight may take to be answered
+
+    def __init__(self, listen_address: str, *, ssl_context: ssl.SSLContext | None = None,
+                 tls: TLSSource | None = None) -> None:
         host, _, port = listen_address.rpartition(":")
         host = host.strip("[]") or "0.0.0.0"
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._httpd = _Server((host, int(port)), self._handler_class(), family)
-        if ssl_context is not None:
-            self._httpd.socket = ssl_context.wrap_socket(self._httpd.socket, server_side=True,
-                                                         do_handshake_on_connect=False)
+        # `tls` may be replaced while serving (a reload); new connections use the one set then
+        self.tls: TLSSource | None = tls if tls is not None else (
+            FixedTLS(ssl_context) if ssl_context is not None else None)
+        self._httpd = _Server((host, int(port)), self._handler_class(), family, self._current_tls)
         self._thread: threading.Thread | None = None
+
+    def _current_tls(self) -> TLSSource | None:
+        return self.tls
 
     def _handler_class(self) -> type:
         raise NotImplementedError
@@ -88,6 +214,11 @@ class HTTPService:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop accepting (the port is free when this returns), then drain: requests in flight are answered,
+        idle keep-alive connections are closed (`drain_timeout` bounds the wait). Never started: just unbind."""
+        if self._thread is None:
+            self._httpd.server_close()
+            return
         stopper = threading.Thread(target=self._httpd.shutdown, daemon=True)
         stopper.start()
         host, port = self.address
@@ -101,6 +232,10 @@ class HTTPService:
                 pass
             stopper.join(0.2)
         self._httpd.server_close()
+        stuck = self._httpd.connections.drain(self.drain_timeout)
+        if stuck:
+            log.warning("%s: %d requests still in flight after %.0f s; their connections were closed",
+                        self.thread_name, stuck, self.drain_timeout)
 
 
 def set_nodelay(connection: socket.socket) -> None:
@@ -123,7 +258,11 @@ class MetricsServer(HTTPService):
         self.on_reload = on_reload
         self.ready = ready or (lambda: True)
         self._slots = threading.BoundedSemaphore(max(1, max_requests))
-        super().__init__(listen_address, ssl_context=security.ssl_context() if security is not None else None)
+        super().__init__(listen_address)
+
+    def _current_tls(self) -> TLSSource | None:
+        """From the web config installed last (a reload replaces `security`)."""
+        return self.security.tls if self.security is not None else None
 
     def stop(self) -> None:
         super().stop()
@@ -133,7 +272,7 @@ class MetricsServer(HTTPService):
     def _handler_class(self) -> type:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(TrackedHandler):
             protocol_version = "HTTP/1.1"
             server_version = f"hostwarden/{__version__}"
             timeout = 30

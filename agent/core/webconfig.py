@@ -25,8 +25,9 @@ rate_limit — a security setting that would be silently ignored is worse than a
 bcrypt costs ~100 ms per check by design, and Prometheus scrapes every few seconds, so a
 successful check is cached for a few minutes keyed by (user, sha256(password), hash); failures are
 never cached and checks run one at a time, so a password-guessing flood costs one core at most.
-The file is read once at start-up: restart (or reload, if the caller re-creates WebSecurity) to
-pick up new certificates or users.
+The file is read at start-up and on every reload (the caller re-creates WebSecurity); the certificate,
+key and client CA files it names are also watched between reloads (agent.core.tlsreload): new
+connections get a renewed certificate without a reload, as with exporter-toolkit.
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ import re
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import bcrypt
 from hostwarden.agent.core.schema import MISSING, ConfigErrors, Errors, Issue, build, did_you_mean
+from hostwarden.agent.core.tlsreload import FixedTLS, ReloadingTLS, TLSBuildError
 from hostwarden.agent.core.yamlsrc import Loc, LocDict, LocList, YAMLSourceError, load_yaml_file
 
 log = logging.getLogger(__name__)
@@ -186,11 +189,13 @@ class WebConfigFile:
 class WebSecurity:
     """What the HTTP server asks per connection (ssl_context) and per request (check_auth, extra_headers)."""
 
-    def __init__(self, config: WebConfigFile, ssl_ctx: ssl.SSLContext | None, *, path: str = "<memory>",
-                 cache_seconds: float = AUTH_CACHE_SECONDS) -> None:
+    def __init__(self, config: WebConfigFile, ssl_ctx: ssl.SSLContext | ReloadingTLS | None, *,
+                 path: str = "<memory>", cache_seconds: float = AUTH_CACHE_SECONDS) -> None:
         self.config = config
         self.path = path
-        self._ssl_ctx = ssl_ctx
+        # what the server wraps each new connection with (None: plain HTTP)
+        self.tls: ReloadingTLS | FixedTLS | None = (
+            None if ssl_ctx is None else ssl_ctx if isinstance(ssl_ctx, ReloadingTLS) else FixedTLS(ssl_ctx))
         self._users = [(u.encode(), h.encode()) for u, h in config.basic_auth_users.items()]
         self._cache_seconds = cache_seconds
         self._cache: dict[tuple[bytes, bytes, bytes], float] = {}
@@ -201,7 +206,7 @@ class WebSecurity:
 
     @property
     def tls_enabled(self) -> bool:
-        return self._ssl_ctx is not None
+        return self.tls is not None
 
     @property
     def auth_enabled(self) -> bool:
@@ -215,8 +220,9 @@ class WebSecurity:
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """Wrap the listening socket with `do_handshake_on_connect=False`, so the handshake runs in the
-        request's thread under its timeout and a client that never finishes it blocks nobody."""
-        return self._ssl_ctx
+        request's thread under its timeout and a client that never finishes it blocks nobody.
+        The current context: it changes when the certificate files do (see `tls`)."""
+        return self.tls.context() if self.tls is not None else None
 
     def check_auth(self, authorization_header: str | None, *, now: float | None = None) -> bool:
         """True when no users are configured or the header carries a valid user and password."""
@@ -269,8 +275,9 @@ def _parse_basic(header: str | None) -> tuple[bytes, bytes] | None:
 
 
 # -- loading ----------------------------------------------------------------------------------------
-def load_web_config(path: str) -> WebSecurity:
-    """Read, validate and build the TLS context; raise ConfigErrors with file:line:col for every problem."""
+def load_web_config(path: str, *, name: str = "web", on_tls_error: Callable[[], None] | None = None) -> WebSecurity:
+    """Read, validate and build the TLS context; raise ConfigErrors with file:line:col for every problem.
+    `name` (the listener) and `on_tls_error` are for certificate rotation (agent.core.tlsreload)."""
     path = os.path.abspath(path)
     try:
         doc = load_yaml_file(path)
@@ -312,16 +319,35 @@ def load_web_config(path: str) -> WebSecurity:
                 errors.add(_value_loc(headers_node, key, http_loc), f"http_server_config.headers: {problem}")
     users = _parse_users(doc.get("basic_auth_users"), doc.value_loc("basic_auth_users") if "basic_auth_users"
                          in doc else root, errors)
-    ctx = None
+    ctx: ssl.SSLContext | ReloadingTLS | None = None
     if tls is not None and tls.configured and not errors:
         ctx = _ssl_context(tls, tls_node, os.path.dirname(path), errors, root)
     errors.raise_if_any()
+    if ctx is not None and tls is not None:
+        ctx = _reloading(tls, tls_node, path, ctx, name=name, on_error=on_tls_error)
     config = WebConfigFile(tls_server_config=tls, http_server_config=http, basic_auth_users=users)
     security = WebSecurity(config, ctx, path=path)
     if security.auth_enabled and not security.tls_enabled:
         log.warning("%s: basic_auth_users without tls_server_config: passwords cross the network in clear text",
                     path)
     return security
+
+
+def _reloading(tls: TLSServerConfig, node: Any, path: str, ctx: ssl.SSLContext, *, name: str,
+               on_error: Callable[[], None] | None) -> ReloadingTLS:
+    """`ctx` wrapped so that new connections follow changes of the files it was built from."""
+    base_dir = os.path.dirname(path)
+    files = [f if os.path.isabs(f) else os.path.join(base_dir, f)
+             for f in (tls.cert_file, tls.key_file, tls.client_ca_file) if f]
+
+    def build() -> ssl.SSLContext:
+        errors = Errors()
+        fresh = _ssl_context(tls, node, base_dir, errors, Loc(path, 1, 1))
+        if fresh is None or errors:
+            raise TLSBuildError("; ".join(i.message for i in errors.issues) or "no context built")
+        return fresh
+
+    return ReloadingTLS(build, files, ctx, name=name, on_error=on_error)
 
 
 def _parse_users(node: Any, loc: Loc, errors: Errors) -> dict[str, str]:

@@ -68,3 +68,11 @@ def make_pki(directory: Path) -> Pki:
 def bcrypt_hash(password: str, rounds: int = 4) -> str:
     """A `$2y$` hash as htpasswd writes it (cost 4 keeps tests fast; production uses 10+)."""
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds)).decode().replace("$2b$", "$2y$", 1)
+
+
+def server_leaf(directory: Path, pki: Pki, name: str) -> tuple[Path, Path]:
+    """Another server certificate for 127.0.0.1 from the same CA, with CN `name` and a serial of its own:
+    what a renewal puts in place of the old one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return _leaf(directory, name, (pki.ca_cert, pki.ca_key),
+                 "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n")
