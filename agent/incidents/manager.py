@@ -541,7 +541,7 @@ class IncidentManager:
                 if inc is None:
                     return False
                 if inc["status"] == "open":
-                    self._note(c, inc, at, kind, text, now)
+                    self._note(c, inc, at, kind, text, now, urgent=True)
                 else:  # an action's result arriving after the alert cleared still belongs on the ticket
                     self._event(c, inc["id"], at, kind, text)
                     if inc["backend"] and inc["storm_id"] is None and not inc["muted"]:
@@ -560,7 +560,7 @@ class IncidentManager:
                 old = inc["priority"]
                 new = PRIORITIES[max(0, PRIORITIES.index(old) - 1)] if old in PRIORITIES else old
                 self._set(c, inc, priority=new)
-                self._note(c, inc, at, "remediation_exhausted", f"{text}; priority {old} → {new}", now)
+                self._note(c, inc, at, "remediation_exhausted", f"{text}; priority {old} → {new}", now, urgent=True)
         except sqlite3.Error:
             return None
         log.warning("incident %s: remediation exhausted; priority %s → %s", fingerprint, old, new)
@@ -648,9 +648,10 @@ class IncidentManager:
 
     # -- notes, coalescing, SLA -------------------------------------------------------------------------------------
     def _note(self, c: sqlite3.Connection, inc: dict[str, Any], at: float, kind: str, text: str, now: float,
-              *, force: bool = False) -> None:
+              *, force: bool = False, urgent: bool = False) -> None:
         """Record an event; queue it for the ticket unless muted, flapping (except the flapping notes) or in a storm.
-        Sent at once when the last update is `update_interval` old, else coalesced by tick()."""
+        Sent at once when the last update is `update_interval` old, else coalesced by tick(). `urgent` (what
+        remediation did, bounded by its plan's `max`) is sent at once with whatever waited before it."""
         self._event(c, inc["id"], at, kind, text)
         if inc["muted"] or inc["storm_id"] is not None or not inc["backend"]:
             return
@@ -660,7 +661,7 @@ class IncidentManager:
         waiting.append({"at": at, "kind": kind, "text": text})
         self._set(c, inc, pending_events=json.dumps(waiting))
         last = inc["last_update_at"]
-        if last is None or now - float(last) >= float(self.config.update_interval):
+        if urgent or last is None or now - float(last) >= float(self.config.update_interval):
             self._flush(c, inc, now)
 
     def _flush(self, c: sqlite3.Connection, inc: dict[str, Any], now: float) -> None:

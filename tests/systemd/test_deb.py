@@ -143,7 +143,7 @@ Description=hostwarden polkit test: a service the unprivileged agent may restart
 [Service]
 ExecStart=/bin/sleep infinity
 """
-PK_CHECK = ("checks:\n  - name: pk\n    type: systemd\n    unit: e2e-pk.service\n    interval: 1s\n    timeout: 2s\n"
+PK_CHECK = ("checks:\n  - name: pk\n    type: systemd\n    unit: e2e-pk.service\n    interval: 1s\n    timeout: 1s\n"
             "    remediate:\n      after: 1s\n      verify_within: 4s\n      max: 6 within 10m\n"
             "      actions:\n        - restart_unit: e2e-pk.service\n")
 PK_RULES = """groups:
@@ -175,29 +175,36 @@ def test_unprivileged_agent_restarts_a_unit_only_with_the_documented_polkit_rule
             "/etc/hostwarden/hostwarden.yaml"], check=True)
     ns.run(["sh", "-c", "cat >> /etc/hostwarden/hostwarden.yaml"], input=PK_CHECK, check=True)
     ns.systemctl("reload", SERVICE, check=True)
-    wait_for(lambda: metric(scrape(ns), "hostwarden_check_up", 'check="pk"') == 1, 30, what="the pk check up")
+
+    def waited(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+        try:
+            return wait_for(predicate, timeout, what=what)
+        except AssertionError as e:
+            journal = ns.journalctl("-u", SERVICE, "-o", "cat", "-n", "40").stdout
+            raise AssertionError(f"{e}\nticket timeline:\n{timeline()}\nagent journal:\n{journal}") from None
+
+    def timeline() -> str:
+        r = ns.run(["hostwarden", "tickets", "list", "--format", "json", "--config",
+                    "/etc/hostwarden/hostwarden.yaml"])
+        ids = [t["id"] for t in json.loads(r.stdout or "[]") if t["rule"] == "PkDown"] if r.returncode == 0 else []
+        if not ids:
+            return ""
+        r = ns.run(["hostwarden", "tickets", "show", str(ids[0]), "--format", "json", "--config",
+                    "/etc/hostwarden/hostwarden.yaml"])
+        return "\n".join(e["text"] for e in json.loads(r.stdout)["events"]) if r.returncode == 0 else ""
+
+    waited(lambda: metric(scrape(ns), "hostwarden_check_up", 'check="pk"') == 1, 30, what="the pk check up")
     pid_before = main_pid(ns, "e2e-pk.service")
     try:
         ns.systemctl("kill", "--signal=KILL", "e2e-pk.service", check=True)
-
-        def timeline() -> str:
-            r = ns.run(["hostwarden", "tickets", "list", "--format", "json", "--config",
-                        "/etc/hostwarden/hostwarden.yaml"])
-            ids = [t["id"] for t in json.loads(r.stdout or "[]") if t["rule"] == "PkDown"] if r.returncode == 0 else []
-            if not ids:
-                return ""
-            r = ns.run(["hostwarden", "tickets", "show", str(ids[0]), "--format", "json", "--config",
-                        "/etc/hostwarden/hostwarden.yaml"])
-            return "\n".join(e["text"] for e in json.loads(r.stdout)["events"]) if r.returncode == 0 else ""
-
-        refused = wait_for(lambda: "restart_unit e2e-pk.service: failed" in (t := timeline()) and t, 40,
-                           what="the first attempt refused (no polkit rule yet)")
+        refused = waited(lambda: "restart_unit e2e-pk.service: failed" in (t := timeline()) and t, 40,
+                         what="the first attempt refused (no polkit rule yet)")
         assert "D-Bus error" in refused, refused
         assert not ns.is_active("e2e-pk.service")
         ns.run(["sh", "-c", "mkdir -p /etc/polkit-1/rules.d && cat > /etc/polkit-1/rules.d/50-hostwarden.rules"],
                input=documented_polkit_rule("e2e-pk.service"), check=True)
-        body = wait_for(lambda: "Cause: resolved after remediation" in (t := timeline()) and t, 60,
-                        what="a later attempt allowed by polkit, the alert resolved")
+        body = waited(lambda: "Cause: resolved after remediation" in (t := timeline()) and t, 60,
+                      what="a later attempt allowed by polkit, the alert resolved")
         assert "restart_unit e2e-pk.service: ok after" in body, body
         assert ns.is_active("e2e-pk.service") and main_pid(ns, "e2e-pk.service") not in (0, pid_before)
         print("polkit: " + " | ".join(line for line in body.splitlines() if "restart_unit" in line))

@@ -5,6 +5,7 @@ priority, the resolution cause, and `hostwarden report`'s figures."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -167,6 +168,10 @@ def test_exhaustion_raises_priority_and_notes_it(db, tmp_path):
     assert events(db)[-1][1] == ("Remediation exhausted: 2 attempt(s) within 30m did not clear the alert; "
                                  "priority P2 → P1")
     assert db.query("SELECT priority FROM incidents")[0]["priority"] == "P1"
+    # each record reaches the ticket at once, not coalesced for update_interval (5m): the escalation too
+    updates = [json.loads(r["payload"])["event"] for r in db.query("SELECT payload FROM outbox WHERE op = 'update' "
+                                                                  "ORDER BY id")]
+    assert len(updates) == 5 and "priority P2 → P1" in updates[-1], updates
     samples = {(x.name, x.labels): x.value for x in rem.self_samples(1200.0)}
     assert samples[("hostwarden_remediation_actions_total", (("action", "run"), ("result", "ok")))] == 2
     assert samples[("hostwarden_remediation_exhausted_total", ())] == 1
