@@ -139,19 +139,20 @@ def test_security_exposure_of_the_running_unit_is_ok(ns: SystemdNamespace, debs)
 
 
 PK_UNIT = """[Unit]
-Description=hostwarden polkit test: a service the unprivileged agent may restart once polkit says so
+Description=hostwarden polkit test: a service the unprivileged agent may restart only if polkit says so
 [Service]
 ExecStart=/bin/sleep infinity
 """
-PK_CHECK = ("checks:\n  - name: pk\n    type: systemd\n    unit: e2e-pk.service\n    interval: 1s\n    timeout: 1s\n"
-            "    remediate:\n      after: 1s\n      verify_within: 4s\n      max: 6 within 10m\n"
-            "      actions:\n        - restart_unit: e2e-pk.service\n")
+PK_CHECKS = "checks:\n" + "".join(
+    f"  - name: {name}\n    type: systemd\n    unit: e2e-{name}.service\n    interval: 1s\n    timeout: 1s\n"
+    f"    remediate:\n      after: 1s\n      verify_within: 5s\n      max: {n} within 10m\n"
+    f"      actions:\n        - restart_unit: e2e-{name}.service\n" for name, n in (("pk", 3), ("pk-other", 2)))
 PK_RULES = """groups:
   - name: e2e-pk
     interval: 1s
     rules:
       - alert: PkDown
-        expr: hostwarden_check_up{check="pk"} == 0
+        expr: hostwarden_check_up{check=~"pk|pk-other"} == 0
         labels: {severity: critical}
 """
 
@@ -164,56 +165,63 @@ def documented_polkit_rule(unit: str) -> str:
     return "\n".join(line.strip() for line in m.group(1).replace('"nginx.service"', f'"{unit}"').splitlines())
 
 
-def test_unprivileged_agent_restarts_a_unit_only_with_the_documented_polkit_rule(ns: SystemdNamespace, debs):
-    """The shipped unit runs as `hostwarden` with no capabilities: systemd asks polkit. Without a rule the
-    attempt is recorded as refused; with the rule docs/remediation.md gives, the next attempt restarts it."""
-    ns.run(["sh", "-c", "cat > /etc/systemd/system/e2e-pk.service"], input=PK_UNIT, check=True)
+def test_unprivileged_agent_restarts_only_the_unit_the_documented_polkit_rule_grants(ns: SystemdNamespace, debs):
+    """The shipped unit runs as `hostwarden` with no capabilities, so systemd asks polkit. With the rule
+    docs/remediation.md gives for e2e-pk.service, that unit is restarted and its ticket says "resolved after
+    remediation"; e2e-pk-other.service, not in the rule, is refused by polkit: the refusal and the escalation are
+    on its ticket at once (not after tickets.update_interval), and it stays down."""
+    for name in ("pk", "pk-other"):
+        ns.run(["sh", "-c", f"cat > /etc/systemd/system/e2e-{name}.service"], input=PK_UNIT, check=True)
     ns.systemctl("daemon-reload", check=True)
-    ns.systemctl("start", "e2e-pk.service", check=True)
+    ns.systemctl("start", "e2e-pk.service", "e2e-pk-other.service", check=True)
+    ns.run(["sh", "-c", "mkdir -p /etc/polkit-1/rules.d && cat > /etc/polkit-1/rules.d/50-hostwarden.rules"],
+           input=documented_polkit_rule("e2e-pk.service"), check=True)
     ns.run(["sh", "-c", "cat > /etc/hostwarden/rules/e2e-pk.yaml"], input=PK_RULES, check=True)
     ns.run(["sed", "-i", "s/^checks: \\[\\]$/# checks: [] (replaced by the polkit test)/",
             "/etc/hostwarden/hostwarden.yaml"], check=True)
-    ns.run(["sh", "-c", "cat >> /etc/hostwarden/hostwarden.yaml"], input=PK_CHECK, check=True)
+    ns.run(["sh", "-c", "cat >> /etc/hostwarden/hostwarden.yaml"], input=PK_CHECKS, check=True)
     ns.systemctl("reload", SERVICE, check=True)
 
-    def waited(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-        try:
-            return wait_for(predicate, timeout, what=what)
-        except AssertionError as e:
-            journal = ns.journalctl("-u", SERVICE, "-o", "cat", "-n", "40").stdout
-            raise AssertionError(f"{e}\nticket timeline:\n{timeline()}\nagent journal:\n{journal}") from None
-
-    def timeline() -> str:
+    def timeline(check: str) -> str:
         r = ns.run(["hostwarden", "tickets", "list", "--format", "json", "--config",
                     "/etc/hostwarden/hostwarden.yaml"])
-        ids = [t["id"] for t in json.loads(r.stdout or "[]") if t["rule"] == "PkDown"] if r.returncode == 0 else []
+        ids = [t["id"] for t in json.loads(r.stdout or "[]") if t["labels"].get("check") == check] \
+            if r.returncode == 0 else []
         if not ids:
             return ""
         r = ns.run(["hostwarden", "tickets", "show", str(ids[0]), "--format", "json", "--config",
                     "/etc/hostwarden/hostwarden.yaml"])
         return "\n".join(e["text"] for e in json.loads(r.stdout)["events"]) if r.returncode == 0 else ""
 
-    waited(lambda: metric(scrape(ns), "hostwarden_check_up", 'check="pk"') == 1, 30, what="the pk check up")
-    pid_before = main_pid(ns, "e2e-pk.service")
+    def waited(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+        try:
+            return wait_for(predicate, timeout, what=what)
+        except AssertionError as e:
+            journal = ns.journalctl("-u", SERVICE, "-o", "cat", "-n", "40").stdout
+            raise AssertionError(f"{e}\npk:\n{timeline('pk')}\npk-other:\n{timeline('pk-other')}\n"
+                                 f"agent journal:\n{journal}") from None
+
     try:
-        ns.systemctl("kill", "--signal=KILL", "e2e-pk.service", check=True)
-        refused = waited(lambda: "restart_unit e2e-pk.service: failed" in (t := timeline()) and t, 40,
-                         what="the first attempt refused (no polkit rule yet)")
-        assert "D-Bus error" in refused, refused
-        assert not ns.is_active("e2e-pk.service")
-        ns.run(["sh", "-c", "mkdir -p /etc/polkit-1/rules.d && cat > /etc/polkit-1/rules.d/50-hostwarden.rules"],
-               input=documented_polkit_rule("e2e-pk.service"), check=True)
-        body = waited(lambda: "Cause: resolved after remediation" in (t := timeline()) and t, 60,
-                      what="a later attempt allowed by polkit, the alert resolved")
+        waited(lambda: all(metric(scrape(ns), "hostwarden_check_up", f'check="{c}"') == 1
+                           for c in ("pk", "pk-other")), 30, what="both checks up")
+        pid_before = main_pid(ns, "e2e-pk.service")
+        ns.systemctl("kill", "--signal=KILL", "e2e-pk.service", "e2e-pk-other.service", check=True)
+        body = waited(lambda: "Cause: resolved after remediation" in (t := timeline("pk")) and t, 60,
+                      what="e2e-pk.service restarted with polkit's consent, its alert resolved")
         assert "restart_unit e2e-pk.service: ok after" in body, body
         assert ns.is_active("e2e-pk.service") and main_pid(ns, "e2e-pk.service") not in (0, pid_before)
-        print("polkit: " + " | ".join(line for line in body.splitlines() if "restart_unit" in line))
+        other = waited(lambda: "Remediation exhausted" in (t := timeline("pk-other")) and t, 60,
+                       what="e2e-pk-other.service refused by polkit, remediation exhausted")
+        assert other.count("restart_unit e2e-pk-other.service: failed: D-Bus error") == 2, other
+        assert "priority P2 → P1" in other, other
+        assert not ns.is_active("e2e-pk-other.service")
+        print("polkit: " + " | ".join(line for line in (body + "\n" + other).splitlines() if "restart_unit" in line))
     finally:
         ns.run(["sh", "-c", "rm -f /etc/hostwarden/rules/e2e-pk.yaml /etc/polkit-1/rules.d/50-hostwarden.rules; "
                 "sed -i '/^checks:$/,$d; s/^# checks: \\[\\] (replaced by the polkit test)$/checks: []/' "
                 "/etc/hostwarden/hostwarden.yaml"])
         ns.systemctl("reload", SERVICE)
-        ns.systemctl("stop", "e2e-pk.service")
+        ns.systemctl("stop", "e2e-pk.service", "e2e-pk-other.service")
 
 
 def test_apt_get_upgrade_restarts_the_agent_and_keeps_conffile_edits_and_state(ns: SystemdNamespace, debs):
