@@ -140,7 +140,7 @@ class SeriesStore:
                 series = by_labels.get(s.labels) if by_labels is not None else None
                 if series is None:
                     series = self._create(s.name, s.labels)
-                series.append(s.timestamp, s.value)
+                series.append(_ms_floor(s.timestamp), s.value)
                 ts = series.ts
                 if len(ts) > 1 and ts[0] < now - retention(s.name):
                     series.trim(now - retention(s.name), keep_last=True)
@@ -153,7 +153,7 @@ class SeriesStore:
                 if retention(name) <= 0:  # no rule looks back at it: gone at once
                     self._drop(name, labels)
                 else:
-                    series.append(now, STALE_NAN)
+                    series.append(_ms_floor(now), STALE_NAN)
             self._by_source[source] = seen
             if now - self._last_sweep >= 60.0:
                 self._sweep(now)
@@ -280,6 +280,13 @@ class SeriesStore:
                     total += s.nbytes
         self._memory = (time.monotonic(), total)
         return total
+
+
+def _ms_floor(t: float) -> float:
+    """A collected sample's time on Prometheus' millisecond grid, truncated as a scrape's timestamp is: rules
+    evaluate at times rounded to the millisecond, so a sample collected a few microseconds before an evaluation
+    is seen by it (kept to the microsecond, it would lie "after" the evaluation's rounded time)."""
+    return math.floor(t * 1000.0) / 1000.0
 
 
 def finite(v: float) -> bool:

@@ -532,3 +532,15 @@ def test_compile_and_eval_random_token_soup_only_raise_promql_error(tokens: list
             compiled.eval(_FUZZ_STORE, t)
         except PromQLError as e:
             assert not e.message.startswith("internal error"), e.message
+
+
+def test_a_sample_collected_within_the_millisecond_before_an_evaluation_is_seen() -> None:
+    """Evaluations run at times rounded to the millisecond (Prometheus' grid): a sample collected at
+    x.3531 s and a rule evaluated 0.2 ms later, at x.3533 (rounded: x.353), must still see it."""
+    instant = compile_expr("load1 > 0.1")
+    store = SeriesStore()
+    store.set_retention({s.name: s.max_lookback_seconds for s in instant.selectors if s.name is not None})
+    t = 1_796_256_739.3531532
+    store.append("load", [Sample("load1", (), 0.5, t)], now=t)
+    assert values(instant.eval(store, t + 0.0002)) == {(("__name__", "load1"),): 0.5}
+    assert values(instant.eval(store, t)) == {(("__name__", "load1"),): 0.5}
