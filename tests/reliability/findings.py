@@ -1,4 +1,4 @@
-"""The bugs the reliability tests found (F1-F19, all fixed; docs/reliability.md "Findings"), kept as a record.
+"""The bugs the reliability tests found (F1-F21, all fixed; docs/reliability.md "Findings"), kept as a record.
 
 While a finding was open its regression test was marked `xfail(strict=True, reason=F<n>)`, so the fix
 turned it into a visible XPASS, and the fuzz tests skipped its exact input class with `assume(not ...)`
@@ -126,3 +126,18 @@ F17 = "F17 collectors/checks.py: collect() waits for started runs, so a hanging 
 # elsewhere (containers, `hostwarden run` by hand, KillMode=process) plugins leak. Suggest: close() kills
 # the process groups of runs in flight (check_nagios keeps the Popen of its current run).
 F18 = "F18 collectors/checks.py + check_nagios.py: a plugin in flight at shutdown is orphaned, not killed"
+
+# F20 agent/core/store.py SeriesStore.append: rule evaluations run at times rounded to the millisecond
+# (promql_eval.ms_grid, Prometheus' integer-millisecond timestamps) but collected samples kept their
+# microseconds, so a sample collected less than half a millisecond before an evaluation lay "after" the
+# evaluation's time and was not seen (a new series: nothing; an existing one: its previous value). Found
+# as tests/unit/agent/test_collector_failure.py failing 3 runs in 10. Fixed: samples are truncated to the
+# millisecond on append, as a scrape's timestamp is.
+F20 = "F20 agent/core/store.py: a sample collected within the millisecond before an evaluation is not seen"
+
+# F21 agent/incidents/manager.py record_remediation / raise_priority: remediation records were notes
+# coalesced by tickets.update_interval (5m by default): under the shipped config the ticket showed the first
+# attempt and then nothing (results, further attempts, the exhaustion's priority change) for up to 5
+# minutes. The systemd remediation test used update_interval: 0s and hid it; the polkit test under the
+# installed .deb found it. Fixed: remediation records are sent at once (bounded by the plan's max).
+F21 = "F21 agent/incidents/manager.py: remediation records waited for update_interval coalescing"
