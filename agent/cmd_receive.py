@@ -3,6 +3,11 @@
 The application wiring of the receiver component (exporters.receiver): the agent config, the state database,
 the incident manager, the ticket backends and their outbox, and a periodic tick, all on the agent's clock.
 `hostwarden run` with a `receiver:` section wires the same component into the agent (agent.daemon).
+
+`GET /metrics` on the receiver's own listener (same TLS, no bearer token: the token is for the webhook)
+serves the receiver's counters, the incident manager's self-metrics (incidents, outbox, ticket operations),
+hostwarden_web_tls_reload_errors_total{listener="receiver"} when it serves TLS, hostwarden_build_info and
+the process metrics, rendered fresh on each scrape.
 """
 
 from __future__ import annotations
@@ -10,13 +15,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import platform
 import signal
 import threading
 from typing import Any
 
+from hostwarden.agent.core import __version__
 from hostwarden.agent.core.clock import AgentClock
+from hostwarden.agent.core.samples import MetricDef, Sample, labels_of, metric_defs
 from hostwarden.exporters.receiver import (
     DEFAULT_LISTEN,
+    RECEIVER_METRICS,
     TICK_SECONDS,
     Receiver,
     ReceiverConfig,
@@ -25,6 +34,9 @@ from hostwarden.exporters.receiver import (
 )
 
 log = logging.getLogger(__name__)
+
+BUILD_INFO = MetricDef("hostwarden_build_info", "gauge",
+                       "A metric with a constant '1' value labeled by version and python.", ("version", "python"))
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -75,9 +87,11 @@ class ReceiverService:
     def __init__(self, config: Any, receiver_config: ReceiverConfig, *, listen_address: str | None = None) -> None:
         from hostwarden.agent.config import tickets_config_of
         from hostwarden.agent.core.paths import ensure_dir
-        from hostwarden.agent.incidents.manager import IncidentManager
+        from hostwarden.agent.incidents.manager import INCIDENT_METRICS, IncidentManager
         from hostwarden.agent.incidents.outbox import OutboxWorker, build_backends
         from hostwarden.agent.incidents.state import StateDB
+        from hostwarden.agent.listeners import LISTENER_METRICS, TLSErrorCounts
+        from hostwarden.exporters.prometheus import Exposition
 
         self.config = config
         self.receiver_config = receiver_config
@@ -95,6 +109,10 @@ class ReceiverService:
         self.receiver: Receiver | None = None
         self._stop = threading.Event()
         self._tick_thread: threading.Thread | None = None
+        self.exposition = Exposition()  # GET /metrics; the process collector included
+        self.tls_errors = TLSErrorCounts()
+        self._metric_defs = {**metric_defs(BUILD_INFO), **RECEIVER_METRICS, **INCIDENT_METRICS, **LISTENER_METRICS}
+        self._build_labels = labels_of(version=__version__, python=platform.python_version())
 
     @classmethod
     def from_config_file(cls, path: str, *, listen_address: str | None = None) -> ReceiverService:
@@ -119,6 +137,21 @@ class ReceiverService:
                 resend(now, firing)
         self.outbox.wake()
 
+    def self_samples(self, now: float) -> list[Sample]:
+        out = [Sample("hostwarden_build_info", self._build_labels, 1.0, now)]
+        if self.receiver is not None:
+            out += self.receiver.stats.samples(now)
+        with self.lock:
+            out += self.incidents.self_samples(now)
+        serving = ["receiver"] if self.server is not None and self.server.tls is not None else []
+        out += self.tls_errors.samples(now, serving=serving)
+        return out
+
+    def metrics_body(self, accept: str, accept_encoding: str) -> tuple[bytes, str, bool]:
+        """A scrape of the receiver's /metrics: a fresh snapshot, rendered for the scrape's headers."""
+        self.exposition.update("receiver", self.self_samples(self.clock.now()), self._metric_defs)
+        return self.exposition.body_for(accept, accept_encoding)
+
     def _tick_loop(self) -> None:
         while not self._stop.wait(TICK_SECONDS):
             try:
@@ -130,7 +163,9 @@ class ReceiverService:
         self.outbox.start()
         self.server, self.receiver = start_receiver(self.receiver_config, self.incidents, state_dir=self.state_dir,
                                                     clock=self.clock.now, wake=self.outbox.wake, lock=self.lock,
-                                                    listen_address=self.listen_address)
+                                                    listen_address=self.listen_address,
+                                                    on_tls_error=self.tls_errors.callback("receiver"),
+                                                    metrics=self.metrics_body)
         self._tick_thread = threading.Thread(target=self._tick_loop, name="receiver-tick", daemon=True)
         self._tick_thread.start()
         log.info("hostwarden receiver started (%d ticket backends)", len(self.backends))

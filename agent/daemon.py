@@ -90,8 +90,10 @@ def _self_metrics() -> dict[str, MetricDef]:
     from hostwarden.agent.incidents.remediator import REMEDIATION_METRICS
     from hostwarden.agent.incidents.suppress import SILENCE_METRICS
     from hostwarden.agent.listeners import LISTENER_METRICS
+    from hostwarden.exporters.receiver import RECEIVER_METRICS
 
-    return {**SELF_METRICS, **INCIDENT_METRICS, **SILENCE_METRICS, **REMEDIATION_METRICS, **LISTENER_METRICS}
+    return {**SELF_METRICS, **INCIDENT_METRICS, **SILENCE_METRICS, **REMEDIATION_METRICS, **LISTENER_METRICS,
+            **RECEIVER_METRICS}
 
 
 _BUILD_LABELS = labels_of(version=__version__, python=platform.python_version())
@@ -539,6 +541,9 @@ class Agent:
             Sample("hostwarden_start_time_seconds", (), self.started_at, now),
             *self.tls_errors.samples(now, serving=tls_listeners(self.security, self.receiver_server)),
         ]
+        receiver = self.receiver
+        if receiver is not None:  # the `receiver:` section's counters
+            out += receiver.stats.samples(now)
         r = self.exposition.last_rendered()
         out.append(Sample("hostwarden_exposition_series", (), float(r.series), now))
         out.append(Sample("hostwarden_exposition_render_duration_seconds", (), r.render_seconds, now))

@@ -6,6 +6,8 @@ The receiver (`receiver:` section) follows a reload like every other part, built
 - listen_address changed: the new address bound while building, started at the swap, then the old one
   stopped — one receiver (the same group tracker) serves both for that moment;
 - anything else (path, auth, token, body limit, default severity, TLS): applied to the running listener.
+The receiver's counters (exporters.receiver.ReceiverStats) belong to the Receiver, so they survive a reload
+that keeps or moves it; one removed and added again starts from 0.
 
 TLS: each listener wraps every new connection with the context current at that moment, so a reload that
 changes the web config (even turning TLS on or off) applies to new connections; a renewed certificate file
@@ -111,7 +113,8 @@ def plan_receiver(new: ReceiverConfig | None, *, running: WebhookServer | None, 
         receiver = change.receiver = Receiver(incidents, state_path=os.path.join(state_dir, STATE_FILE),
                                               default_severity=new.default_severity, wake=wake, lock=lock)
     try:
-        change.server = WebhookServer(new, receiver.handle, token=change.token, tls=change.tls, clock=clock)
+        change.server = WebhookServer(new, receiver.handle, token=change.token, tls=change.tls, clock=clock,
+                                      stats=receiver.stats)
     except OSError as e:
         raise ReceiverBindError(f"receiver: cannot listen on {new.listen_address}: {e.strerror or e}") from None
     return change

@@ -17,8 +17,11 @@ label when it groups by alertname, else `AlertmanagerGroup`. When the incident m
 
 The HTTP endpoint: POST only, bearer token required (compared in constant time) unless `auth: none`,
 `Content-Length` bounded by `max_body_bytes` (413), `application/json` only (415), schema checked with
-every problem listed (400). What was last seen of each group is kept in `<state_dir>/receiver-groups.json`
-so a restart neither re-announces nor forgets the members of an open group.
+every problem listed (400). `GET /metrics` answers only when a metrics source is wired in (`hostwarden
+receive`; embedded in `run`, the agent's own /metrics carries the receiver's series): no bearer token, as
+/-/healthy. `ReceiverStats` counts what the endpoint answered (RECEIVER_METRICS).
+What was last seen of each group is kept in `<state_dir>/receiver-groups.json` so a
+restart neither re-announces nor forgets the members of an open group.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from hostwarden.agent.core.alert import fingerprint
+from hostwarden.agent.core.samples import MetricDef, Sample, labels_of, metric_defs
 from hostwarden.agent.core.schema import MISSING, Errors, build
 from hostwarden.agent.core.yamlsrc import Loc
 from hostwarden.exporters.amwebhook import (
@@ -53,6 +57,52 @@ DEFAULT_LISTEN = "127.0.0.1:9843"
 DEFAULT_PATH = "/alerts"
 STATE_FILE = "receiver-groups.json"
 TICK_SECONDS = 5.0
+
+
+RECEIVER_METRICS = metric_defs(
+    MetricDef("hostwarden_receiver_requests_total", "counter",
+              "Webhook POSTs the Alertmanager receiver answered, by HTTP status code.", ("code",)),
+    MetricDef("hostwarden_receiver_alerts_total", "counter",
+              "Alerts in the notifications the receiver accepted, by alert status (firing, resolved).", ("status",)),
+    MetricDef("hostwarden_receiver_last_request_timestamp_seconds", "gauge",
+              "Unix time of the last notification the receiver accepted (answered 200); 0 before the first."),
+)
+# every code a webhook POST can be answered with, exposed from the start (0): increase() sees the first one
+RECEIVER_CODES = (200, 400, 401, 404, 411, 413, 415, 500)
+ALERT_STATUSES = ("firing", "resolved")
+
+# what a GET /metrics asks for (Accept, Accept-Encoding) -> (body, content type, gzipped)
+MetricsBody = Callable[[str, str], tuple[bytes, str, bool]]
+
+
+class ReceiverStats:
+    """The receiver's counters; thread-safe (one lock, a dict increment per request)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._codes: dict[int, int] = dict.fromkeys(RECEIVER_CODES, 0)
+        self._alerts: dict[str, int] = dict.fromkeys(ALERT_STATUSES, 0)
+        self._last_accepted = 0.0
+
+    def answered(self, code: int) -> None:
+        with self._lock:
+            self._codes[code] = self._codes.get(code, 0) + 1
+
+    def accepted(self, n: Notification, now: float) -> None:
+        with self._lock:
+            for a in n.alerts:
+                self._alerts[a.status] = self._alerts.get(a.status, 0) + 1
+            self._last_accepted = max(self._last_accepted, now)
+
+    def samples(self, now: float) -> list[Sample]:
+        with self._lock:
+            codes, alerts, last = dict(self._codes), dict(self._alerts), self._last_accepted
+        out = [Sample("hostwarden_receiver_requests_total", labels_of(code=c), float(v), now)
+               for c, v in sorted(codes.items())]
+        out += [Sample("hostwarden_receiver_alerts_total", labels_of(status=st), float(v), now)
+                for st, v in sorted(alerts.items())]
+        out.append(Sample("hostwarden_receiver_last_request_timestamp_seconds", (), last, now))
+        return out
 
 
 # -- config ---------------------------------------------------------------------------------------------
@@ -106,10 +156,13 @@ class WebhookServer(HTTPService):
     def __init__(self, config: ReceiverConfig, on_notification: Callable[[Notification, float], int], *,
                  token: str | None, listen_address: str | None = None,
                  ssl_context: ssl.SSLContext | None = None, tls: TLSSource | None = None,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], stats: ReceiverStats | None = None,
+                 metrics: MetricsBody | None = None) -> None:
         if config.auth == "bearer" and not token:
             raise ValueError("receiver: bearer auth needs a token")
         self.config = config
+        self.stats = stats if stats is not None else ReceiverStats()
+        self.metrics = metrics  # GET /metrics (hostwarden receive); None: 404
         self.on_notification = on_notification
         self._token = token.encode() if token else None
         self.clock = clock
@@ -149,6 +202,8 @@ class WebhookServer(HTTPService):
 
             def _reply(self, code: int, doc: dict[str, Any], headers: dict[str, str] | None = None,
                        close: bool = False) -> None:
+                if self.command == "POST":
+                    server.stats.answered(code)
                 body = (json.dumps(doc) + "\n").encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
@@ -166,12 +221,30 @@ class WebhookServer(HTTPService):
                 path = self.path.split("?", 1)[0]
                 if path in ("/-/healthy", "/-/ready"):
                     self._reply(200, {"status": "ok"})
+                elif path == "/metrics" and server.metrics is not None and path != server.config.path:
+                    self._metrics(server.metrics)
                 elif path == server.config.path:
                     self._reply(405, {"error": "use POST"}, {"Allow": "POST"})
                 else:
                     self._reply(404, {"error": "not found"})
 
             do_HEAD = do_GET
+
+            def _metrics(self, source: MetricsBody) -> None:
+                try:
+                    body, ctype, gz = source(self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", ""))
+                except Exception:
+                    log.exception("receiver: rendering /metrics failed")
+                    self._reply(500, {"error": "internal error, see the log"})
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                if gz:
+                    self.send_header("Content-Encoding", "gzip")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
 
             def do_PUT(self) -> None:
                 self._reply(405, {"error": "use POST"}, {"Allow": "POST"}, close=True)
@@ -223,11 +296,13 @@ class WebhookServer(HTTPService):
                                       "problems": e.problems})
                     return
                 try:
-                    n = server.on_notification(notification, server.clock())
+                    now = server.clock()
+                    n = server.on_notification(notification, now)
                 except Exception:
                     log.exception("receiver: handling group %s failed", notification.group_key)
                     self._reply(500, {"error": "internal error; Alertmanager will retry"})
                     return
+                server.stats.accepted(notification, now)
                 self._reply(200, {"status": "ok", "transitions": n})
 
         return Handler
@@ -248,6 +323,7 @@ class Receiver:
         self.tracker = GroupTracker(default_severity, load_groups(state_path) if state_path else None)
         self.wake = wake or (lambda: None)
         self.lock = lock if lock is not None else threading.RLock()
+        self.stats = ReceiverStats()  # its listeners count here: kept while a reload keeps or moves the receiver
 
     def handle(self, n: Notification, now: float) -> int:
         with self.lock:
@@ -297,14 +373,16 @@ def receiver_tls(rc: ReceiverConfig, *, on_tls_error: Callable[[], None] | None 
 def start_receiver(rc: ReceiverConfig, incidents: Any, *, state_dir: str, clock: Callable[[], float],
                    wake: Callable[[], None] | None = None, lock: Any = None,
                    listen_address: str | None = None,
-                   on_tls_error: Callable[[], None] | None = None) -> tuple[WebhookServer, Receiver]:
+                   on_tls_error: Callable[[], None] | None = None,
+                   metrics: MetricsBody | None = None) -> tuple[WebhookServer, Receiver]:
     """Resolve the token, build TLS, start serving `rc` into `incidents`; for `run` with a `receiver:` section
     and for `hostwarden receive`. Raises SecretError/ValueError (token), ConfigErrors (web config), OSError."""
     token = receiver_token(rc)
     tls = receiver_tls(rc, on_tls_error=on_tls_error)
     receiver = Receiver(incidents, state_path=os.path.join(state_dir, STATE_FILE),
                         default_severity=rc.default_severity, wake=wake, lock=lock)
-    server = WebhookServer(rc, receiver.handle, token=token, listen_address=listen_address, tls=tls, clock=clock)
+    server = WebhookServer(rc, receiver.handle, token=token, listen_address=listen_address, tls=tls, clock=clock,
+                           stats=receiver.stats, metrics=metrics)
     server.start()
     log_listening(server)
     return server, receiver
