@@ -66,6 +66,12 @@ def refused(port: int) -> bool:
     return False
 
 
+def answered(receiver: Receiver, code: str) -> float:
+    """hostwarden_receiver_requests_total{code} as the receiver's stats report it."""
+    return next(s.value for s in receiver.stats.samples(0.0)
+                if s.name == "hostwarden_receiver_requests_total" and s.label("code") == code)
+
+
 def test_plan_taken_port_raises_bind_error_and_touches_nothing(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -105,6 +111,7 @@ def test_install_added_then_moved_then_repathed_then_removed(tmp_path: Path) -> 
         server = moved
         assert post(b, "Two") == 200 and len(second.got) == 1  # into the new incident manager
         assert post(b, "One") == 200 and len(second.got) == 1  # the tracker remembers group One: no new firing
+        assert moved.stats is receiver.stats and answered(receiver, "200") == 3  # counters kept across the move
 
         # another path, same port: kept, reconfigured in place
         change = plan(cfg(b, "/am"), tmp_path, second, server, receiver)
@@ -113,6 +120,7 @@ def test_install_added_then_moved_then_repathed_then_removed(tmp_path: Path) -> 
                                              wake=lambda: None)
         assert same is server and retired is None
         assert post(b, "Three") == 404 and post(b, "Three", "/am") == 200
+        assert (answered(receiver, "200"), answered(receiver, "404")) == (4, 1)
 
         # removed
         gone, no_receiver, retired = install_receiver(plan(None, tmp_path, second, server, receiver),

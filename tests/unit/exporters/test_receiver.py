@@ -109,12 +109,24 @@ def post(srv: WebhookServer, body: bytes, *, token: str | None = TOKEN, ctype: s
         return e.code, json.loads(e.read() or b"{}")
 
 
+def stat(srv: WebhookServer, name: str, **labels: str) -> float:
+    """One series of the server's ReceiverStats (hostwarden_receiver_*)."""
+    want = tuple(sorted(labels.items()))
+    (value,) = [s.value for s in srv.stats.samples(T) if s.name == name and s.labels == want]
+    return value
+
+
 def test_webhook_server_accepts_valid_notification(server: tuple[WebhookServer, RecordingIncidents]) -> None:
     srv, incidents = server
+    assert stat(srv, "hostwarden_receiver_last_request_timestamp_seconds") == 0
     status, doc = post(srv, json.dumps(payload(am_alert())).encode())
     assert (status, doc) == (200, {"status": "ok", "transitions": 1})
     (transitions, now), = incidents.handled
     assert now == T and transitions[0].kind is TransitionKind.FIRING
+    assert stat(srv, "hostwarden_receiver_requests_total", code="200") == 1
+    assert stat(srv, "hostwarden_receiver_alerts_total", status="firing") == 1
+    assert stat(srv, "hostwarden_receiver_alerts_total", status="resolved") == 0
+    assert stat(srv, "hostwarden_receiver_last_request_timestamp_seconds") == T
 
 
 @pytest.mark.parametrize(("token", "status"), [(None, 401), ("wrong", 401), ("", 401), (TOKEN + "x", 401)])
@@ -138,6 +150,11 @@ def test_webhook_server_rejects_bad_requests_with_clear_answers(server: tuple[We
     assert post(srv, b"{}", path="/other")[0] == 404
     assert post(srv, b"{}", method="PUT")[0] == 405
     assert incidents.handled == []
+    # every POST counted by its answer (the PUT is no webhook request); no alert accepted, no last request
+    assert {c: stat(srv, "hostwarden_receiver_requests_total", code=c) for c in ("200", "400", "404", "413", "415")} \
+        == {"200": 0, "400": 2, "404": 1, "413": 1, "415": 1}
+    assert stat(srv, "hostwarden_receiver_alerts_total", status="firing") == 0
+    assert stat(srv, "hostwarden_receiver_last_request_timestamp_seconds") == 0
 
 
 def test_webhook_server_answers_500_when_handling_fails_so_alertmanager_retries() -> None:
@@ -148,6 +165,8 @@ def test_webhook_server_answers_500_when_handling_fails_so_alertmanager_retries(
     try:
         status, _ = post(srv, json.dumps(payload(am_alert())).encode(), token=None)
         assert status == 500
+        assert stat(srv, "hostwarden_receiver_requests_total", code="500") == 1
+        assert stat(srv, "hostwarden_receiver_alerts_total", status="firing") == 0  # not accepted: retried
     finally:
         srv.stop()
 
@@ -163,6 +182,9 @@ def test_webhook_server_handles_concurrent_notifications_of_one_group_once(
         t.join(10)
     kinds = [t.kind for batch, _ in incidents.handled for t in batch]
     assert kinds == [TransitionKind.FIRING]
+    # each notification answered and its alert counted, none lost between threads
+    assert stat(srv, "hostwarden_receiver_requests_total", code="200") == 8
+    assert stat(srv, "hostwarden_receiver_alerts_total", status="firing") == 8
 
 
 def test_receiver_with_real_incident_manager_one_incident_per_group(tmp_path: Path) -> None:
