@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import signal
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -20,6 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.agent import ROOT, free_port, hostwarden_cmd, start_agent, wait_for, write_config
+from tests.support.tls import make_pki
 
 pytestmark = pytest.mark.integration
 
@@ -48,8 +51,9 @@ def post(port: int, body: bytes, *, token: str | None = TOKEN) -> int:
         conn.close()
 
 
-def scrape(port: int, path: str = "/metrics") -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+def scrape(port: int, path: str = "/metrics", ctx: ssl.SSLContext | None = None) -> str:
+    scheme = "https" if ctx is not None else "http"
+    with urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}{path}", timeout=5, context=ctx) as resp:
         return resp.read().decode()
 
 
@@ -61,19 +65,26 @@ def families(text: str) -> dict[str, tuple[str, dict[tuple[str, tuple[tuple[str,
     return out
 
 
-def receiver_config(tmp_path: Path, port: int) -> str:
+def receiver_config(tmp_path: Path, port: int, extra: str = "") -> str:
     token = tmp_path / "token"
     token.write_text(TOKEN)
     return (f"tickets:\n  backends: [{{name: ops, type: local}}]\n  update_interval: 0s\n"
-            f"receiver:\n  listen_address: 127.0.0.1:{port}\n  token_file: {token}\n")
+            f"receiver:\n  listen_address: 127.0.0.1:{port}\n  token_file: {token}\n{extra}")
 
 
 @pytest.fixture
 def receive(tmp_path: Path) -> Iterator[int]:
+    with receive_process(tmp_path) as port:
+        yield port
+
+
+@contextlib.contextmanager
+def receive_process(tmp_path: Path, extra: str = "", ctx: ssl.SSLContext | None = None) -> Iterator[int]:
+    """A real `hostwarden receive` (local backend `ops`), its port once it answers; SIGTERM → exit 0 after."""
     port = free_port()
     cfg = tmp_path / "hostwarden.yaml"
     cfg.write_text(f"global:\n  state_dir: {tmp_path / 'state'}\n  hostname: receiver1\n"
-                   + receiver_config(tmp_path, port))
+                   + receiver_config(tmp_path, port, extra))
     log_path = tmp_path / "receiver.log"
     log = open(log_path, "wb")  # noqa: SIM115 - the child's lifetime
     proc = subprocess.Popen([*hostwarden_cmd(), "receive", "--config", str(cfg)], cwd=ROOT, stdout=log,
@@ -83,7 +94,7 @@ def receive(tmp_path: Path) -> Iterator[int]:
         if proc.poll() is not None:
             return True
         try:
-            return bool(scrape(port, "/-/healthy"))
+            return bool(scrape(port, "/-/healthy", ctx))
         except OSError:
             return False
 
@@ -155,6 +166,20 @@ def test_receive_metrics_need_no_webhook_token_and_other_gets_stay_404(receive: 
     with pytest.raises(urllib.error.HTTPError) as e:
         scrape(receive, "/nothing")
     assert e.value.code == 404
+
+
+def test_receive_metrics_over_the_receivers_tls_count_its_certificate_reload_errors(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n")
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    with receive_process(tmp_path, f"  web_config_file: {web}\n", ctx) as port:
+        fams = families(scrape(port, ctx=ctx))
+        assert fams["hostwarden_web_tls_reload_errors"] == (
+            "counter", {("hostwarden_web_tls_reload_errors_total", (("listener", "receiver"),)): 0})
+        assert fams["hostwarden_receiver_requests"][0] == "counter"
+        with pytest.raises(OSError):  # plain HTTP is not served on the TLS listener
+            scrape(port)
 
 
 def test_run_with_receiver_exposes_receiver_series_on_agent_metrics(tmp_path: Path) -> None:
