@@ -19,7 +19,8 @@ The HTTP endpoint: POST only, bearer token required (compared in constant time) 
 `Content-Length` bounded by `max_body_bytes` (413), `application/json` only (415), schema checked with
 every problem listed (400). `GET /metrics` answers only when a metrics source is wired in (`hostwarden
 receive`; embedded in `run`, the agent's own /metrics carries the receiver's series): no bearer token, as
-/-/healthy. `ReceiverStats` counts what the endpoint answered (RECEIVER_METRICS).
+/-/healthy, but behind the basic_auth_users of the receiver's web config if it has any.
+`ReceiverStats` counts what the endpoint answered (RECEIVER_METRICS).
 What was last seen of each group is kept in `<state_dir>/receiver-groups.json` so a
 restart neither re-announces nor forgets the members of an open group.
 """
@@ -157,12 +158,14 @@ class WebhookServer(HTTPService):
                  token: str | None, listen_address: str | None = None,
                  ssl_context: ssl.SSLContext | None = None, tls: TLSSource | None = None,
                  clock: Callable[[], float], stats: ReceiverStats | None = None,
-                 metrics: MetricsBody | None = None) -> None:
+                 metrics: MetricsBody | None = None,
+                 metrics_auth: Callable[[str | None], bool] | None = None) -> None:
         if config.auth == "bearer" and not token:
             raise ValueError("receiver: bearer auth needs a token")
         self.config = config
         self.stats = stats if stats is not None else ReceiverStats()
         self.metrics = metrics  # GET /metrics (hostwarden receive); None: 404
+        self.metrics_auth = metrics_auth  # the web config's basic_auth_users, for GET /metrics only
         self.on_notification = on_notification
         self._token = token.encode() if token else None
         self.clock = clock
@@ -231,6 +234,9 @@ class WebhookServer(HTTPService):
             do_HEAD = do_GET
 
             def _metrics(self, source: MetricsBody) -> None:
+                if server.metrics_auth is not None and not server.metrics_auth(self.headers.get("Authorization")):
+                    self._reply(401, {"error": "unauthorized"}, {"WWW-Authenticate": 'Basic realm="hostwarden"'})
+                    return
                 try:
                     body, ctype, gz = source(self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", ""))
                 except Exception:
@@ -360,14 +366,22 @@ def receiver_token(rc: ReceiverConfig) -> str | None:
     return token
 
 
-def receiver_tls(rc: ReceiverConfig, *, on_tls_error: Callable[[], None] | None = None) -> TLSSource | None:
-    """The TLS of the receiver's own web config (None: plain HTTP); its certificate files are watched
-    (agent.core.tlsreload). Raises ConfigErrors."""
+def receiver_security(rc: ReceiverConfig, *, on_tls_error: Callable[[], None] | None = None) -> Any:
+    """The receiver's own web config (agent.core.webconfig.WebSecurity; None without one): its TLS serves the
+    whole listener, its basic_auth_users guard GET /metrics only (the webhook has its bearer token).
+    Raises ConfigErrors."""
     if not rc.web_config_file:
         return None
     from hostwarden.agent.core.webconfig import load_web_config
 
-    return load_web_config(rc.web_config_file, name="receiver", on_tls_error=on_tls_error).tls
+    return load_web_config(rc.web_config_file, name="receiver", on_tls_error=on_tls_error)
+
+
+def receiver_tls(rc: ReceiverConfig, *, on_tls_error: Callable[[], None] | None = None) -> TLSSource | None:
+    """The TLS of the receiver's own web config (None: plain HTTP); its certificate files are watched
+    (agent.core.tlsreload). Raises ConfigErrors."""
+    security = receiver_security(rc, on_tls_error=on_tls_error)
+    return security.tls if security is not None else None
 
 
 def start_receiver(rc: ReceiverConfig, incidents: Any, *, state_dir: str, clock: Callable[[], float],
@@ -378,11 +392,14 @@ def start_receiver(rc: ReceiverConfig, incidents: Any, *, state_dir: str, clock:
     """Resolve the token, build TLS, start serving `rc` into `incidents`; for `run` with a `receiver:` section
     and for `hostwarden receive`. Raises SecretError/ValueError (token), ConfigErrors (web config), OSError."""
     token = receiver_token(rc)
-    tls = receiver_tls(rc, on_tls_error=on_tls_error)
+    security = receiver_security(rc, on_tls_error=on_tls_error)
     receiver = Receiver(incidents, state_path=os.path.join(state_dir, STATE_FILE),
                         default_severity=rc.default_severity, wake=wake, lock=lock)
-    server = WebhookServer(rc, receiver.handle, token=token, listen_address=listen_address, tls=tls, clock=clock,
-                           stats=receiver.stats, metrics=metrics)
+    server = WebhookServer(rc, receiver.handle, token=token, listen_address=listen_address,
+                           tls=security.tls if security is not None else None, clock=clock, stats=receiver.stats,
+                           metrics=metrics,
+                           metrics_auth=security.check_auth if security is not None and security.auth_enabled
+                           else None)
     server.start()
     log_listening(server)
     return server, receiver

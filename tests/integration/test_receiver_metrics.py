@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import json
@@ -22,7 +23,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.agent import ROOT, free_port, hostwarden_cmd, start_agent, wait_for, write_config
-from tests.support.tls import make_pki
+from tests.support.tls import bcrypt_hash, make_pki
 
 pytestmark = pytest.mark.integration
 
@@ -168,18 +169,44 @@ def test_receive_metrics_need_no_webhook_token_and_other_gets_stay_404(receive: 
     assert e.value.code == 404
 
 
-def test_receive_metrics_over_the_receivers_tls_count_its_certificate_reload_errors(tmp_path: Path) -> None:
+def test_receive_metrics_over_the_receivers_tls_behind_its_basic_auth_not_the_token(tmp_path: Path) -> None:
     pki = make_pki(tmp_path / "pki")
     web = tmp_path / "web.yml"
-    web.write_text(f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n")
+    web.write_text(f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
+                   f"basic_auth_users:\n  prometheus: '{bcrypt_hash('scrape-pw')}'\n")
     ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
     with receive_process(tmp_path, f"  web_config_file: {web}\n", ctx) as port:
-        fams = families(scrape(port, ctx=ctx))
+        def get(auth: str | None) -> tuple[int, str]:
+            conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ctx)
+            try:
+                conn.request("GET", "/metrics", headers={"Authorization": auth} if auth else {})
+                resp = conn.getresponse()
+                return resp.status, resp.read().decode()
+            finally:
+                conn.close()
+
+        basic = "Basic " + base64.b64encode(b"prometheus:scrape-pw").decode()
+        assert get(None)[0] == 401
+        assert get(f"Bearer {TOKEN}")[0] == 401  # the webhook's token is no scrape credential
+        assert get("Basic " + base64.b64encode(b"prometheus:wrong").decode())[0] == 401
+        status, text = get(basic)
+        assert status == 200
+        fams = families(text)
         assert fams["hostwarden_web_tls_reload_errors"] == (
             "counter", {("hostwarden_web_tls_reload_errors_total", (("listener", "receiver"),)): 0})
         assert fams["hostwarden_receiver_requests"][0] == "counter"
         with pytest.raises(OSError):  # plain HTTP is not served on the TLS listener
             scrape(port)
+        # the webhook keeps its bearer token, not the basic auth; GETs of /metrics are no webhook requests
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ctx)
+        try:
+            conn.request("POST", "/alerts", notification("Tls", "firing"),
+                         {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+            assert conn.getresponse().status == 200
+        finally:
+            conn.close()
+        req = families(get(basic)[1])["hostwarden_receiver_requests"][1]
+        assert {dict(lab)["code"]: v for (_n, lab), v in req.items() if v} == {"200": 1}
 
 
 def test_run_with_receiver_exposes_receiver_series_on_agent_metrics(tmp_path: Path) -> None:
