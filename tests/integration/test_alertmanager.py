@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import signal
 import subprocess
 import time
 import urllib.request
@@ -18,7 +17,7 @@ from hostwarden.agent.core.incident import PermanentError, TransientError
 from hostwarden.exporters.tickets.alertmanager import AlertmanagerBackend, AlertmanagerConfig, rfc3339
 
 from tests.contract.incidents import make_incident, resolved, with_ref
-from tests.support.agent import ROOT, free_port, hostwarden_cmd, run_cli
+from tests.support.agent import ROOT, free_port, hostwarden_cmd, run_cli, terminate
 from tests.support.alertmanager import Alertmanager, start_alertmanager
 
 pytestmark = pytest.mark.integration
@@ -150,12 +149,7 @@ def receiver(tmp_path: Path) -> Iterator[tuple[Alertmanager, Path]]:
         yield am, cfg
     finally:
         am.stop()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait(5)
+        rc = terminate(proc, 20)
         log.close()
         assert rc == 0, (tmp_path / "receiver.log").read_text()
 

@@ -11,7 +11,6 @@ import base64
 import contextlib
 import http.client
 import json
-import signal
 import ssl
 import subprocess
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.agent import ROOT, free_port, hostwarden_cmd, start_agent, wait_for, write_config
+from tests.support.agent import ROOT, free_port, hostwarden_cmd, start_agent, terminate, wait_for, write_config
 from tests.support.tls import bcrypt_hash, make_pki
 
 pytestmark = pytest.mark.integration
@@ -104,12 +103,7 @@ def receive_process(tmp_path: Path, extra: str = "", ctx: ssl.SSLContext | None 
         assert proc.poll() is None, log_path.read_text()
         yield port
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait(5)
+        rc = terminate(proc, 20)
         log.close()
         assert rc == 0, log_path.read_text()
 

@@ -31,6 +31,7 @@ from tests.support.agent import (
     wait_for,
     write_config,
 )
+from tests.support.amwebhook import notification, post_notification, refused
 from tests.support.tls import Pki, make_pki, server_leaf
 
 pytestmark = pytest.mark.integration
@@ -58,26 +59,9 @@ def reload(agent: AgentProcess) -> int:
 
 
 def notify(port: int, group: str, path: str = "/alerts") -> int:
-    """POST an Alertmanager webhook (payload version 4) with one firing alert of alertname `group`."""
-    body = json.dumps({
-        "version": "4", "groupKey": f'{{}}:{{alertname="{group}"}}', "receiver": "hostwarden", "status": "firing",
-        "groupLabels": {"alertname": group}, "commonLabels": {"alertname": group},
-        "alerts": [{"status": "firing", "labels": {"alertname": group, "instance": "db1:9100", "severity": "warning"},
-                    "annotations": {"summary": f"{group} on db1"}, "startsAt": "2026-01-01T00:00:00Z"}]})
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("POST", path, body, {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
-        return conn.getresponse().status
-    finally:
-        conn.close()
-
-
-def refused(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    return False
+    """POST an Alertmanager webhook with one firing alert of alertname `group`."""
+    return post_notification(port, notification(group, instance="db1:9100", severity="warning"), path=path,
+                             token=TOKEN)
 
 
 def ticket_rules(cfg: Path) -> set[str]:

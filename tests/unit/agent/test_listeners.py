@@ -4,8 +4,6 @@ by the swap (the new listener answers, the old one is handed back for stopping),
 
 from __future__ import annotations
 
-import http.client
-import json
 import socket
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ from hostwarden.agent.listeners import (
 from hostwarden.exporters.receiver import Receiver, ReceiverConfig, WebhookServer
 
 from tests.support.agent import free_port
+from tests.support.amwebhook import notification, post_notification, refused
 
 
 class Incidents:
@@ -46,24 +45,7 @@ def plan(new: ReceiverConfig | None, tmp_path: Path, incidents: Incidents, serve
 
 
 def post(port: int, group: str, path: str = "/alerts") -> int:
-    body = json.dumps({"version": "4", "groupKey": f'{{}}:{{alertname="{group}"}}', "receiver": "hw",
-                       "status": "firing", "groupLabels": {"alertname": group},
-                       "alerts": [{"status": "firing", "labels": {"alertname": group},
-                                   "startsAt": "2026-01-01T00:00:00Z"}]})
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("POST", path, body, {"Content-Type": "application/json"})
-        return conn.getresponse().status
-    finally:
-        conn.close()
-
-
-def refused(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    return False
+    return post_notification(port, notification(group, receiver="hw"), path=path, timeout=5.0)
 
 
 def answered(receiver: Receiver, code: str) -> float:
